@@ -1,0 +1,506 @@
+#include "common/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "common/errors.h"
+
+namespace ijepa::common {
+
+// One list of keys per section, shared by the reader, the writer and the unknown-key check.
+template <class V>
+void visit(V& v, DataConfig& c) {
+  v("batch_size", c.batch_size);
+  v("color_jitter_strength", c.color_jitter_strength);
+  v("crop_scale", c.crop_scale);
+  v("crop_size", c.crop_size);
+  v("image_folder", c.image_folder);
+  v("num_workers", c.num_workers);
+  v("pin_mem", c.pin_mem);
+  v("root_path", c.root_path);
+  v("use_color_distortion", c.use_color_distortion);
+  v("use_gaussian_blur", c.use_gaussian_blur);
+  v("use_horizontal_flip", c.use_horizontal_flip);
+  v("copy_data", c.copy_data);
+  v("dataset", c.dataset);
+  v("split", c.split);
+  v("prefetch_batches", c.prefetch_batches);
+}
+
+template <class V>
+void visit(V& v, LoggingConfig& c) {
+  v("folder", c.folder);
+  v("write_tag", c.write_tag);
+  v("log_every", c.log_every);
+}
+
+template <class V>
+void visit(V& v, MaskConfig& c) {
+  v("allow_overlap", c.allow_overlap);
+  v("aspect_ratio", c.aspect_ratio);
+  v("enc_mask_scale", c.enc_mask_scale);
+  v("min_keep", c.min_keep);
+  v("num_enc_masks", c.num_enc_masks);
+  v("num_pred_masks", c.num_pred_masks);
+  v("patch_size", c.patch_size);
+  v("pred_mask_scale", c.pred_mask_scale);
+  v("mode", c.mode);
+}
+
+template <class V>
+void visit(V& v, MetaConfig& c) {
+  v("copy_data", c.copy_data);
+  v("load_checkpoint", c.load_checkpoint);
+  v("model_name", c.model_name);
+  v("pred_depth", c.pred_depth);
+  v("pred_emb_dim", c.pred_emb_dim);
+  v("read_checkpoint", c.read_checkpoint);
+  v("use_bfloat16", c.use_bfloat16);
+  v("seed", c.seed);
+  v("device", c.device);
+  v("threads", c.threads);
+}
+
+template <class V>
+void visit(V& v, OptimizationConfig& c) {
+  v("ema", c.ema);
+  v("epochs", c.epochs);
+  v("final_lr", c.final_lr);
+  v("final_weight_decay", c.final_weight_decay);
+  v("ipe_scale", c.ipe_scale);
+  v("lr", c.lr);
+  v("start_lr", c.start_lr);
+  v("warmup", c.warmup);
+  v("weight_decay", c.weight_decay);
+  v("max_steps", c.max_steps);
+}
+
+template <class V>
+void visit(V& v, CheckpointConfig& c) {
+  v("every_steps", c.every_steps);
+  v("keep_last", c.keep_last);
+  v("periodic_epochs", c.periodic_epochs);
+}
+
+template <class V>
+void visit(V& v, DistConfig& c) {
+  v("backend", c.backend);
+  v("bucket_mb", c.bucket_mb);
+  v("first_bucket_mb", c.first_bucket_mb);
+  v("compress_bf16", c.compress_bf16);
+  v("target_sync_every", c.target_sync_every);
+  v("check_every", c.check_every);
+  v("timeout_s", c.timeout_s);
+}
+
+template <class V>
+void visit(V& v, CoordinatorConfig& c) {
+  v("address", c.address);
+  v("token", c.token);
+  v("tls_ca", c.tls_ca);
+  v("tls_cert", c.tls_cert);
+  v("tls_key", c.tls_key);
+  v("run_name", c.run_name);
+  v("heartbeat_s", c.heartbeat_s);
+  v("queue_capacity", c.queue_capacity);
+}
+
+template <class V>
+void visit(V& v, MetricsConfig& c) {
+  v("listen", c.listen);
+}
+
+template <class V>
+void visit(V& v, EvalConfig& c) {
+  v("every_epochs", c.every_epochs);
+  v("protocol", c.protocol);
+  v("max_train_samples", c.max_train_samples);
+  v("max_test_samples", c.max_test_samples);
+}
+
+template <class V>
+void visit_sections(V& v, Config& c) {
+  v.section("data", c.data);
+  v.section("logging", c.logging);
+  v.section("mask", c.mask);
+  v.section("meta", c.meta);
+  v.section("optimization", c.optimization);
+  v.section("checkpoint", c.checkpoint);
+  v.section("dist", c.dist);
+  v.section("coordinator", c.coordinator);
+  v.section("metrics", c.metrics);
+  v.section("eval", c.eval);
+}
+
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string did_you_mean(const std::string& key, const std::vector<std::string>& known) {
+  std::string best;
+  size_t best_distance = 3;  // suggest only close matches
+  for (const auto& k : known) {
+    size_t d = edit_distance(key, k);
+    if (d < best_distance) best_distance = d, best = k;
+  }
+  return best.empty() ? "" : " (did you mean '" + best + "'?)";
+}
+
+std::string describe(const YAML::Node& node) {
+  if (node.IsNull()) return "null";
+  if (node.IsScalar()) return "'" + node.Scalar() + "'";
+  return node.IsSequence() ? "a list" : "a mapping";
+}
+
+// Reads a YAML tree into the typed config, collecting every error.
+class YamlReader {
+ public:
+  YamlReader(const YAML::Node& root, std::vector<std::string>& errors) : root_(root), errors_(errors) {}
+
+  template <class Section>
+  void section(const char* name, Section& s) {
+    sections_.emplace_back(name);
+    const YAML::Node node = root_[name];
+    if (!node || node.IsNull()) return;
+    if (!node.IsMap()) {
+      errors_.push_back(std::string(name) + ": expected a mapping of keys, got " + describe(node));
+      return;
+    }
+    section_ = name;
+    node_ = node;
+    keys_.clear();
+    visit(*this, s);
+    for (const auto& kv : node) {
+      const std::string key = kv.first.as<std::string>();
+      if (std::find(keys_.begin(), keys_.end(), key) == keys_.end()) {
+        errors_.push_back(section_ + "." + key + ": unknown key" + did_you_mean(key, keys_));
+      }
+    }
+  }
+
+  void check_unknown_sections() {
+    if (!root_.IsMap()) return;
+    for (const auto& kv : root_) {
+      const std::string name = kv.first.as<std::string>();
+      if (std::find(sections_.begin(), sections_.end(), name) == sections_.end()) {
+        errors_.push_back(name + ": unknown section" + did_you_mean(name, sections_));
+      }
+    }
+  }
+
+  template <class T>
+  void operator()(const char* key, T& value) {
+    keys_.emplace_back(key);
+    const YAML::Node node = node_[key];
+    if (!node) return;
+    read(section_ + "." + key, node, value);
+  }
+
+ private:
+  void read(const std::string& path, const YAML::Node& node, bool& value) {
+    decode(path, node, value, "true or false");
+  }
+  void read(const std::string& path, const YAML::Node& node, int64_t& value) {
+    decode(path, node, value, "an integer");
+  }
+  void read(const std::string& path, const YAML::Node& node, double& value) {
+    decode(path, node, value, "a number");
+  }
+  // Decodes into a temporary so that a failed key keeps its default (no follow-on errors).
+  template <class T>
+  void decode(const std::string& path, const YAML::Node& node, T& value, const char* expected) {
+    T decoded{};
+    if (node.IsScalar() && YAML::convert<T>::decode(node, decoded)) {
+      value = decoded;
+    } else {
+      errors_.push_back(path + ": expected " + std::string(expected) + ", got " + describe(node));
+    }
+  }
+  void read(const std::string& path, const YAML::Node& node, std::string& value) {
+    if (node.IsNull()) {
+      value.clear();
+    } else if (node.IsScalar()) {
+      value = node.Scalar();
+    } else {
+      errors_.push_back(path + ": expected a string, got " + describe(node));
+    }
+  }
+  void read(const std::string& path, const YAML::Node& node, Range& value) {
+    Range decoded{};
+    if (node.IsSequence() && node.size() == 2 && YAML::convert<double>::decode(node[0], decoded[0]) &&
+        YAML::convert<double>::decode(node[1], decoded[1])) {
+      value = decoded;
+    } else {
+      errors_.push_back(path + ": expected a list of two numbers [min, max], got " + describe(node));
+    }
+  }
+
+  const YAML::Node& root_;
+  std::vector<std::string>& errors_;
+  std::vector<std::string> sections_;
+  std::string section_;
+  YAML::Node node_;
+  std::vector<std::string> keys_;
+};
+
+class YamlWriter {
+ public:
+  template <class Section>
+  void section(const char* name, Section& s) {
+    out_ << YAML::Key << name << YAML::Value << YAML::BeginMap;
+    visit(*this, s);
+    out_ << YAML::EndMap;
+  }
+  void operator()(const char* key, const Range& value) {
+    out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq << value[0] << value[1]
+         << YAML::EndSeq;
+  }
+  template <class T>
+  void operator()(const char* key, const T& value) {
+    out_ << YAML::Key << key << YAML::Value << value;
+  }
+  YAML::Emitter& emitter() { return out_; }
+
+ private:
+  YAML::Emitter out_;
+};
+
+void apply_override(YAML::Node& root, const std::string& text, std::vector<std::string>& errors) {
+  const auto eq = text.find('=');
+  const auto dot = text.find('.');
+  if (eq == std::string::npos || dot == std::string::npos || dot > eq || dot == 0 || dot + 1 == eq) {
+    errors.push_back("--set " + text + ": expected section.key=value");
+    return;
+  }
+  const std::string section = text.substr(0, dot);
+  const std::string key = text.substr(dot + 1, eq - dot - 1);
+  try {
+    root[section][key] = YAML::Load(text.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    errors.push_back("--set " + text + ": the value is not valid YAML (" + e.msg + ")");
+  }
+}
+
+bool is_placeholder(const std::string& path) { return path.rfind("$replace_this", 0) == 0; }
+
+void check_range(std::vector<std::string>& errors, const std::string& path, const Range& r, double lo,
+                 double hi) {
+  if (!(r[0] >= lo && r[1] <= hi && r[0] <= r[1])) {
+    std::ostringstream msg;
+    msg << path << ": [" << r[0] << ", " << r[1] << "] must satisfy " << lo << " <= min <= max <= " << hi;
+    errors.push_back(msg.str());
+  }
+}
+
+void check_positive(std::vector<std::string>& errors, const std::string& path, double value) {
+  if (!(value > 0)) {
+    std::ostringstream msg;
+    msg << path << ": must be positive, got " << value;
+    errors.push_back(msg.str());
+  }
+}
+
+void check_non_negative(std::vector<std::string>& errors, const std::string& path, double value) {
+  if (!(value >= 0)) {
+    std::ostringstream msg;
+    msg << path << ": must not be negative, got " << value;
+    errors.push_back(msg.str());
+  }
+}
+
+void check_one_of(std::vector<std::string>& errors, const std::string& path, const std::string& value,
+                  const std::vector<std::string>& allowed) {
+  if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
+  std::string list;
+  for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+  errors.push_back(path + ": '" + value + "' is not one of " + list);
+}
+
+void validate_data(const DataConfig& d, std::vector<std::string>& errors) {
+  check_positive(errors, "data.batch_size", static_cast<double>(d.batch_size));
+  check_positive(errors, "data.crop_size", static_cast<double>(d.crop_size));
+  check_range(errors, "data.crop_scale", d.crop_scale, 1e-6, 1.0);
+  check_non_negative(errors, "data.num_workers", static_cast<double>(d.num_workers));
+  check_positive(errors, "data.prefetch_batches", static_cast<double>(d.prefetch_batches));
+  check_one_of(errors, "data.dataset", d.dataset, {"imagefolder", "idx", "cifar10", "cifar100"});
+  check_one_of(errors, "data.split", d.split, {"train", "test"});
+  if (d.use_color_distortion || d.use_gaussian_blur || d.use_horizontal_flip) {
+    errors.push_back(
+        "data.use_color_distortion/use_gaussian_blur/use_horizontal_flip: not supported (I-JEPA trains "
+        "without them; every released config sets them false)");
+  }
+  for (const auto& [key, value] : {std::pair{"data.root_path", d.root_path}, {"data.image_folder", d.image_folder}}) {
+    if (is_placeholder(value)) errors.push_back(std::string(key) + ": still the placeholder '" + value + "'");
+  }
+  const std::string path = dataset_path(d);
+  if (path.empty()) {
+    errors.push_back("data.root_path: no dataset given (set data.root_path and/or data.image_folder)");
+  } else if (!is_placeholder(d.root_path) && !is_placeholder(d.image_folder) && !std::filesystem::exists(path)) {
+    errors.push_back("data.root_path/image_folder: dataset '" + path + "' does not exist");
+  }
+}
+
+void validate_mask(const Config& c, std::vector<std::string>& errors) {
+  const MaskConfig& m = c.mask;
+  check_positive(errors, "mask.patch_size", static_cast<double>(m.patch_size));
+  check_range(errors, "mask.enc_mask_scale", m.enc_mask_scale, 1e-6, 1.0);
+  check_range(errors, "mask.pred_mask_scale", m.pred_mask_scale, 1e-6, 1.0);
+  check_range(errors, "mask.aspect_ratio", m.aspect_ratio, 1e-6, 1e6);
+  check_positive(errors, "mask.num_enc_masks", static_cast<double>(m.num_enc_masks));
+  check_positive(errors, "mask.num_pred_masks", static_cast<double>(m.num_pred_masks));
+  check_non_negative(errors, "mask.min_keep", static_cast<double>(m.min_keep));
+  check_one_of(errors, "mask.mode", m.mode, {"reference", "corrected"});
+  if (m.patch_size <= 0 || c.data.crop_size <= 0) return;
+  if (c.data.crop_size % m.patch_size != 0) {
+    errors.push_back("mask.patch_size: data.crop_size " + std::to_string(c.data.crop_size) +
+                     " is not divisible by the patch size " + std::to_string(m.patch_size));
+    return;
+  }
+  const int64_t grid = c.data.crop_size / m.patch_size;
+  if (grid < 2) errors.push_back("mask.patch_size: the patch grid must be at least 2x2, got " + std::to_string(grid));
+  if (m.min_keep >= grid * grid) {
+    errors.push_back("mask.min_keep: " + std::to_string(m.min_keep) + " is not smaller than the " +
+                     std::to_string(grid) + "x" + std::to_string(grid) + " patch grid");
+  }
+}
+
+void validate_meta(const MetaConfig& m, std::vector<std::string>& errors) {
+  check_one_of(errors, "meta.model_name", m.model_name,
+               {"vit_tiny", "vit_small", "vit_base", "vit_large", "vit_huge", "vit_giant"});
+  check_positive(errors, "meta.pred_depth", static_cast<double>(m.pred_depth));
+  check_positive(errors, "meta.pred_emb_dim", static_cast<double>(m.pred_emb_dim));
+  check_one_of(errors, "meta.device", m.device, {"auto", "cpu", "cuda"});
+  check_non_negative(errors, "meta.threads", static_cast<double>(m.threads));
+  check_non_negative(errors, "meta.seed", static_cast<double>(m.seed));
+}
+
+void validate_optimization(const OptimizationConfig& o, std::vector<std::string>& errors) {
+  check_positive(errors, "optimization.epochs", static_cast<double>(o.epochs));
+  check_positive(errors, "optimization.lr", o.lr);
+  check_non_negative(errors, "optimization.start_lr", o.start_lr);
+  check_non_negative(errors, "optimization.final_lr", o.final_lr);
+  check_non_negative(errors, "optimization.warmup", o.warmup);
+  check_positive(errors, "optimization.ipe_scale", o.ipe_scale);
+  check_non_negative(errors, "optimization.weight_decay", o.weight_decay);
+  check_non_negative(errors, "optimization.final_weight_decay", o.final_weight_decay);
+  check_range(errors, "optimization.ema", o.ema, 0.0, 1.0);
+  check_non_negative(errors, "optimization.max_steps", static_cast<double>(o.max_steps));
+  if (o.epochs > 0 && o.warmup > static_cast<double>(o.epochs) * o.ipe_scale) {
+    errors.push_back("optimization.warmup: warmup epochs exceed epochs * ipe_scale");
+  }
+}
+
+void validate_rest(const Config& c, std::vector<std::string>& errors) {
+  if (c.logging.folder.empty()) errors.push_back("logging.folder: no run folder given");
+  if (is_placeholder(c.logging.folder)) errors.push_back("logging.folder: still the placeholder '" + c.logging.folder + "'");
+  if (c.logging.write_tag.empty() || c.logging.write_tag.find('/') != std::string::npos) {
+    errors.push_back("logging.write_tag: must be a non-empty file name prefix");
+  }
+  check_positive(errors, "logging.log_every", static_cast<double>(c.logging.log_every));
+  check_non_negative(errors, "checkpoint.every_steps", static_cast<double>(c.checkpoint.every_steps));
+  check_positive(errors, "checkpoint.keep_last", static_cast<double>(c.checkpoint.keep_last));
+  check_non_negative(errors, "checkpoint.periodic_epochs", static_cast<double>(c.checkpoint.periodic_epochs));
+  check_one_of(errors, "dist.backend", c.dist.backend, {"auto", "single", "mpi", "nccl"});
+  check_positive(errors, "dist.bucket_mb", c.dist.bucket_mb);
+  check_positive(errors, "dist.first_bucket_mb", c.dist.first_bucket_mb);
+  check_non_negative(errors, "dist.target_sync_every", static_cast<double>(c.dist.target_sync_every));
+  check_non_negative(errors, "dist.check_every", static_cast<double>(c.dist.check_every));
+  check_positive(errors, "dist.timeout_s", c.dist.timeout_s);
+  check_positive(errors, "coordinator.heartbeat_s", c.coordinator.heartbeat_s);
+  check_positive(errors, "coordinator.queue_capacity", static_cast<double>(c.coordinator.queue_capacity));
+  if (!c.coordinator.address.empty() && c.coordinator.address.find(':') == std::string::npos) {
+    errors.push_back("coordinator.address: expected host:port, got '" + c.coordinator.address + "'");
+  }
+  if (!c.metrics.listen.empty() && c.metrics.listen.find(':') == std::string::npos) {
+    errors.push_back("metrics.listen: expected host:port, got '" + c.metrics.listen + "'");
+  }
+  for (const auto& [key, path] : {std::pair{"coordinator.tls_ca", c.coordinator.tls_ca},
+                                  {"coordinator.tls_cert", c.coordinator.tls_cert},
+                                  {"coordinator.tls_key", c.coordinator.tls_key}}) {
+    if (!path.empty() && !std::filesystem::exists(path)) errors.push_back(std::string(key) + ": '" + path + "' does not exist");
+  }
+  if (c.coordinator.tls_cert.empty() != c.coordinator.tls_key.empty()) {
+    errors.push_back("coordinator.tls_cert/tls_key: give both or neither");
+  }
+  check_non_negative(errors, "eval.every_epochs", static_cast<double>(c.eval.every_epochs));
+  check_one_of(errors, "eval.protocol", c.eval.protocol, {"linear", "knn", "both"});
+  check_positive(errors, "eval.max_train_samples", static_cast<double>(c.eval.max_train_samples));
+  check_positive(errors, "eval.max_test_samples", static_cast<double>(c.eval.max_test_samples));
+}
+
+}  // namespace
+
+std::string dataset_path(const DataConfig& data) {
+  if (data.root_path.empty()) return data.image_folder;
+  if (data.image_folder.empty()) return data.root_path;
+  return (std::filesystem::path(data.root_path) / data.image_folder).string();
+}
+
+std::vector<std::string> validate(const Config& c) {
+  std::vector<std::string> errors;
+  validate_data(c.data, errors);
+  validate_mask(c, errors);
+  validate_meta(c.meta, errors);
+  validate_optimization(c.optimization, errors);
+  validate_rest(c, errors);
+  return errors;
+}
+
+Config parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
+                    const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError({origin + ": not valid YAML: " + e.what()});
+  }
+  if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  if (!root.IsMap()) throw ConfigError({origin + ": expected a mapping of sections at the top level"});
+
+  std::vector<std::string> errors;
+  for (const auto& o : overrides) apply_override(root, o, errors);
+  Config config;
+  YamlReader reader(root, errors);
+  visit_sections(reader, config);
+  reader.check_unknown_sections();
+  for (auto& e : validate(config)) errors.push_back(std::move(e));
+  if (!errors.empty()) throw ConfigError(std::move(errors));
+  return config;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) throw InputError("config file '" + path + "': cannot be opened");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), overrides, path);
+}
+
+std::string to_yaml(const Config& config) {
+  YamlWriter writer;
+  Config copy = config;
+  writer.emitter() << YAML::BeginMap;
+  visit_sections(writer, copy);
+  writer.emitter() << YAML::EndMap;
+  return std::string(writer.emitter().c_str()) + "\n";
+}
+
+}  // namespace ijepa::common

@@ -1,0 +1,153 @@
+// The typed config tree of ijepa-train and its YAML loading.
+//
+// The sections data, logging, mask, meta and optimization keep the reference's keys and meanings, so a
+// reference config runs unchanged; checkpoint, dist, coordinator, metrics and eval add what the reference
+// lacks. Loading reports every problem at once (unknown keys, wrong types, impossible values), each
+// prefixed with its key path, by throwing ConfigError. Nothing else in the project parses YAML.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ijepa::common {
+
+using Range = std::array<double, 2>;  // [min, max]
+
+struct DataConfig {
+  int64_t batch_size = 64;  // per rank
+  double color_jitter_strength = 0.0;
+  Range crop_scale{0.3, 1.0};
+  int64_t crop_size = 224;
+  std::string image_folder;  // joined to root_path; the reference's ImageNet layout
+  int64_t num_workers = 2;   // decoding threads
+  bool pin_mem = true;
+  std::string root_path;
+  bool use_color_distortion = false;  // accepted for compatibility; the reference configs set them false
+  bool use_gaussian_blur = false;
+  bool use_horizontal_flip = false;
+  bool copy_data = false;
+  // Beyond the reference:
+  std::string dataset = "imagefolder";  // imagefolder | idx | cifar10 | cifar100
+  std::string split = "train";          // train | test (imagefolder: the subfolder name)
+  int64_t prefetch_batches = 4;         // batches decoded ahead of the training step
+};
+
+struct LoggingConfig {
+  std::string folder;
+  std::string write_tag = "jepa";
+  int64_t log_every = 10;  // console line every N steps (rank 0)
+};
+
+struct MaskConfig {
+  bool allow_overlap = false;
+  Range aspect_ratio{0.75, 1.5};
+  Range enc_mask_scale{0.85, 1.0};
+  int64_t min_keep = 10;
+  int64_t num_enc_masks = 1;
+  int64_t num_pred_masks = 4;
+  int64_t patch_size = 16;
+  Range pred_mask_scale{0.15, 0.2};
+  // Beyond the reference: "reference" reproduces its sampler exactly (blocks never reach the last row and
+  // column; the batch cut keeps the smallest indices); "corrected" fixes both (reference issue #60, PR #40).
+  std::string mode = "reference";
+};
+
+struct MetaConfig {
+  bool copy_data = false;
+  bool load_checkpoint = false;
+  std::string model_name = "vit_base";
+  int64_t pred_depth = 6;
+  int64_t pred_emb_dim = 384;
+  std::string read_checkpoint;  // file name in the run folder, or a path; empty: the latest
+  bool use_bfloat16 = false;
+  // Beyond the reference:
+  int64_t seed = 0;             // the reference's fixed _GLOBAL_SEED
+  std::string device = "auto";  // auto | cpu | cuda
+  int64_t threads = 0;          // intra-op threads per rank; 0: the runtime's default
+};
+
+struct OptimizationConfig {
+  Range ema{0.996, 1.0};
+  int64_t epochs = 300;
+  double final_lr = 1e-6;
+  double final_weight_decay = 0.4;
+  double ipe_scale = 1.0;
+  double lr = 1e-3;
+  double start_lr = 2e-4;
+  double warmup = 40;  // epochs
+  double weight_decay = 0.04;
+  // Beyond the reference: stop after this many steps (schedules still span the epochs); 0: no limit.
+  int64_t max_steps = 0;
+};
+
+struct CheckpointConfig {
+  int64_t every_steps = 0;      // also checkpoint every N steps (0: only at epoch ends and at exit)
+  int64_t keep_last = 2;        // rolling step checkpoints kept
+  int64_t periodic_epochs = 0;  // keep a permanent copy every N epochs (0: none)
+};
+
+struct DistConfig {
+  std::string backend = "auto";  // auto | single | mpi | nccl
+  double bucket_mb = 25.0;
+  double first_bucket_mb = 1.0;
+  bool compress_bf16 = false;
+  int64_t target_sync_every = 1000;  // re-broadcast the EMA target from rank 0 every N steps (0: never)
+  int64_t check_every = 100;         // compare encoder checksums across ranks every N steps (0: never)
+  double timeout_s = 300.0;          // a collective pending longer than this ends the job
+};
+
+struct CoordinatorConfig {
+  std::string address;  // host:port; empty: no coordinator
+  std::string token;
+  std::string tls_ca;  // PEM files; empty: plaintext
+  std::string tls_cert;
+  std::string tls_key;
+  std::string run_name;  // empty: derived from the run folder
+  double heartbeat_s = 2.0;
+  int64_t queue_capacity = 1024;
+};
+
+struct MetricsConfig {
+  std::string listen;  // host:port for this rank's /metrics; empty: off. Rank r listens on port + r.
+};
+
+struct EvalConfig {
+  int64_t every_epochs = 0;  // linear probe and kNN during pretraining every N epochs (0: off)
+  std::string protocol = "knn";  // linear | knn | both
+  int64_t max_train_samples = 10000;
+  int64_t max_test_samples = 2000;
+};
+
+struct Config {
+  DataConfig data;
+  LoggingConfig logging;
+  MaskConfig mask;
+  MetaConfig meta;
+  OptimizationConfig optimization;
+  CheckpointConfig checkpoint;
+  DistConfig dist;
+  CoordinatorConfig coordinator;
+  MetricsConfig metrics;
+  EvalConfig eval;
+};
+
+// Reads FILE, applies `section.key=value` overrides (values are YAML: numbers, strings, [a, b]), then
+// validates. Throws ConfigError listing every problem, or InputError when the file cannot be read.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// The same from YAML text (tests); `origin` names the source in messages.
+Config parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides = {},
+                    const std::string& origin = "<config>");
+
+// The resolved config as YAML, every key present; loads back to the same Config.
+std::string to_yaml(const Config& config);
+
+// Where the training images are: root_path joined with image_folder (either may be empty).
+std::string dataset_path(const DataConfig& data);
+
+// Semantic checks beyond types (impossible values, missing dataset); one message per problem.
+std::vector<std::string> validate(const Config& config);
+
+}  // namespace ijepa::common

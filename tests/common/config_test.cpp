@@ -1,0 +1,126 @@
+// Config loading: the reference's configs validate, errors name their key paths and come all together.
+#include "common/config.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <regex>
+
+#include "common/errors.h"
+#include "test_util.h"
+
+namespace ijepa::common {
+namespace {
+
+using ijepa::testing::read_file;
+using ijepa::testing::shared_path;
+using ijepa::testing::TempDir;
+using ijepa::testing::write_file;
+
+std::vector<std::string> errors_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  try {
+    parse_config(yaml, overrides);
+  } catch (const ConfigError& e) {
+    return e.errors();
+  }
+  return {};
+}
+
+bool has_error(const std::vector<std::string>& errors, const std::string& prefix) {
+  return std::any_of(errors.begin(), errors.end(), [&](const std::string& e) { return e.rfind(prefix, 0) == 0; });
+}
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  std::string minimal() const {
+    return "data: {root_path: " + dir_.path().string() + ", crop_size: 28}\nmask: {patch_size: 4, min_keep: 4}\n" +
+           "logging: {folder: " + (dir_ / "run") + "}\n";
+  }
+  TempDir dir_;
+};
+
+TEST_F(ConfigTest, ReleasedConfigsValidateOnceTheirPlaceholderPathsAreReplaced) {
+  for (const char* name : {"in1k_vith14_ep300", "in1k_vith16-448_ep300", "in22k_vith14_ep66", "in22k_vitg16_ep44"}) {
+    std::string text = read_file(shared_path(std::string("reference/configs/") + name + ".yaml"));
+    ASSERT_FALSE(text.empty()) << name;
+    text = std::regex_replace(text, std::regex(R"(\$replace_this_with_absolute_path_to_your_datasets_directory)"),
+                              dir_.path().string());
+    text = std::regex_replace(text, std::regex(R"(\$replace_this_with_path_for_experiment_logs)"), dir_ / "logs");
+    std::filesystem::create_directories(dir_.path() / "imagenet_full_size/061417");
+    Config c;
+    ASSERT_NO_THROW(c = parse_config(text, {}, name)) << name;
+    EXPECT_EQ(c.meta.use_bfloat16, true);
+    EXPECT_EQ(c.mask.num_pred_masks, 4);
+    EXPECT_EQ(c.optimization.ema[0], 0.996);
+  }
+}
+
+TEST_F(ConfigTest, PlaceholderPathsAreNamed) {
+  const std::string text = read_file(shared_path("reference/configs/in1k_vith14_ep300.yaml"));
+  const auto errors = errors_of(text);
+  EXPECT_TRUE(has_error(errors, "data.root_path: still the placeholder"));
+  EXPECT_TRUE(has_error(errors, "logging.folder: still the placeholder"));
+}
+
+TEST_F(ConfigTest, TheReferenceValuesKeepTheirMeaning) {
+  const Config c = parse_config(minimal() + "optimization: {lr: 0.002, warmup: 1, epochs: 3}\nmeta: {read_checkpoint: null}\n");
+  EXPECT_DOUBLE_EQ(c.optimization.lr, 0.002);
+  EXPECT_EQ(c.optimization.epochs, 3);
+  EXPECT_EQ(c.data.crop_size, 28);
+  EXPECT_TRUE(c.meta.read_checkpoint.empty());
+  EXPECT_EQ(c.mask.mode, "reference");
+}
+
+TEST_F(ConfigTest, OverridesReplaceAnyKey) {
+  const Config c = parse_config(minimal(), {"optimization.lr=0.5", "mask.aspect_ratio=[0.5, 2.0]", "meta.model_name=vit_small"});
+  EXPECT_DOUBLE_EQ(c.optimization.lr, 0.5);
+  EXPECT_DOUBLE_EQ(c.mask.aspect_ratio[1], 2.0);
+  EXPECT_EQ(c.meta.model_name, "vit_small");
+}
+
+TEST_F(ConfigTest, EveryErrorIsReportedTogetherWithItsKeyPath) {
+  const auto errors = errors_of(minimal() + "optimization: {lr: fast, epochs: 1.5}\nmeta: {bogus: 1, use_bfloat16: maybe}\n"
+                                "extra: {}\n", {"data.batch_sise=3", "nodot=1"});
+  EXPECT_TRUE(has_error(errors, "optimization.lr: expected a number, got 'fast'"));
+  EXPECT_TRUE(has_error(errors, "optimization.epochs: expected an integer"));
+  EXPECT_TRUE(has_error(errors, "meta.bogus: unknown key"));
+  EXPECT_TRUE(has_error(errors, "meta.use_bfloat16: expected true or false"));
+  EXPECT_TRUE(has_error(errors, "data.batch_sise: unknown key (did you mean 'batch_size'?)"));
+  EXPECT_TRUE(has_error(errors, "extra: unknown section"));
+  EXPECT_TRUE(has_error(errors, "--set nodot=1"));
+  EXPECT_EQ(errors.size(), 7u) << ::testing::PrintToString(errors);
+}
+
+TEST_F(ConfigTest, ImpossibleValuesAreRejected) {
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"data.crop_size=30"}), "mask.patch_size: data.crop_size 30 is not divisible"));
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"mask.min_keep=49"}), "mask.min_keep: 49 is not smaller than the 7x7"));
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"data.root_path=/nonexistent/ijepa"}), "data.root_path/image_folder: dataset"));
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"data.batch_size=0"}), "data.batch_size: must be positive"));
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"mask.pred_mask_scale=[0.3, 0.2]"}), "mask.pred_mask_scale"));
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"meta.model_name=vit_enormous"}), "meta.model_name: 'vit_enormous' is not one of"));
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"data.use_horizontal_flip=true"}), "data.use_color_distortion"));
+}
+
+TEST_F(ConfigTest, ResolvedYamlLoadsBackToTheSameConfig) {
+  const Config c = parse_config(minimal(), {"optimization.final_lr=1.0e-06", "coordinator.token=s3cret", "dist.bucket_mb=12.5"});
+  const std::string yaml = to_yaml(c);
+  const Config back = parse_config(yaml);
+  EXPECT_EQ(to_yaml(back), yaml);
+  EXPECT_DOUBLE_EQ(back.optimization.final_lr, 1e-6);
+  EXPECT_EQ(back.coordinator.token, "s3cret");
+  EXPECT_DOUBLE_EQ(back.dist.bucket_mb, 12.5);
+}
+
+TEST_F(ConfigTest, MissingFileAndBrokenYamlAreInputErrors) {
+  EXPECT_THROW(load_config(dir_ / "missing.yaml"), InputError);
+  write_file(dir_ / "broken.yaml", "data: [unclosed\n");
+  try {
+    load_config(dir_ / "broken.yaml");
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(e.errors().at(0).find("broken.yaml: not valid YAML"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace ijepa::common

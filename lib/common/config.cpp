@@ -221,9 +221,7 @@ class YamlReader {
   void read(const std::string& path, const YAML::Node& node, int64_t& value) {
     decode(path, node, value, "an integer");
   }
-  void read(const std::string& path, const YAML::Node& node, double& value) {
-    decode(path, node, value, "a number");
-  }
+  void read(const std::string& path, const YAML::Node& node, double& value) { decode(path, node, value, "a number"); }
   // Decodes into a temporary so that a failed key keeps its default (no follow-on errors).
   template <class T>
   void decode(const std::string& path, const YAML::Node& node, T& value, const char* expected) {
@@ -270,8 +268,7 @@ class YamlWriter {
     out_ << YAML::EndMap;
   }
   void operator()(const char* key, const Range& value) {
-    out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq << value[0] << value[1]
-         << YAML::EndSeq;
+    out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq << value[0] << value[1] << YAML::EndSeq;
   }
   template <class T>
   void operator()(const char* key, const T& value) {
@@ -301,8 +298,7 @@ void apply_override(YAML::Node& root, const std::string& text, std::vector<std::
 
 bool is_placeholder(const std::string& path) { return path.rfind("$replace_this", 0) == 0; }
 
-void check_range(std::vector<std::string>& errors, const std::string& path, const Range& r, double lo,
-                 double hi) {
+void check_range(std::vector<std::string>& errors, const std::string& path, const Range& r, double lo, double hi) {
   if (!(r[0] >= lo && r[1] <= hi && r[0] <= r[1])) {
     std::ostringstream msg;
     msg << path << ": [" << r[0] << ", " << r[1] << "] must satisfy " << lo << " <= min <= max <= " << hi;
@@ -410,7 +406,8 @@ void validate_optimization(const OptimizationConfig& o, std::vector<std::string>
 
 void validate_rest(const Config& c, std::vector<std::string>& errors) {
   if (c.logging.folder.empty()) errors.push_back("logging.folder: no run folder given");
-  if (is_placeholder(c.logging.folder)) errors.push_back("logging.folder: still the placeholder '" + c.logging.folder + "'");
+  if (is_placeholder(c.logging.folder))
+    errors.push_back("logging.folder: still the placeholder '" + c.logging.folder + "'");
   if (c.logging.write_tag.empty() || c.logging.write_tag.find('/') != std::string::npos) {
     errors.push_back("logging.write_tag: must be a non-empty file name prefix");
   }
@@ -435,7 +432,8 @@ void validate_rest(const Config& c, std::vector<std::string>& errors) {
   for (const auto& [key, path] : {std::pair{"coordinator.tls_ca", c.coordinator.tls_ca},
                                   {"coordinator.tls_cert", c.coordinator.tls_cert},
                                   {"coordinator.tls_key", c.coordinator.tls_key}}) {
-    if (!path.empty() && !std::filesystem::exists(path)) errors.push_back(std::string(key) + ": '" + path + "' does not exist");
+    if (!path.empty() && !std::filesystem::exists(path))
+      errors.push_back(std::string(key) + ": '" + path + "' does not exist");
   }
   if (c.coordinator.tls_cert.empty() != c.coordinator.tls_key.empty()) {
     errors.push_back("coordinator.tls_cert/tls_key: give both or neither");

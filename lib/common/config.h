@@ -114,7 +114,7 @@ struct MetricsConfig {
 };
 
 struct EvalConfig {
-  int64_t every_epochs = 0;  // linear probe and kNN during pretraining every N epochs (0: off)
+  int64_t every_epochs = 0;      // linear probe and kNN during pretraining every N epochs (0: off)
   std::string protocol = "knn";  // linear | knn | both
   int64_t max_train_samples = 10000;
   int64_t max_test_samples = 2000;

@@ -63,7 +63,8 @@ TEST_F(ConfigTest, PlaceholderPathsAreNamed) {
 }
 
 TEST_F(ConfigTest, TheReferenceValuesKeepTheirMeaning) {
-  const Config c = parse_config(minimal() + "optimization: {lr: 0.002, warmup: 1, epochs: 3}\nmeta: {read_checkpoint: null}\n");
+  const Config c =
+      parse_config(minimal() + "optimization: {lr: 0.002, warmup: 1, epochs: 3}\nmeta: {read_checkpoint: null}\n");
   EXPECT_DOUBLE_EQ(c.optimization.lr, 0.002);
   EXPECT_EQ(c.optimization.epochs, 3);
   EXPECT_EQ(c.data.crop_size, 28);
@@ -72,15 +73,18 @@ TEST_F(ConfigTest, TheReferenceValuesKeepTheirMeaning) {
 }
 
 TEST_F(ConfigTest, OverridesReplaceAnyKey) {
-  const Config c = parse_config(minimal(), {"optimization.lr=0.5", "mask.aspect_ratio=[0.5, 2.0]", "meta.model_name=vit_small"});
+  const Config c =
+      parse_config(minimal(), {"optimization.lr=0.5", "mask.aspect_ratio=[0.5, 2.0]", "meta.model_name=vit_small"});
   EXPECT_DOUBLE_EQ(c.optimization.lr, 0.5);
   EXPECT_DOUBLE_EQ(c.mask.aspect_ratio[1], 2.0);
   EXPECT_EQ(c.meta.model_name, "vit_small");
 }
 
 TEST_F(ConfigTest, EveryErrorIsReportedTogetherWithItsKeyPath) {
-  const auto errors = errors_of(minimal() + "optimization: {lr: fast, epochs: 1.5}\nmeta: {bogus: 1, use_bfloat16: maybe}\n"
-                                "extra: {}\n", {"data.batch_sise=3", "nodot=1"});
+  const auto errors = errors_of(minimal() +
+                                    "optimization: {lr: fast, epochs: 1.5}\nmeta: {bogus: 1, use_bfloat16: maybe}\n"
+                                    "extra: {}\n",
+                                {"data.batch_sise=3", "nodot=1"});
   EXPECT_TRUE(has_error(errors, "optimization.lr: expected a number, got 'fast'"));
   EXPECT_TRUE(has_error(errors, "optimization.epochs: expected an integer"));
   EXPECT_TRUE(has_error(errors, "meta.bogus: unknown key"));
@@ -92,17 +96,21 @@ TEST_F(ConfigTest, EveryErrorIsReportedTogetherWithItsKeyPath) {
 }
 
 TEST_F(ConfigTest, ImpossibleValuesAreRejected) {
-  EXPECT_TRUE(has_error(errors_of(minimal(), {"data.crop_size=30"}), "mask.patch_size: data.crop_size 30 is not divisible"));
+  EXPECT_TRUE(
+      has_error(errors_of(minimal(), {"data.crop_size=30"}), "mask.patch_size: data.crop_size 30 is not divisible"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"mask.min_keep=49"}), "mask.min_keep: 49 is not smaller than the 7x7"));
-  EXPECT_TRUE(has_error(errors_of(minimal(), {"data.root_path=/nonexistent/ijepa"}), "data.root_path/image_folder: dataset"));
+  EXPECT_TRUE(
+      has_error(errors_of(minimal(), {"data.root_path=/nonexistent/ijepa"}), "data.root_path/image_folder: dataset"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"data.batch_size=0"}), "data.batch_size: must be positive"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"mask.pred_mask_scale=[0.3, 0.2]"}), "mask.pred_mask_scale"));
-  EXPECT_TRUE(has_error(errors_of(minimal(), {"meta.model_name=vit_enormous"}), "meta.model_name: 'vit_enormous' is not one of"));
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"meta.model_name=vit_enormous"}),
+                        "meta.model_name: 'vit_enormous' is not one of"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"data.use_horizontal_flip=true"}), "data.use_color_distortion"));
 }
 
 TEST_F(ConfigTest, ResolvedYamlLoadsBackToTheSameConfig) {
-  const Config c = parse_config(minimal(), {"optimization.final_lr=1.0e-06", "coordinator.token=s3cret", "dist.bucket_mb=12.5"});
+  const Config c =
+      parse_config(minimal(), {"optimization.final_lr=1.0e-06", "coordinator.token=s3cret", "dist.bucket_mb=12.5"});
   const std::string yaml = to_yaml(c);
   const Config back = parse_config(yaml);
   EXPECT_EQ(to_yaml(back), yaml);

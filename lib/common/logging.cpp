@@ -16,3 +16,11 @@ void init_logging(int rank, bool verbose) {
 }
 
 }  // namespace ijepa::common
+
+namespace ijepa::log {
+
+void info(const std::string& message) { spdlog::info("{}", message); }
+void warn(const std::string& message) { spdlog::warn("{}", message); }
+void error(const std::string& message) { spdlog::error("{}", message); }
+
+}  // namespace ijepa::log

@@ -1,0 +1,154 @@
+#include "model/vit.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "model/pos_embed.h"
+
+namespace ijepa::model {
+
+namespace {
+torch::nn::LayerNorm layer_norm(int64_t dim) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6));
+}
+}  // namespace
+
+torch::Tensor sincos_table(int64_t dim, int64_t grid) {
+  std::vector<double> table = sincos_pos_embed_2d(dim, grid);
+  return torch::from_blob(table.data(), {1, grid * grid, dim}, torch::kFloat64).to(torch::kFloat32);
+}
+
+torch::Tensor apply_masks(const torch::Tensor& x, const std::vector<torch::Tensor>& masks) {
+  std::vector<torch::Tensor> kept;
+  kept.reserve(masks.size());
+  for (const auto& m : masks) {
+    kept.push_back(torch::gather(x, 1, m.unsqueeze(-1).expand({m.size(0), m.size(1), x.size(-1)})));
+  }
+  return kept.size() == 1 ? kept[0] : torch::cat(kept, 0);
+}
+
+torch::Tensor repeat_interleave_batch(const torch::Tensor& x, int64_t batch, int64_t repeat) {
+  if (repeat == 1) return x;
+  const int64_t chunks = x.size(0) / batch;
+  std::vector<torch::Tensor> parts;
+  for (int64_t i = 0; i < chunks; ++i) {
+    for (int64_t r = 0; r < repeat; ++r) parts.push_back(x.narrow(0, i * batch, batch));
+  }
+  return torch::cat(parts, 0);
+}
+
+AttentionImpl::AttentionImpl(int64_t dim, int64_t num_heads) : num_heads_(num_heads) {
+  if (num_heads <= 0 || dim % num_heads != 0) {
+    throw std::invalid_argument("attention width " + std::to_string(dim) + " is not divisible by " +
+                                std::to_string(num_heads) + " heads");
+  }
+  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(true)));
+  proj = register_module("proj", torch::nn::Linear(dim, dim));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
+  const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
+  // [B, N, 3, H, C/H] -> [3, B, H, N, C/H]
+  auto qkv_heads = qkv(x).reshape({B, N, 3, num_heads_, C / num_heads_}).permute({2, 0, 3, 1, 4});
+  // Fused attention with the reference's scale (C/H)^-0.5, softmax over keys.
+  auto out = at::scaled_dot_product_attention(qkv_heads[0], qkv_heads[1], qkv_heads[2]);
+  return proj(out.transpose(1, 2).reshape({B, N, C}));
+}
+
+MlpImpl::MlpImpl(int64_t dim, int64_t hidden) {
+  fc1 = register_module("fc1", torch::nn::Linear(dim, hidden));
+  fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return fc2(torch::gelu(fc1(x))); }
+
+BlockImpl::BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden) {
+  // Registration (and so default-init draw) order of the reference: norm1, attn, norm2, mlp.
+  norm1 = register_module("norm1", layer_norm(dim));
+  attn = register_module("attn", Attention(dim, num_heads));
+  norm2 = register_module("norm2", layer_norm(dim));
+  mlp = register_module("mlp", Mlp(dim, mlp_hidden));
+}
+
+torch::Tensor BlockImpl::forward(torch::Tensor x) {
+  x = x + attn(norm1(x));
+  return x + mlp(norm2(x));
+}
+
+PatchEmbedImpl::PatchEmbedImpl(int64_t patch_size, int64_t in_chans, int64_t dim) {
+  proj = register_module("proj",
+                         torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, dim, patch_size).stride(patch_size)));
+}
+
+torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) { return proj(x).flatten(2).transpose(1, 2); }
+
+VisionTransformerImpl::VisionTransformerImpl(const ViTConfig& config) : config_(config) {
+  patch_embed = register_module("patch_embed", PatchEmbed(config.patch_size, config.in_chans, config.embed_dim));
+  pos_embed = register_parameter("pos_embed", sincos_table(config.embed_dim, config.grid()), /*requires_grad=*/false);
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config.depth; ++i) {
+    blocks->push_back(Block(config.embed_dim, config.num_heads, config.mlp_hidden));
+  }
+  norm = register_module("norm", layer_norm(config.embed_dim));
+}
+
+torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& x) {
+  auto tokens = patch_embed(x);  // [B, N, D]
+  if (tokens.size(1) == pos_embed.size(1)) return tokens + pos_embed;
+  const auto grid = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(tokens.size(1)))));
+  return tokens + sincos_table(config_.embed_dim, grid).to(tokens.device());
+}
+
+torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& x, const std::vector<torch::Tensor>& masks) {
+  auto h = embed(x);
+  if (!masks.empty()) h = apply_masks(h, masks);
+  for (const auto& block : *blocks) h = block->as<BlockImpl>()->forward(h);
+  return norm(h);
+}
+
+std::vector<torch::Tensor> VisionTransformerImpl::last_block_outputs(const torch::Tensor& x, int64_t n) {
+  auto h = embed(x);
+  std::vector<torch::Tensor> outputs;
+  const int64_t depth = static_cast<int64_t>(blocks->size());
+  for (int64_t i = 0; i < depth; ++i) {
+    h = blocks[i]->as<BlockImpl>()->forward(h);
+    if (i >= depth - n) outputs.push_back(i == depth - 1 ? norm(h) : h);
+  }
+  return outputs;
+}
+
+PredictorImpl::PredictorImpl(const PredictorConfig& config) : config_(config) {
+  const int64_t dp = config.predictor_embed_dim;
+  // The reference's order: predictor_embed (draws), mask_token, predictor_pos_embed, blocks, norm, proj.
+  predictor_embed = register_module("predictor_embed", torch::nn::Linear(config.embed_dim, dp));
+  mask_token = register_parameter("mask_token", torch::zeros({1, 1, dp}));
+  predictor_pos_embed = register_parameter("predictor_pos_embed", sincos_table(dp, config.grid), false);
+  predictor_blocks = register_module("predictor_blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config.depth; ++i) {
+    predictor_blocks->push_back(Block(dp, config.num_heads, config.mlp_hidden()));
+  }
+  predictor_norm = register_module("predictor_norm", layer_norm(dp));
+  predictor_proj = register_module("predictor_proj", torch::nn::Linear(dp, config.embed_dim));
+}
+
+torch::Tensor PredictorImpl::forward(const torch::Tensor& x, const std::vector<torch::Tensor>& masks_x,
+                                     const std::vector<torch::Tensor>& masks) {
+  const int64_t nenc = static_cast<int64_t>(masks_x.size());
+  const int64_t npred = static_cast<int64_t>(masks.size());
+  const int64_t batch = x.size(0) / nenc;
+  const auto pos = predictor_pos_embed.expand({batch, -1, -1});  // [B, N, Dp]
+
+  auto context = predictor_embed(x) + apply_masks(pos, masks_x);  // [nenc*B, Kc, Dp]
+  const int64_t n_context = context.size(1);
+
+  auto target_pos = repeat_interleave_batch(apply_masks(pos, masks), batch, nenc);  // [npred*nenc*B, Kp, Dp]
+  auto mask_tokens = mask_token + target_pos;
+
+  auto h = torch::cat({context.repeat({npred, 1, 1}), mask_tokens}, 1);
+  for (const auto& block : *predictor_blocks) h = block->as<BlockImpl>()->forward(h);
+  h = predictor_norm(h).narrow(1, n_context, h.size(1) - n_context);
+  return predictor_proj(h);  // [npred*nenc*B, Kp, D]
+}
+
+}  // namespace ijepa::model

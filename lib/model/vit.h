@@ -1,0 +1,115 @@
+// The reference's Vision Transformer encoder and predictor. Module and parameter names equal the reference's
+// state-dict keys (blocks.0.attn.qkv.weight, predictor_blocks.0.mlp.fc2.bias, ...), so checkpoints load both
+// ways. Construction draws PyTorch's default initialisation exactly as the reference's constructors do; the
+// reference's further initialisation passes are in model/init.h.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "model/vit_config.h"
+
+namespace ijepa::model {
+
+// Keeps the tokens listed in each mask. x: [B, N, D]; each mask: [B, K] token indices.
+// Returns [len(masks)*B, K, D], mask-major (all images of mask 0, then mask 1, ...).
+torch::Tensor apply_masks(const torch::Tensor& x, const std::vector<torch::Tensor>& masks);
+
+// The reference's repeat_interleave_batch: x is [N*B, ...] in chunks of B; each chunk repeated `repeat` times.
+torch::Tensor repeat_interleave_batch(const torch::Tensor& x, int64_t batch, int64_t repeat);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(int64_t dim, int64_t num_heads);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, N, D] -> [B, N, D]
+
+  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+
+ private:
+  int64_t num_heads_;
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Module {
+ public:
+  MlpImpl(int64_t dim, int64_t hidden);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, N, D] -> [B, N, D], exact (erf) GELU
+
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+// Pre-norm transformer block: x + attn(norm1(x)), then + mlp(norm2(x)); LayerNorm eps 1e-6.
+class BlockImpl : public torch::nn::Module {
+ public:
+  BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden);
+  torch::Tensor forward(torch::Tensor x);  // [B, N, D] -> [B, N, D]
+
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  Attention attn{nullptr};
+  Mlp mlp{nullptr};
+};
+TORCH_MODULE(Block);
+
+class PatchEmbedImpl : public torch::nn::Module {
+ public:
+  PatchEmbedImpl(int64_t patch_size, int64_t in_chans, int64_t dim);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, C, H, W] -> [B, (H/p)*(W/p), D], row-major tokens
+
+  torch::nn::Conv2d proj{nullptr};
+};
+TORCH_MODULE(PatchEmbed);
+
+class VisionTransformerImpl : public torch::nn::Module {
+ public:
+  explicit VisionTransformerImpl(const ViTConfig& config);
+
+  // x: [B, C, H, W]. Without masks: [B, N, D]. With masks (each [B, K]): [len(masks)*B, K, D]. The output keeps
+  // the final LayerNorm. Images of another size than the config's get the sin-cos table of their own grid.
+  torch::Tensor forward(const torch::Tensor& x, const std::vector<torch::Tensor>& masks = {});
+
+  // Per-block outputs of the last `n` blocks, each [B, N, D] (the last one after the final norm), for probes.
+  std::vector<torch::Tensor> last_block_outputs(const torch::Tensor& x, int64_t n);
+
+  const ViTConfig& config() const { return config_; }
+
+  torch::Tensor pos_embed;  // [1, N, D], fixed (requires_grad false), a parameter as in the reference
+  PatchEmbed patch_embed{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::LayerNorm norm{nullptr};
+
+ private:
+  torch::Tensor embed(const torch::Tensor& x);  // patch embedding + positions: [B, N, D]
+  ViTConfig config_;
+};
+TORCH_MODULE(VisionTransformer);
+
+class PredictorImpl : public torch::nn::Module {
+ public:
+  explicit PredictorImpl(const PredictorConfig& config);
+
+  // x: [nenc*B, Kc, D] context tokens from the encoder; masks_x: nenc masks [B, Kc]; masks: npred masks [B, Kp].
+  // Each target block is its own sequence [context ; mask tokens], so blocks never attend to each other.
+  // Returns [npred*nenc*B, Kp, D] in target-block-major order.
+  torch::Tensor forward(const torch::Tensor& x, const std::vector<torch::Tensor>& masks_x,
+                        const std::vector<torch::Tensor>& masks);
+
+  const PredictorConfig& config() const { return config_; }
+
+  torch::Tensor mask_token;           // [1, 1, Dp]
+  torch::Tensor predictor_pos_embed;  // [1, N, Dp], fixed
+  torch::nn::Linear predictor_embed{nullptr};
+  torch::nn::ModuleList predictor_blocks{nullptr};
+  torch::nn::LayerNorm predictor_norm{nullptr};
+  torch::nn::Linear predictor_proj{nullptr};
+
+ private:
+  PredictorConfig config_;
+};
+TORCH_MODULE(Predictor);
+
+// The [1, grid*grid, dim] float32 sin-cos table.
+torch::Tensor sincos_table(int64_t dim, int64_t grid);
+
+}  // namespace ijepa::model

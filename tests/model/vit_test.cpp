@@ -1,0 +1,87 @@
+// Shapes, names and semantics of the encoder and predictor beyond the golden numbers.
+#include <gtest/gtest.h>
+
+#include "model/init.h"
+#include "model/vit.h"
+
+namespace ijepa::model {
+namespace {
+
+TEST(VitPresets, ParameterCountsMatchTheReference) {
+  // Trainable encoder parameters at 224 px from IJEPA_REFERENCE.md (millions, rounded to 0.01; the fixed
+  // positional table is not counted).
+  const std::vector<std::tuple<const char*, int64_t, double>> cases = {
+      {"vit_tiny", 16, 5.49}, {"vit_small", 16, 21.59}, {"vit_base", 16, 85.65}};
+  for (const auto& [name, patch, millions] : cases) {
+    VisionTransformer vit(vit_preset(name, 224, patch, 3));
+    int64_t count = 0;
+    for (const auto& p : vit->parameters()) count += p.requires_grad() ? p.numel() : 0;
+    EXPECT_NEAR(static_cast<double>(count) / 1e6, millions, 0.006) << name;
+  }
+  const auto huge = vit_preset("vit_huge", 224, 14, 3);
+  const auto giant = vit_preset("vit_giant", 224, 16, 3);
+  EXPECT_EQ(huge.embed_dim, 1280);
+  EXPECT_EQ(huge.depth, 32);
+  EXPECT_EQ(giant.mlp_hidden, 6144);
+  EXPECT_THROW(vit_preset("vit_enormous", 224, 16, 3), std::invalid_argument);
+}
+
+TEST(VitNames, StateDictKeysAreTheReferences) {
+  torch::manual_seed(0);
+  const ViTConfig enc = vit_preset("vit_tiny", 32, 8, 3);
+  Models m = build_models(enc, predictor_for(enc, 96, 1));
+  const auto enc_keys = m.encoder->named_parameters().keys();
+  EXPECT_EQ(enc_keys.front(), "pos_embed");
+  EXPECT_EQ(enc_keys[1], "patch_embed.proj.weight");
+  EXPECT_EQ(enc_keys[5], "blocks.0.attn.qkv.weight");
+  EXPECT_EQ(enc_keys.back(), "norm.bias");
+  const auto pred_keys = m.predictor->named_parameters().keys();
+  EXPECT_EQ(pred_keys[0], "mask_token");
+  EXPECT_EQ(pred_keys[1], "predictor_pos_embed");
+  EXPECT_EQ(pred_keys[2], "predictor_embed.weight");
+  EXPECT_EQ(pred_keys.back(), "predictor_proj.bias");
+  EXPECT_FALSE(m.encoder->pos_embed.requires_grad());
+}
+
+TEST(VitForward, MaskedForwardKeepsTheListedTokens) {
+  torch::manual_seed(1);
+  const ViTConfig cfg = vit_preset("vit_tiny", 16, 4, 1);
+  Models m = build_models(cfg, predictor_for(cfg, 96, 1));
+  auto x = torch::randn({2, 1, 16, 16});
+  auto masks =
+      std::vector<torch::Tensor>{torch::tensor({{0, 5, 7}, {1, 2, 15}}), torch::tensor({{3, 4, 6}, {8, 9, 10}})};
+  auto out = m.encoder->forward(x, masks);
+  EXPECT_EQ(out.sizes(), (std::vector<int64_t>{4, 3, 192}));
+  auto full = m.encoder->forward(x);
+  EXPECT_EQ(full.sizes(), (std::vector<int64_t>{2, 16, 192}));
+
+  // Target blocks are separate sequences: changing one block's mask leaves another block's prediction alone.
+  auto z = m.predictor->forward(out.narrow(0, 0, 2), {masks[0]}, {masks[1], torch::tensor({{11, 12, 13}, {0, 1, 2}})});
+  auto z2 = m.predictor->forward(out.narrow(0, 0, 2), {masks[0]}, {masks[1], torch::tensor({{14, 12, 13}, {3, 1, 2}})});
+  EXPECT_EQ(z.sizes(), (std::vector<int64_t>{4, 3, 192}));
+  EXPECT_TRUE(torch::allclose(z.narrow(0, 0, 2), z2.narrow(0, 0, 2)));
+  EXPECT_FALSE(torch::allclose(z.narrow(0, 2, 2), z2.narrow(0, 2, 2)));
+}
+
+TEST(VitForward, OtherResolutionsUseTheirOwnSinCosTable) {
+  torch::manual_seed(2);
+  VisionTransformer vit(vit_preset("vit_tiny", 16, 4, 3));
+  EXPECT_EQ(vit->forward(torch::randn({1, 3, 24, 24})).sizes(), (std::vector<int64_t>{1, 36, 192}));
+}
+
+TEST(TargetEncoder, IsAnExactFrozenCopyAndDrawsNothing) {
+  torch::manual_seed(3);
+  VisionTransformer vit(vit_preset("vit_tiny", 16, 4, 1));
+  const auto before = torch::rand({1}).item<double>();
+  torch::manual_seed(3);
+  VisionTransformer vit2(vit_preset("vit_tiny", 16, 4, 1));
+  auto target = clone_as_target(vit2);
+  EXPECT_EQ(torch::rand({1}).item<double>(), before) << "cloning consumed random numbers";
+  for (const auto& p : target->named_parameters()) {
+    EXPECT_FALSE(p.value().requires_grad());
+    EXPECT_TRUE(torch::equal(p.value(), vit2->named_parameters()[p.key()])) << p.key();
+  }
+}
+
+}  // namespace
+}  // namespace ijepa::model

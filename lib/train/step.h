@@ -1,0 +1,70 @@
+// One I-JEPA training step, as the reference's train_step:
+//   targets (no grad): h = LayerNorm_noparams(target_encoder(imgs)), gathered at the target blocks;
+//   z = predictor(encoder(imgs, ctx_masks), ctx_masks, target_masks);
+//   loss = smooth_l1(z, h) (beta 1, mean); backward; AdamW; then the EMA of the target encoder.
+// Forward and loss run under bf16 autocast when asked (CPU or CUDA); parameters and optimizer state stay fp32.
+// Split into forward_backward() and update() so that gradient synchronisation can finish in between. Nothing is
+// read back to the host: the loss stays a device tensor.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "masking/multiblock.h"
+#include "model/vit.h"
+#include "train/optimizer.h"
+
+namespace ijepa::train {
+
+struct JepaModels {
+  model::VisionTransformer encoder{nullptr};
+  model::Predictor predictor{nullptr};
+  model::VisionTransformer target{nullptr};  // EMA of the encoder, requires_grad off
+};
+
+// Scoped autocast to bf16 for one device type; a no-op when disabled.
+class AutocastGuard {
+ public:
+  AutocastGuard(torch::DeviceType device, bool enabled);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  torch::DeviceType device_;
+  bool enabled_;
+  bool was_enabled_ = false;
+  at::ScalarType previous_dtype_ = at::kBFloat16;
+};
+
+class JepaStep {
+ public:
+  JepaStep(JepaModels& models, AdamW& optimizer, bool use_bfloat16);
+
+  // images: [B, C, H, W] on the models' device; masks on the same device.
+  // Returns the loss (fp32 scalar tensor, not synchronised with the host).
+  torch::Tensor forward_backward(const torch::Tensor& images, const masking::BatchMasks& masks);
+
+  // AdamW with this step's lr and weight decay (skipped on the device if a gradient is not finite), zero the
+  // gradients, then target = m * target + (1 - m) * encoder.
+  void update(double lr, double weight_decay, double momentum);
+
+  // The targets alone: [npred*nenc*B, Kp, D], for tests.
+  torch::Tensor targets(const torch::Tensor& images, const masking::BatchMasks& masks);
+
+  // 1 when the last update was skipped for a non-finite gradient (device tensor).
+  const torch::Tensor& last_skipped() const { return last_skipped_; }
+
+ private:
+  JepaModels& models_;
+  AdamW& optimizer_;
+  bool bf16_;
+  std::vector<torch::Tensor> ema_sources_, ema_targets_;
+  torch::Tensor last_skipped_;
+};
+
+// The EMA update over matching parameter lists (reference order of operations: t*m, then + (1-m)*s).
+void ema_update(std::vector<torch::Tensor>& targets, const std::vector<torch::Tensor>& sources, double momentum);
+
+}  // namespace ijepa::train

@@ -1,0 +1,117 @@
+// IDX reading and validation (http://yann.lecun.com/exdb/mnist/ describes the format).
+#include "data/idx_dataset.h"
+
+#include <filesystem>
+#include <stdexcept>
+
+#include "common/errors.h"
+#include "data/file_io.h"
+
+namespace ijepa::data {
+
+namespace {
+
+constexpr uint8_t kTypeUnsignedByte = 0x08;
+
+struct IdxFile {
+  std::vector<int64_t> dims;
+  std::string bytes;       // the whole file, header included
+  size_t data_offset = 0;  // where the values start
+};
+
+uint32_t read_be32(const std::string& bytes, size_t offset) {
+  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data()) + offset;
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+// Parses the header, checking the magic number and that the file holds exactly the values it declares.
+IdxFile read_idx(const std::string& path, size_t expected_dims) {
+  IdxFile file;
+  file.bytes = read_gzip_or_plain(path);
+  const std::string& b = file.bytes;
+  if (b.size() < 4 || b[0] != 0 || b[1] != 0) throw common::InputError(path + ": not an IDX file (bad magic number)");
+  if (static_cast<uint8_t>(b[2]) != kTypeUnsignedByte || static_cast<size_t>(b[3]) != expected_dims) {
+    throw common::InputError(path + ": bad magic number: expected unsigned bytes in " + std::to_string(expected_dims) +
+                             " dimension(s), got type " + std::to_string(static_cast<uint8_t>(b[2])) + " in " +
+                             std::to_string(static_cast<uint8_t>(b[3])));
+  }
+  file.data_offset = 4 + 4 * expected_dims;
+  if (b.size() < file.data_offset) throw common::InputError(path + ": truncated header");
+  const int64_t present = static_cast<int64_t>(b.size() - file.data_offset);
+  int64_t declared = 1;
+  bool overflow = false;  // the header declares more values than any file could hold
+  for (size_t d = 0; d < expected_dims; ++d) {
+    const int64_t dim = read_be32(b, 4 + 4 * d);
+    file.dims.push_back(dim);
+    if (dim != 0 && declared > (int64_t{1} << 40) / dim) overflow = true;
+    if (!overflow) declared *= dim;
+  }
+  if (overflow || declared != present) {
+    throw common::InputError(path + ": length does not match its header: " +
+                             (overflow ? std::string("more than 2^40") : std::to_string(declared)) +
+                             " values declared, " + std::to_string(present) + " present (" +
+                             (overflow || present < declared ? "truncated" : "trailing bytes") + ")");
+  }
+  return file;
+}
+
+std::string find_file(const std::string& folder, const std::string& prefix, const std::string& kind) {
+  namespace fs = std::filesystem;
+  for (const char* sep : {"-", "."}) {
+    for (const char* ext : {".gz", ""}) {
+      const fs::path candidate = fs::path(folder) / (prefix + "-" + kind + sep + "ubyte" + ext);
+      if (fs::is_regular_file(candidate)) return candidate.string();
+    }
+  }
+  throw common::InputError(folder + ": no " + prefix + "-" + kind + "-ubyte[.gz] file found");
+}
+
+}  // namespace
+
+IdxDataset::IdxDataset(const std::string& images_file, const std::string& labels_file)
+    : images_name_(std::filesystem::path(images_file).filename().string()) {
+  IdxFile images = read_idx(images_file, 3);
+  IdxFile labels = read_idx(labels_file, 1);
+  count_ = images.dims[0];
+  rows_ = static_cast<int>(images.dims[1]);
+  cols_ = static_cast<int>(images.dims[2]);
+  if (count_ == 0 || rows_ == 0 || cols_ == 0) throw common::InputError(images_file + ": holds no images");
+  if (labels.dims[0] != count_) {
+    throw common::InputError(labels_file + ": " + std::to_string(labels.dims[0]) + " labels for " +
+                             std::to_string(count_) + " images in " + images_file);
+  }
+  labels_.assign(labels.bytes.begin() + labels.data_offset, labels.bytes.end());
+  for (size_t i = 0; i < labels_.size(); ++i) {
+    if (labels_[i] >= kNumClasses) {
+      throw common::InputError(labels_file + ": label " + std::to_string(labels_[i]) + " of sample " +
+                               std::to_string(i) + " is outside [0, " + std::to_string(kNumClasses) + ")");
+    }
+  }
+  pixels_.assign(images.bytes.begin() + images.data_offset, images.bytes.end());
+}
+
+std::unique_ptr<IdxDataset> IdxDataset::open(const std::string& folder, const std::string& split) {
+  if (split != "train" && split != "test") {
+    throw common::InputError("data.split: '" + split + "' is not train or test (IDX dataset " + folder + ")");
+  }
+  if (!std::filesystem::is_directory(folder)) throw common::InputError(folder + ": IDX folder does not exist");
+  const std::string prefix = split == "train" ? "train" : "t10k";
+  return std::make_unique<IdxDataset>(find_file(folder, prefix, "images-idx3"),
+                                      find_file(folder, prefix, "labels-idx1"));
+}
+
+Image IdxDataset::load(int64_t i) const {
+  if (i < 0 || i >= count_) throw std::out_of_range(images_name_ + ": no sample " + std::to_string(i));
+  Image image;
+  image.height = rows_;
+  image.width = cols_;
+  image.channels = 1;
+  const size_t plane = static_cast<size_t>(rows_) * cols_;
+  const auto first = pixels_.begin() + static_cast<std::ptrdiff_t>(plane * static_cast<size_t>(i));
+  image.pixels.assign(first, first + static_cast<std::ptrdiff_t>(plane));
+  return image;
+}
+
+std::string IdxDataset::name(int64_t i) const { return images_name_ + "#" + std::to_string(i); }
+
+}  // namespace ijepa::data

@@ -10,8 +10,8 @@ bool reference_decays(const std::string& name, const torch::Tensor& p) {
 }
 }  // namespace
 
-ReferenceGroups reference_param_groups(torch::nn::Module& encoder, torch::nn::Module& predictor) {
-  ReferenceGroups out;
+std::vector<ParamGroup> reference_param_groups(torch::nn::Module& encoder, torch::nn::Module& predictor) {
+  std::vector<ParamGroup> out;
   struct Source {
     const char* name;
     torch::nn::Module* model;
@@ -21,17 +21,15 @@ ReferenceGroups reference_param_groups(torch::nn::Module& encoder, torch::nn::Mo
   for (const Source& s :
        {Source{"encoder", &encoder, true}, Source{"predictor", &predictor, true},
         Source{"encoder_no_decay", &encoder, false}, Source{"predictor_no_decay", &predictor, false}}) {
-    ParamGroup group{s.name, s.decay, {}, {}};
-    std::vector<std::string> all;
+    ParamGroup group{s.name, s.decay, {}, {}, {}};
     for (const auto& p : s.model->named_parameters()) {
       if (reference_decays(p.key(), p.value()) != s.decay) continue;
-      all.push_back(p.key());
+      group.reference_names.push_back(p.key());
       if (!p.value().requires_grad()) continue;
       group.names.push_back(p.key());
       group.params.push_back(p.value());
     }
-    out.groups.push_back(std::move(group));
-    out.all_names.push_back(std::move(all));
+    out.push_back(std::move(group));
   }
   return out;
 }

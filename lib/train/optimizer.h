@@ -14,18 +14,15 @@ namespace ijepa::train {
 struct ParamGroup {
   std::string name;  // "encoder", "predictor", "encoder_no_decay", "predictor_no_decay"
   bool decay = true;
-  std::vector<std::string> names;  // parameter names in the model (state-dict keys)
+  std::vector<std::string> names;  // trainable parameters' state-dict keys
   std::vector<torch::Tensor> params;
+  // Every name the reference lists in this group, the fixed pos_embed included: its optimizer state dict
+  // numbers parameters by their position in these lists.
+  std::vector<std::string> reference_names;
 };
 
-// The reference's init_opt groups, in its order. Groups hold trainable parameters only; all_names also lists
-// the fixed tables (pos_embed) that the reference puts in its groups, so its integer parameter ids (used by
-// its optimizer state dict) can be reproduced.
-struct ReferenceGroups {
-  std::vector<ParamGroup> groups;
-  std::vector<std::vector<std::string>> all_names;  // per group, every name the reference enumerates
-};
-ReferenceGroups reference_param_groups(torch::nn::Module& encoder, torch::nn::Module& predictor);
+// The reference's init_opt groups, in its order.
+std::vector<ParamGroup> reference_param_groups(torch::nn::Module& encoder, torch::nn::Module& predictor);
 
 class AdamW {
  public:

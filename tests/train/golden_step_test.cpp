@@ -71,7 +71,7 @@ TEST_P(GoldenSteps, ThreeStepsReproduceTheReferenceLosses) {
   const Schedules schedules(sc);
 
   auto groups = reference_param_groups(*models.encoder, *models.predictor);
-  AdamW optimizer(groups.groups);
+  AdamW optimizer(groups);
   JepaStep step(models, optimizer, /*use_bfloat16=*/false);
   for (const auto& expected : g["steps"]) {
     const int64_t s = expected["step"].get<int64_t>() + 1;

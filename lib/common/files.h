@@ -1,0 +1,23 @@
+// Crash-safe file writes: a reader sees the old file or the complete new one, never a torn one.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace ijepa::common {
+
+// Writes to a temporary file beside `path`, fsyncs it, renames it over `path`, then fsyncs the folder.
+// Throws std::runtime_error naming the file on any failure (the old file is left as it was).
+void write_file_atomic(const std::string& path, const void* data, size_t size);
+inline void write_file_atomic(const std::string& path, const std::string& text) {
+  write_file_atomic(path, text.data(), text.size());
+}
+
+// Makes `link` name the same file as `target` atomically (a hard link, or a copy where links are not
+// supported), replacing any previous `link`.
+void link_file_atomic(const std::string& target, const std::string& link);
+
+// The whole file; throws InputError naming it when it cannot be read.
+std::string read_file(const std::string& path);
+
+}  // namespace ijepa::common

@@ -1,0 +1,97 @@
+#include "model/state_dict.h"
+
+#include <torch/serialize.h>
+
+#include <set>
+
+#include "common/errors.h"
+#include "common/files.h"
+#include "common/sha256.h"
+
+namespace ijepa::model {
+
+namespace {
+constexpr char kDdpPrefix[] = "module.";
+
+std::string without_prefix(const std::string& key) {
+  return key.rfind(kDdpPrefix, 0) == 0 ? key.substr(sizeof(kDdpPrefix) - 1) : key;
+}
+}  // namespace
+
+GenericDict read_torch_file(const std::string& path) {
+  const std::string bytes = common::read_file(path);
+  c10::IValue value;
+  try {
+    value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+  } catch (const std::exception& e) {
+    const std::string reason = e.what();
+    throw common::InputError(path + ": not a readable torch.save file (truncated or corrupt?): " +
+                             reason.substr(0, reason.find('\n')));
+  }
+  if (!value.isGenericDict()) throw common::InputError(path + ": expected a dictionary at the top level");
+  return value.toGenericDict();
+}
+
+void write_torch_file(const std::string& path, const c10::IValue& value) {
+  const std::vector<char> bytes = torch::pickle_save(value);
+  common::write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+GenericDict state_dict(torch::nn::Module& module, const std::string& prefix) {
+  GenericDict dict(c10::StringType::get(), c10::TensorType::get());
+  for (const auto& p : module.named_parameters()) dict.insert(prefix + p.key(), p.value());
+  for (const auto& b : module.named_buffers()) dict.insert(prefix + b.key(), b.value());
+  return dict;
+}
+
+void load_state_dict(torch::nn::Module& module, const GenericDict& dict, const std::string& what) {
+  std::map<std::string, torch::Tensor> given;
+  for (const auto& entry : dict) {
+    if (!entry.key().isString() || !entry.value().isTensor()) {
+      throw common::InputError(what + ": state dict entries must map names to tensors");
+    }
+    given[without_prefix(entry.key().toStringRef())] = entry.value().toTensor();
+  }
+  std::vector<std::string> missing, mismatched;
+  auto targets = module.named_parameters();
+  for (const auto& b : module.named_buffers()) targets.insert(b.key(), b.value());
+  for (const auto& t : targets) {
+    auto it = given.find(t.key());
+    if (it == given.end()) {
+      missing.push_back(t.key());
+    } else if (it->second.sizes() != t.value().sizes()) {
+      mismatched.push_back(t.key() + " " + c10::str(it->second.sizes()) + " vs model " + c10::str(t.value().sizes()));
+    }
+  }
+  std::vector<std::string> unexpected;
+  for (const auto& [key, tensor] : given) {
+    if (!targets.contains(key)) unexpected.push_back(key);
+  }
+  if (!missing.empty() || !mismatched.empty() || !unexpected.empty()) {
+    std::string msg = what + ": state dict does not fit the model;";
+    auto list = [&](const char* label, const std::vector<std::string>& keys) {
+      if (keys.empty()) return;
+      msg += std::string(" ") + label + ":";
+      for (size_t i = 0; i < keys.size() && i < 5; ++i) msg += " " + keys[i];
+      if (keys.size() > 5) msg += " (+" + std::to_string(keys.size() - 5) + " more)";
+      msg += ";";
+    };
+    list("missing", missing);
+    list("shape mismatch", mismatched);
+    list("unexpected", unexpected);
+    throw common::InputError(msg);
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& t : targets) t.value().copy_(given[t.key()]);
+}
+
+std::string parameters_sha256(torch::nn::Module& module) {
+  common::Sha256 hash;
+  for (const auto& p : module.named_parameters()) {
+    const auto t = p.value().detach().to(torch::kCPU).contiguous();
+    hash.update(t.data_ptr(), t.numel() * t.element_size());
+  }
+  return hash.hex_digest();
+}
+
+}  // namespace ijepa::model

@@ -1,0 +1,255 @@
+#include "train/checkpoint.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <iomanip>
+#include <map>
+#include <sstream>
+
+#include "common/errors.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "common/sha256.h"
+#include "model/state_dict.h"
+
+namespace ijepa::train {
+
+namespace fs = std::filesystem;
+using c10::IValue;
+using GenericDict = c10::impl::GenericDict;
+using GenericList = c10::impl::GenericList;
+
+namespace {
+
+constexpr char kChecksumKey[] = "ijepa_sha256";
+constexpr int64_t kFormatVersion = 1;
+
+// A canonical walk of the content: tags, sizes and raw bytes, independent of how the file packs them.
+void hash_value(common::Sha256& h, const IValue& v) {
+  auto tag = [&](const std::string& t) { h.update(t); };
+  if (v.isTensor()) {
+    const auto t = v.toTensor().detach().to(torch::kCPU).contiguous();
+    tag("T" + std::string(c10::toString(t.scalar_type())) + c10::str(t.sizes()));
+    h.update(t.data_ptr(), t.numel() * t.element_size());
+  } else if (v.isGenericDict()) {
+    const auto d = v.toGenericDict();
+    tag("D" + std::to_string(d.size()));
+    for (const auto& e : d) {
+      if (e.key().isString() && e.key().toStringRef() == kChecksumKey) continue;
+      hash_value(h, e.key());
+      hash_value(h, e.value());
+    }
+  } else if (v.isList() || v.isTuple()) {
+    const auto items = v.isList() ? v.toListRef().vec() : v.toTupleRef().elements().vec();
+    tag("L" + std::to_string(items.size()));
+    for (const auto& item : items) hash_value(h, item);
+  } else if (v.isDouble()) {
+    const double d = v.toDouble();
+    tag("F");
+    h.update(&d, sizeof d);
+  } else {
+    tag(v.tagKind() + ":" + c10::str(v));  // int, bool, string, None
+  }
+}
+
+std::string content_sha256(const GenericDict& dict) {
+  common::Sha256 h;
+  hash_value(h, IValue(dict));
+  return h.hex_digest();
+}
+
+GenericDict new_dict(const c10::TypePtr& key = c10::StringType::get()) { return GenericDict(key, c10::AnyType::get()); }
+
+// The reference's optimizer state dict: parameters numbered by their place in its groups' lists.
+GenericDict optimizer_state_dict(AdamW& optimizer, double lr, double weight_decay) {
+  auto state = new_dict(c10::IntType::get());
+  auto groups = GenericList(c10::AnyType::get());
+  int64_t id = 0;
+  size_t tensor_index = 0;
+  for (const auto& g : optimizer.groups()) {
+    auto ids = c10::List<int64_t>();
+    for (const auto& name : g.reference_names) {
+      ids.push_back(id);
+      if (std::find(g.names.begin(), g.names.end(), name) != g.names.end()) {
+        auto s = new_dict();
+        s.insert("step", optimizer.step_count().detach().to(torch::kCPU).clone());
+        s.insert("exp_avg", optimizer.exp_avg()[tensor_index]);
+        s.insert("exp_avg_sq", optimizer.exp_avg_sq()[tensor_index]);
+        state.insert(id, s);
+        ++tensor_index;
+      }
+      ++id;
+    }
+    auto group = new_dict();
+    group.insert("lr", lr);
+    group.insert("betas", c10::ivalue::Tuple::create({optimizer.beta1(), optimizer.beta2()}));
+    group.insert("eps", optimizer.eps());
+    group.insert("weight_decay", g.decay ? weight_decay : 0.0);
+    group.insert("amsgrad", false);
+    group.insert("foreach", IValue());
+    group.insert("maximize", false);
+    group.insert("capturable", false);
+    group.insert("differentiable", false);
+    group.insert("fused", IValue());
+    if (!g.decay) group.insert("WD_exclude", true);
+    group.insert("params", ids);
+    groups.push_back(group);
+  }
+  auto opt = new_dict();
+  opt.insert("state", state);
+  opt.insert("param_groups", groups);
+  return opt;
+}
+
+void load_optimizer_state(AdamW& optimizer, const GenericDict& opt, const std::string& path) {
+  if (!opt.contains("state")) throw common::InputError(path + ": 'opt' has no 'state'");
+  const auto state = opt.at("state").toGenericDict();
+  torch::NoGradGuard no_grad;
+  int64_t id = 0;
+  size_t tensor_index = 0;
+  bool step_loaded = false;
+  for (const auto& g : optimizer.groups()) {
+    for (const auto& name : g.reference_names) {
+      const bool trainable = std::find(g.names.begin(), g.names.end(), name) != g.names.end();
+      if (trainable) {
+        if (!state.contains(id)) throw common::InputError(path + ": optimizer state has no entry for " + name);
+        const auto s = state.at(id).toGenericDict();
+        auto copy = [&](const char* key, torch::Tensor& into) {
+          const auto t = s.at(key).toTensor();
+          if (t.sizes() != into.sizes()) {
+            throw common::InputError(path + ": optimizer " + key + " of " + name + " has shape " + c10::str(t.sizes()) +
+                                     ", the model needs " + c10::str(into.sizes()));
+          }
+          into.copy_(t);
+        };
+        copy("exp_avg", optimizer.exp_avg()[tensor_index]);
+        copy("exp_avg_sq", optimizer.exp_avg_sq()[tensor_index]);
+        if (!step_loaded) optimizer.step_count().copy_(s.at("step").toTensor().reshape({}));
+        step_loaded = true;
+        ++tensor_index;
+      }
+      ++id;
+    }
+  }
+}
+
+GenericDict position_dict(const TrainingPosition& p, const CheckpointInfo& info) {
+  auto d = new_dict();
+  d.insert("format_version", kFormatVersion);
+  d.insert("step", p.step);
+  d.insert("epoch", p.epoch);
+  d.insert("batch_in_epoch", p.batch_in_epoch);
+  d.insert("mask_counter", p.mask_counter);
+  d.insert("mask_generator_state", p.mask_generator_state.defined() ? IValue(p.mask_generator_state) : IValue());
+  d.insert("config", info.config_yaml);
+  return d;
+}
+
+}  // namespace
+
+GenericDict checkpoint_dict(JepaModels& models, AdamW& optimizer, const TrainingPosition& position,
+                            const CheckpointInfo& info) {
+  auto d = new_dict();
+  d.insert("encoder", model::state_dict(*models.encoder));
+  d.insert("predictor", model::state_dict(*models.predictor));
+  d.insert("target_encoder", model::state_dict(*models.target));
+  d.insert("opt", optimizer_state_dict(optimizer, info.lr, 0.0));
+  d.insert("scaler", IValue());
+  // The reference stores epoch + 1 after finishing an epoch: the number of completed epochs.
+  d.insert("epoch", position.epoch);
+  d.insert("loss", position.last_loss);
+  d.insert("batch_size", info.batch_size);
+  d.insert("world_size", info.world_size);
+  d.insert("lr", info.lr);
+  d.insert("ijepa", position_dict(position, info));
+  d.insert(kChecksumKey, content_sha256(d));
+  return d;
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& path, JepaModels& models, AdamW* optimizer,
+                                 int64_t iterations_per_epoch) {
+  if (!fs::exists(path)) throw common::InputError("checkpoint " + path + ": does not exist");
+  const GenericDict d = model::read_torch_file(path);
+  LoadedCheckpoint loaded;
+  if (d.contains(kChecksumKey)) {
+    const std::string stored = d.at(kChecksumKey).toStringRef();
+    if (content_sha256(d) != stored) {
+      throw common::InputError("checkpoint " + path + ": checksum mismatch, the file is corrupt");
+    }
+    loaded.verified = true;
+  }
+  for (const char* key : {"encoder", "predictor", "target_encoder"}) {
+    if (!d.contains(key)) throw common::InputError("checkpoint " + path + ": no '" + key + "' state dict");
+  }
+  const std::string what = "checkpoint " + path;
+  model::load_state_dict(*models.encoder, d.at("encoder").toGenericDict(), what + ", encoder");
+  model::load_state_dict(*models.predictor, d.at("predictor").toGenericDict(), what + ", predictor");
+  model::load_state_dict(*models.target, d.at("target_encoder").toGenericDict(), what + ", target_encoder");
+  if (optimizer && d.contains("opt") && d.at("opt").isGenericDict()) {
+    load_optimizer_state(*optimizer, d.at("opt").toGenericDict(), path);
+  }
+
+  auto& p = loaded.position;
+  auto int_of = [&](const GenericDict& dict, const char* key, int64_t fallback) {
+    return dict.contains(key) && dict.at(key).isInt() ? dict.at(key).toInt() : fallback;
+  };
+  loaded.info.batch_size = int_of(d, "batch_size", 0);
+  loaded.info.world_size = int_of(d, "world_size", 1);
+  loaded.info.lr = d.contains("lr") && d.at("lr").isDouble() ? d.at("lr").toDouble() : 0.0;
+  p.last_loss = d.contains("loss") && d.at("loss").isDouble() ? d.at("loss").toDouble() : 0.0;
+  if (d.contains("ijepa")) {
+    const auto x = d.at("ijepa").toGenericDict();
+    p.step = int_of(x, "step", 0);
+    p.epoch = int_of(x, "epoch", 0);
+    p.batch_in_epoch = int_of(x, "batch_in_epoch", 0);
+    p.mask_counter = int_of(x, "mask_counter", -1);
+    if (x.contains("mask_generator_state") && x.at("mask_generator_state").isTensor()) {
+      p.mask_generator_state = x.at("mask_generator_state").toTensor();
+    }
+    if (x.contains("config")) loaded.info.config_yaml = x.at("config").toStringRef();
+  } else {
+    // The reference resumes at the start of the epoch after the one saved, fast-forwarding the schedules and
+    // the mask counter by whole epochs.
+    p.epoch = int_of(d, "epoch", 0);
+    p.step = p.epoch * iterations_per_epoch;
+    p.mask_counter = p.step - 1;
+    log::warn(log::str("checkpoint ", path, ": reference format without checksum; resuming at the start of epoch ",
+                       p.epoch + 1));
+  }
+  return loaded;
+}
+
+CheckpointStore::CheckpointStore(std::string folder, std::string tag, int64_t keep_last, int64_t periodic_epochs)
+    : folder_(std::move(folder)), tag_(std::move(tag)), keep_last_(keep_last), periodic_epochs_(periodic_epochs) {}
+
+std::string CheckpointStore::latest_path() const { return (fs::path(folder_) / (tag_ + "-latest.pth.tar")).string(); }
+
+std::string CheckpointStore::resolve(const std::string& read_checkpoint) const {
+  if (read_checkpoint.empty()) return latest_path();
+  if (read_checkpoint.find('/') == std::string::npos) return (fs::path(folder_) / read_checkpoint).string();
+  return read_checkpoint;
+}
+
+std::string CheckpointStore::save(JepaModels& models, AdamW& optimizer, const TrainingPosition& position,
+                                  const CheckpointInfo& info, int64_t epochs_done, bool epoch_end) {
+  std::ostringstream name;
+  name << tag_ << "-step" << std::setw(8) << std::setfill('0') << position.step << ".pth.tar";
+  const std::string path = (fs::path(folder_) / name.str()).string();
+  model::write_torch_file(path, checkpoint_dict(models, optimizer, position, info));
+  common::link_file_atomic(path, latest_path());
+  if (epoch_end && periodic_epochs_ > 0 && epochs_done % periodic_epochs_ == 0) {
+    common::link_file_atomic(path, (fs::path(folder_) / (tag_ + "-ep" + std::to_string(epochs_done) + ".pth.tar")).string());
+  }
+  // Rolling step checkpoints: zero-padded names sort by step.
+  std::vector<fs::path> steps;
+  const std::string prefix = tag_ + "-step";
+  for (const auto& entry : fs::directory_iterator(folder_)) {
+    const std::string f = entry.path().filename().string();
+    if (f.rfind(prefix, 0) == 0 && f.size() > 8 && f.substr(f.size() - 8) == ".pth.tar") steps.push_back(entry.path());
+  }
+  std::sort(steps.begin(), steps.end());
+  for (size_t i = 0; i + static_cast<size_t>(keep_last_) < steps.size(); ++i) fs::remove(steps[i]);
+  return path;
+}
+
+}  // namespace ijepa::train

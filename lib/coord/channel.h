@@ -1,0 +1,36 @@
+// How clients reach a coordinator: the gRPC channel (plaintext or TLS, optionally with a client certificate)
+// and the bearer token each call carries. Shared by CoordinatorClient, ijepa-ctl and the load generator.
+#pragma once
+
+#include <memory>
+#include <string>
+
+namespace grpc {
+class Channel;
+class ClientContext;
+}  // namespace grpc
+
+namespace ijepa::coord {
+
+struct ChannelOptions {
+  std::string address;   // host:port
+  std::string token;     // empty: none
+  std::string tls_ca;    // PEM file of the CA that signed the server's certificate; empty: plaintext
+  std::string tls_cert;  // client certificate and key for mutual TLS (optional)
+  std::string tls_key;
+  // Reconnect quickly (at most every few seconds) after the coordinator comes back, instead of gRPC's
+  // default backoff of up to two minutes.
+  bool fast_reconnect = true;
+};
+
+// Creates the channel; connecting happens lazily on the first call, so this never blocks. Throws
+// common::InputError naming the option when the address is malformed or a file cannot be read.
+std::shared_ptr<grpc::Channel> make_channel(const ChannelOptions& options);
+
+// Reads a PEM file whole; throws common::InputError naming WHAT (a flag or config key) when it cannot.
+std::string read_credential_file(const std::string& path, const std::string& what);
+
+// Adds "authorization: Bearer TOKEN" to CONTEXT (nothing when TOKEN is empty).
+void add_token(grpc::ClientContext& context, const std::string& token);
+
+}  // namespace ijepa::coord

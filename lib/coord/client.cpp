@@ -1,0 +1,473 @@
+// CoordinatorClient: a queue in front, one background thread doing every RPC behind it.
+#include "coord/client.h"
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
+#include <cmath>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "common/errors.h"
+#include "coord/bounded_queue.h"
+#include "coord/channel.h"
+#include "coord/validation.h"
+#include "ijepa/coordinator/v1/coordinator.grpc.pb.h"
+
+namespace ijepa::coord {
+namespace {
+
+double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+
+std::string local_host_name() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
+  return name;
+}
+
+v1::WorkerState to_proto(WorkerState state) {
+  switch (state) {
+    case WorkerState::kStarting:
+      return v1::WORKER_STATE_STARTING;
+    case WorkerState::kTraining:
+      return v1::WORKER_STATE_TRAINING;
+    case WorkerState::kCheckpointing:
+      return v1::WORKER_STATE_CHECKPOINTING;
+    case WorkerState::kEvaluating:
+      return v1::WORKER_STATE_EVALUATING;
+    case WorkerState::kStopping:
+      return v1::WORKER_STATE_STOPPING;
+  }
+  return v1::WORKER_STATE_TRAINING;
+}
+
+v1::EventType to_proto(EventType type) {
+  switch (type) {
+    case EventType::kNanLoss:
+      return v1::EVENT_TYPE_NAN_LOSS;
+    case EventType::kStall:
+      return v1::EVENT_TYPE_STALL;
+    case EventType::kCheckpointWritten:
+      return v1::EVENT_TYPE_CHECKPOINT_WRITTEN;
+    case EventType::kEvaluationResult:
+      return v1::EVENT_TYPE_EVALUATION_RESULT;
+    case EventType::kMessage:
+      return v1::EVENT_TYPE_MESSAGE;
+  }
+  return v1::EVENT_TYPE_MESSAGE;
+}
+
+v1::RunOutcome to_proto(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kFinished:
+      return v1::RUN_OUTCOME_FINISHED;
+    case Outcome::kStopped:
+      return v1::RUN_OUTCOME_STOPPED;
+    case Outcome::kFailed:
+      return v1::RUN_OUTCOME_FAILED;
+  }
+  return v1::RUN_OUTCOME_FAILED;
+}
+
+v1::StepMetrics to_proto(const metrics::StepReport& r) {
+  v1::StepMetrics m;
+  m.set_step(r.step);
+  m.set_epoch(r.epoch);
+  m.set_loss(r.loss);
+  m.set_lr(r.lr);
+  m.set_wd(r.wd);
+  m.set_images_per_second(r.images_per_second);
+  m.set_step_seconds(r.step_seconds);
+  m.set_data_wait_seconds(r.data_wait_seconds);
+  m.set_comm_wait_seconds(r.comm_wait_seconds);
+  m.set_images(r.images);
+  m.set_time(unix_now());
+  return m;
+}
+
+// Cuts text to the coordinator's limit so an over-long message cannot make a report fail validation.
+std::string clipped(const std::string& text) { return text.substr(0, kMaxTextBytes); }
+
+void check_identity(const common::CoordinatorConfig& config, const RunIdentity& identity) {
+  if (config.address.empty()) throw common::InputError("coordinator.address is empty: no coordinator to report to");
+  if (!(config.heartbeat_s > 0.0)) throw common::InputError("coordinator.heartbeat_s must be > 0");
+  if (config.queue_capacity < 1) throw common::InputError("coordinator.queue_capacity must be >= 1");
+  validate_run_name(identity.run_name, "coordinator.run_name");
+  validate_world_size(identity.world_size);
+  validate_rank(identity.rank, identity.world_size);
+  validate_host(identity.host);
+  validate_text(identity.config_text, "the config text", kMaxConfigBytes);
+}
+
+}  // namespace
+
+class CoordinatorClient::Impl {
+ public:
+  Impl(const common::CoordinatorConfig& config, RunIdentity identity, ClientOptions options);
+  ~Impl();
+
+  void report_step(const metrics::StepReport& report);
+  void report_event(EventType type, const std::string& message, int64_t step, double value);
+  void set_state(WorkerState state);
+  void finish(Outcome outcome, const std::string& reason);
+  bool flush(std::chrono::milliseconds timeout);
+  bool stop_requested() const { return stop_requested_.load(std::memory_order_relaxed); }
+  std::string stop_reason() const;
+  ClientStats stats() const;
+
+ private:
+  template <typename Request, typename Response>
+  using Method = grpc::Status (v1::Coordinator::Stub::*)(grpc::ClientContext*, const Request&, Response*);
+
+  void loop();
+  bool cycle();
+  bool ensure_registered();
+  bool send_events();
+  bool send_heartbeat();
+  bool send_finish();
+  bool urgent() const;   // requires mutex_
+  bool drained() const;  // requires mutex_
+  template <typename Request, typename Response>
+  grpc::Status call(Method<Request, Response> method, const Request& request, Response& response);
+  bool failed(const char* what, const grpc::Status& status);  // records it; true when it failed
+  void apply_stop(bool requested, const std::string& reason);
+
+  common::CoordinatorConfig config_;
+  RunIdentity identity_;
+  ClientOptions options_;
+  std::unique_ptr<v1::Coordinator::Stub> stub_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable progress_;
+  BoundedQueue<v1::StepMetrics> steps_;
+  BoundedQueue<v1::Event> events_;
+  v1::WorkerState state_ = v1::WORKER_STATE_STARTING;
+  int64_t last_step_ = 0;
+  int64_t last_epoch_ = 0;
+  std::optional<v1::FinishRunRequest> finish_;
+  bool flush_requested_ = false;
+  bool shutting_down_ = false;
+  bool healthy_ = false;  // the last cycle succeeded
+  bool loop_done_ = false;
+  grpc::ClientContext* in_flight_ = nullptr;
+  ClientStats stats_;
+  std::string stop_reason_;
+  std::atomic<bool> stop_requested_{false};
+  std::thread thread_;  // last: starts once everything above exists
+};
+
+CoordinatorClient::Impl::Impl(const common::CoordinatorConfig& config, RunIdentity identity, ClientOptions options)
+    : config_(config),
+      identity_(std::move(identity)),
+      options_(options),
+      steps_(static_cast<size_t>(config.queue_capacity)),
+      events_(static_cast<size_t>(config.queue_capacity)) {
+  if (identity_.host.empty()) identity_.host = local_host_name();
+  check_identity(config_, identity_);
+  stub_ = v1::Coordinator::NewStub(
+      make_channel({config_.address, config_.token, config_.tls_ca, config_.tls_cert, config_.tls_key, true}));
+  thread_ = std::thread([this] { loop(); });
+}
+
+CoordinatorClient::Impl::~Impl() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    shutting_down_ = true;
+    if (in_flight_) in_flight_->TryCancel();
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void CoordinatorClient::Impl::report_step(const metrics::StepReport& report) {
+  v1::StepMetrics metrics = to_proto(report);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (finish_) return;
+  last_step_ = report.step;
+  last_epoch_ = report.epoch;
+  if (steps_.push(std::move(metrics))) ++stats_.steps_dropped;
+  // Wake the sender only for a full batch; otherwise the next heartbeat takes the reports along.
+  if (steps_.size() >= static_cast<size_t>(options_.max_batch)) wake_.notify_one();
+}
+
+void CoordinatorClient::Impl::report_event(EventType type, const std::string& message, int64_t step, double value) {
+  v1::Event event;
+  event.set_type(to_proto(type));
+  event.set_message(clipped(message));
+  event.set_step(step < 0 ? 0 : step);
+  event.set_value(std::isfinite(value) ? value : 0.0);
+  event.set_time(unix_now());
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (finish_) return;
+  if (events_.push(std::move(event))) ++stats_.events_dropped;
+  wake_.notify_one();
+}
+
+void CoordinatorClient::Impl::set_state(WorkerState state) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  state_ = to_proto(state);
+}
+
+void CoordinatorClient::Impl::finish(Outcome outcome, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (finish_) return;
+  finish_.emplace();
+  finish_->set_run(identity_.run_name);
+  finish_->set_rank(identity_.rank);
+  finish_->set_outcome(to_proto(outcome));
+  finish_->set_reason(clipped(reason));
+  finish_->set_step(last_step_);
+  wake_.notify_one();
+}
+
+bool CoordinatorClient::Impl::flush(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  flush_requested_ = true;
+  wake_.notify_one();
+  const bool done = progress_.wait_for(lock, timeout, [this] { return drained() || loop_done_; }) && drained();
+  flush_requested_ = false;
+  return done;
+}
+
+std::string CoordinatorClient::Impl::stop_reason() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stop_reason_;
+}
+
+ClientStats CoordinatorClient::Impl::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+bool CoordinatorClient::Impl::drained() const {
+  return steps_.empty() && events_.empty() && (!finish_ || stats_.finished);
+}
+
+bool CoordinatorClient::Impl::urgent() const {
+  return healthy_ && (!events_.empty() || steps_.size() >= static_cast<size_t>(options_.max_batch) ||
+                      (finish_ && !stats_.finished) || (flush_requested_ && !drained()));
+}
+
+void CoordinatorClient::Impl::loop() {
+  std::minstd_rand jitter(static_cast<unsigned>(identity_.rank) * 7919u + static_cast<unsigned>(getpid()));
+  const auto heartbeat = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(config_.heartbeat_s));
+  auto backoff = options_.backoff_initial;
+  auto next = std::chrono::steady_clock::now();
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!shutting_down_ && !stats_.finished) {
+    wake_.wait_until(lock, next, [this] { return shutting_down_ || urgent(); });
+    if (shutting_down_) break;
+    lock.unlock();
+    const bool ok = cycle();
+    lock.lock();
+    healthy_ = ok;
+    if (ok) {
+      backoff = options_.backoff_initial;
+      next = std::chrono::steady_clock::now() + heartbeat;
+    } else {
+      // Jitter in [backoff/2, backoff] keeps many ranks from retrying in lockstep.
+      const auto wait = backoff / 2 + backoff * static_cast<int>(jitter() % 1000) / 2000;
+      next = std::chrono::steady_clock::now() + wait;
+      backoff = std::min(backoff * 2, options_.backoff_max);
+    }
+    progress_.notify_all();
+  }
+  loop_done_ = true;
+  progress_.notify_all();
+}
+
+bool CoordinatorClient::Impl::cycle() {
+  if (!ensure_registered() || !send_events() || !send_heartbeat()) return false;
+  bool finish_now = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    finish_now = finish_ && steps_.empty() && events_.empty();
+  }
+  return !finish_now || send_finish();
+}
+
+template <typename Request, typename Response>
+grpc::Status CoordinatorClient::Impl::call(Method<Request, Response> method, const Request& request,
+                                           Response& response) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + options_.rpc_timeout);
+  add_token(context, config_.token);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (shutting_down_) return grpc::Status(grpc::StatusCode::CANCELLED, "client shutting down");
+    in_flight_ = &context;
+  }
+  grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+  std::lock_guard<std::mutex> lock(mutex_);
+  in_flight_ = nullptr;
+  return status;
+}
+
+// Records the outcome of one call; logs only when the connection changes between working and failing, so a
+// coordinator that stays down costs one warning, not one per retry.
+bool CoordinatorClient::Impl::failed(const char* what, const grpc::Status& status) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (status.ok()) {
+    if (!stats_.last_error.empty()) spdlog::info("coordinator {}: reachable again", config_.address);
+    stats_.last_error.clear();
+    return false;
+  }
+  ++stats_.rpc_failures;
+  const std::string error = std::string(what) + ": " + status.error_message();
+  if (stats_.last_error != error && !shutting_down_) {
+    spdlog::warn("coordinator {}: {} failed ({}); training continues, reports stay queued", config_.address, what,
+                 status.error_message());
+  }
+  stats_.last_error = error;
+  return true;
+}
+
+void CoordinatorClient::Impl::apply_stop(bool requested, const std::string& reason) {
+  if (!requested || stop_requested_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_reason_ = reason;
+  }
+  spdlog::warn("coordinator asked run {} to stop: {}", identity_.run_name, reason);
+}
+
+bool CoordinatorClient::Impl::ensure_registered() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stats_.registered) return true;
+  }
+  v1::CreateRunRequest create;
+  create.set_name(identity_.run_name);
+  create.set_world_size(identity_.world_size);
+  create.set_config_text(identity_.config_text);
+  create.set_host(identity_.host);
+  create.set_rank(identity_.rank);
+  v1::CreateRunResponse created;
+  if (failed("CreateRun", call(&v1::Coordinator::Stub::CreateRun, create, created))) return false;
+  v1::RegisterWorkerRequest registration;
+  registration.set_run(identity_.run_name);
+  registration.set_rank(identity_.rank);
+  registration.set_host(identity_.host);
+  registration.set_pid(getpid());
+  v1::RegisterWorkerResponse registered;
+  if (failed("RegisterWorker", call(&v1::Coordinator::Stub::RegisterWorker, registration, registered))) return false;
+  apply_stop(registered.stop_requested(), registered.stop_reason());
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats_.registered = true;
+  spdlog::info("coordinator {}: rank {} {} run {}", config_.address, identity_.rank,
+               created.created() ? "created" : "joined", identity_.run_name);
+  return true;
+}
+
+bool CoordinatorClient::Impl::send_events() {
+  v1::ReportEventsRequest request;
+  uint64_t last_seq = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (events_.empty()) return true;
+    for (v1::Event& e : events_.peek(kMaxEventsPerReport, last_seq)) *request.add_events() = std::move(e);
+  }
+  request.set_run(identity_.run_name);
+  request.set_rank(identity_.rank);
+  v1::ReportEventsResponse response;
+  const grpc::Status status = call(&v1::Coordinator::Stub::ReportEvents, request, response);
+  const bool rejected = failed("ReportEvents", status);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) stats_.registered = false;
+  if (rejected && status.error_code() != grpc::StatusCode::INVALID_ARGUMENT) return false;
+  // Sent, or rejected as invalid: either way retrying the same batch cannot help.
+  const size_t popped = events_.pop_through(last_seq);
+  (rejected ? stats_.events_dropped : stats_.events_sent) += popped;
+  return true;
+}
+
+bool CoordinatorClient::Impl::send_heartbeat() {
+  v1::HeartbeatRequest request;
+  uint64_t last_seq = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    request.set_state(state_);
+    request.set_step(last_step_);
+    request.set_epoch(last_epoch_);
+    for (v1::StepMetrics& m : steps_.peek(options_.max_batch, last_seq)) *request.add_metrics() = std::move(m);
+  }
+  request.set_run(identity_.run_name);
+  request.set_rank(identity_.rank);
+  v1::HeartbeatResponse response;
+  const grpc::Status status = call(&v1::Coordinator::Stub::Heartbeat, request, response);
+  const bool rejected = failed("Heartbeat", status);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // NOT_FOUND: the coordinator forgot this rank (a fresh database): register again, then resend.
+    if (status.error_code() == grpc::StatusCode::NOT_FOUND) stats_.registered = false;
+    if (rejected && status.error_code() != grpc::StatusCode::INVALID_ARGUMENT) return false;
+    const size_t popped = request.metrics_size() > 0 ? steps_.pop_through(last_seq) : 0;
+    (rejected ? stats_.steps_dropped : stats_.steps_sent) += popped;
+  }
+  apply_stop(response.stop_requested(), response.stop_reason());
+  return true;
+}
+
+bool CoordinatorClient::Impl::send_finish() {
+  v1::FinishRunRequest request;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    request = *finish_;
+  }
+  v1::FinishRunResponse response;
+  const grpc::Status status = call(&v1::Coordinator::Stub::FinishRun, request, response);
+  if (failed("FinishRun", status) && status.error_code() != grpc::StatusCode::INVALID_ARGUMENT) return false;
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats_.finished = true;
+  return true;
+}
+
+CoordinatorClient::CoordinatorClient(const common::CoordinatorConfig& config, RunIdentity identity,
+                                     ClientOptions options)
+    : impl_(std::make_unique<Impl>(config, std::move(identity), options)) {}
+
+CoordinatorClient::~CoordinatorClient() = default;
+
+void CoordinatorClient::report_step(const metrics::StepReport& report) { impl_->report_step(report); }
+
+void CoordinatorClient::report_event(EventType type, const std::string& message, int64_t step, double value) {
+  impl_->report_event(type, message, step, value);
+}
+
+void CoordinatorClient::set_state(WorkerState state) { impl_->set_state(state); }
+
+void CoordinatorClient::finish(Outcome outcome, const std::string& reason) { impl_->finish(outcome, reason); }
+
+bool CoordinatorClient::flush(std::chrono::milliseconds timeout) { return impl_->flush(timeout); }
+
+bool CoordinatorClient::stop_requested() const { return impl_->stop_requested(); }
+
+std::string CoordinatorClient::stop_reason() const { return impl_->stop_reason(); }
+
+ClientStats CoordinatorClient::stats() const { return impl_->stats(); }
+
+std::string CoordinatorClient::run_name_for(const common::CoordinatorConfig& config, const std::string& run_folder) {
+  if (!config.run_name.empty()) {
+    validate_run_name(config.run_name, "coordinator.run_name");
+    return config.run_name;
+  }
+  std::filesystem::path folder(run_folder);
+  std::string name = (folder.has_filename() ? folder.filename() : folder.parent_path().filename()).string();
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '-';
+  }
+  const size_t first = name.find_first_not_of("._-");
+  name = first == std::string::npos ? "" : name.substr(first, kMaxRunNameBytes);
+  return name.empty() ? "run" : name;
+}
+
+}  // namespace ijepa::coord

@@ -1,0 +1,499 @@
+// RunRegistry: state rules, write-through to Storage, metrics and watcher wake-ups.
+//
+// Every public method holds mutex_ for its whole length, including the SQLite writes: one coordinator
+// handles thousands of small writes a second this way (WAL, no fsync per commit), and a single order of
+// changes keeps the database and memory in step.
+#include "coord/run_registry.h"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include "coord/validation.h"
+#include "metrics/coordinator_metrics.h"
+
+namespace ijepa::coord {
+namespace {
+
+constexpr int kDefaultEventsShown = 20;
+constexpr int kDefaultListLimit = 100;
+constexpr int kMaxEventsPerUpdate = 1000;
+
+std::string lower_suffix(const std::string& enum_name, const std::string& prefix) {
+  std::string name = enum_name.rfind(prefix, 0) == 0 ? enum_name.substr(prefix.size()) : enum_name;
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  return name;
+}
+
+metrics::StepReport to_report(const v1::StepMetrics& m) {
+  metrics::StepReport r;
+  r.step = m.step();
+  r.epoch = m.epoch();
+  r.loss = m.loss();
+  r.lr = m.lr();
+  r.wd = m.wd();
+  r.images_per_second = m.images_per_second();
+  r.step_seconds = m.step_seconds();
+  r.data_wait_seconds = m.data_wait_seconds();
+  r.comm_wait_seconds = m.comm_wait_seconds();
+  r.images = m.images();
+  return r;
+}
+
+std::string seconds_text(double seconds) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.1f s", seconds);
+  return buffer;
+}
+
+}  // namespace
+
+std::string state_name(v1::RunState state) { return lower_suffix(v1::RunState_Name(state), "RUN_STATE_"); }
+std::string state_name(v1::WorkerState state) { return lower_suffix(v1::WorkerState_Name(state), "WORKER_STATE_"); }
+std::string event_name(v1::EventType type) { return lower_suffix(v1::EventType_Name(type), "EVENT_TYPE_"); }
+
+bool is_active(v1::RunState state) {
+  return state == v1::RUN_STATE_RUNNING || state == v1::RUN_STATE_STALLED || state == v1::RUN_STATE_STOPPING;
+}
+
+bool is_live(v1::WorkerState state) {
+  return state != v1::WORKER_STATE_LOST && state != v1::WORKER_STATE_FINISHED && state != v1::WORKER_STATE_UNSPECIFIED;
+}
+
+RunRegistry::RunRegistry(Storage& storage, metrics::CoordinatorMetrics* metrics, RegistryOptions options)
+    : storage_(storage), metrics_(metrics), options_(std::move(options)) {
+  const double t = now();
+  for (v1::Run& run : storage_.load_runs()) {
+    const std::string name = run.name();
+    runs_[name].run = std::move(run);
+  }
+  for (v1::Worker& worker : storage_.load_workers()) {
+    auto it = runs_.find(worker.run());
+    if (it != runs_.end()) it->second.workers[worker.rank()] = std::move(worker);
+  }
+  for (auto& [name, entry] : runs_) restore(entry, t);
+  publish_counts();
+}
+
+double RunRegistry::now() const {
+  if (options_.clock) return options_.clock();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+void RunRegistry::restore(RunEntry& entry, double now) {
+  if (!is_active(entry.run.state())) {
+    entry.series_removed = now - entry.run.ended_time() > options_.retention_s;
+    if (entry.series_removed) return;
+  }
+  for (auto& [rank, worker] : entry.workers) {
+    if (is_active(entry.run.state()) && is_live(worker.state())) worker.set_last_heartbeat_time(now);
+    if (metrics_) {
+      metrics_->restore_worker_totals(worker.run(), rank, worker.data_wait_seconds_total(),
+                                      worker.comm_wait_seconds_total());
+    }
+  }
+  publish_progress(entry);
+}
+
+RunRegistry::RunEntry& RunRegistry::entry(const std::string& name) {
+  auto it = runs_.find(name);
+  if (it == runs_.end()) throw NotFoundError("run '" + name + "' does not exist");
+  return it->second;
+}
+
+v1::Worker& RunRegistry::worker(RunEntry& entry, int32_t rank) {
+  auto it = entry.workers.find(rank);
+  if (it == entry.workers.end()) {
+    throw NotFoundError("run '" + entry.run.name() + "' has no registered rank " + std::to_string(rank));
+  }
+  return it->second;
+}
+
+v1::Run RunRegistry::new_run(const v1::CreateRunRequest& request, double now) const {
+  v1::Run run;
+  run.set_name(request.name());
+  run.set_state(v1::RUN_STATE_RUNNING);
+  run.set_world_size(request.world_size());
+  run.set_host(request.host());
+  run.set_created_time(now);
+  run.set_updated_time(now);
+  return run;
+}
+
+v1::CreateRunResponse RunRegistry::create_run(const v1::CreateRunRequest& request) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const double t = now();
+  v1::CreateRunResponse response;
+  auto it = runs_.find(request.name());
+  Storage::Transaction transaction(storage_);
+  if (it == runs_.end()) {
+    RunEntry& created = runs_[request.name()];
+    created.run = new_run(request, t);
+    storage_.save_run(created.run);
+    storage_.save_config(request.name(), request.config_text());
+    record_event(created, request.rank(), v1::EVENT_TYPE_RUN_CREATED, 0,
+                 "created with world size " + std::to_string(request.world_size()));
+    response.set_created(true);
+    it = runs_.find(request.name());
+  } else if (is_active(it->second.run.state())) {
+    if (it->second.run.world_size() != request.world_size()) {
+      throw ConflictError("run '" + request.name() + "' is active with world size " +
+                          std::to_string(it->second.run.world_size()) + ", not " +
+                          std::to_string(request.world_size()));
+    }
+  } else if (request.rank() == 0) {
+    reopen(it->second, request, t);
+  }
+  save(it->second, t);
+  transaction.commit();
+  publish_counts();
+  *response.mutable_run() = it->second.run;
+  return response;
+}
+
+void RunRegistry::reopen(RunEntry& entry, const v1::CreateRunRequest& request, double now) {
+  const std::string previous = state_name(entry.run.state());
+  v1::Run& run = entry.run;
+  run.set_state(v1::RUN_STATE_RUNNING);
+  run.set_world_size(request.world_size());
+  run.set_ended_time(0);
+  run.clear_reason();
+  run.set_stop_requested(false);
+  run.clear_stop_reason();
+  for (auto it = entry.workers.begin(); it != entry.workers.end();) {
+    if (it->first >= request.world_size()) {
+      storage_.delete_worker(run.name(), it->first);
+      it = entry.workers.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  storage_.save_config(run.name(), request.config_text());
+  entry.series_removed = false;
+  record_event(entry, request.rank(), v1::EVENT_TYPE_RUN_CREATED, run.latest().step(),
+               "reopened (was " + previous + ") with world size " + std::to_string(request.world_size()));
+}
+
+v1::RegisterWorkerResponse RunRegistry::register_worker(const v1::RegisterWorkerRequest& request) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const double t = now();
+  RunEntry& e = entry(request.run());
+  if (!is_active(e.run.state())) {
+    throw ConflictError("run '" + request.run() + "' has ended (" + state_name(e.run.state()) +
+                        "); rank 0 reopens it by creating it again");
+  }
+  validate_rank(request.rank(), e.run.world_size());
+  Storage::Transaction transaction(storage_);
+  auto found = e.workers.find(request.rank());
+  const bool was_lost = found != e.workers.end() && found->second.state() == v1::WORKER_STATE_LOST;
+  v1::Worker& w = e.workers[request.rank()];
+  w.set_run(request.run());
+  w.set_rank(request.rank());
+  w.set_host(request.host());
+  w.set_pid(request.pid());
+  w.set_state(v1::WORKER_STATE_STARTING);
+  w.set_registered_time(t);
+  w.set_last_heartbeat_time(t);
+  storage_.save_worker(w);
+  record_event(e, request.rank(), was_lost ? v1::EVENT_TYPE_WORKER_RECOVERED : v1::EVENT_TYPE_WORKER_REGISTERED,
+               w.step(), "host " + request.host() + " pid " + std::to_string(request.pid()));
+  refresh_run(e, t);
+  save(e, t);
+  transaction.commit();
+  publish_counts();
+  v1::RegisterWorkerResponse response;
+  response.set_stop_requested(e.run.stop_requested());
+  response.set_stop_reason(e.run.stop_reason());
+  return response;
+}
+
+v1::HeartbeatResponse RunRegistry::heartbeat(const v1::HeartbeatRequest& request) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const double t = now();
+  RunEntry& e = entry(request.run());
+  v1::Worker& w = worker(e, request.rank());
+  Storage::Transaction transaction(storage_);
+  const bool active = is_active(e.run.state());
+  const bool recovered = active && w.state() == v1::WORKER_STATE_LOST;
+  w.set_last_heartbeat_time(t);
+  w.set_step(request.step());
+  w.set_epoch(request.epoch());
+  // Workers of an ended run stay finished: a late heartbeat must not revive them in the counts.
+  if (active) w.set_state(request.state());
+  apply_metrics(e, w, request, t);
+  storage_.save_worker(w);
+  if (recovered) record_event(e, w.rank(), v1::EVENT_TYPE_WORKER_RECOVERED, w.step(), "heartbeat resumed");
+  refresh_run(e, t);
+  save(e, t);
+  transaction.commit();
+  if (recovered) publish_counts();
+  publish_progress(e);
+  v1::HeartbeatResponse response;
+  response.set_stop_requested(e.run.stop_requested());
+  response.set_stop_reason(e.run.stop_reason());
+  response.set_run_state(e.run.state());
+  return response;
+}
+
+void RunRegistry::apply_metrics(RunEntry& e, v1::Worker& w, const v1::HeartbeatRequest& request, double now) {
+  for (const v1::StepMetrics& reported : request.metrics()) {
+    v1::StepMetrics m = reported;
+    if (m.time() == 0.0) m.set_time(now);
+    w.set_data_wait_seconds_total(w.data_wait_seconds_total() + m.data_wait_seconds());
+    w.set_comm_wait_seconds_total(w.comm_wait_seconds_total() + m.comm_wait_seconds());
+    if (!e.run.has_latest() || m.step() >= e.run.latest().step()) *e.run.mutable_latest() = m;
+    if (metrics_ && !e.series_removed) metrics_->observe_worker_step(e.run.name(), w.rank(), to_report(m));
+    *w.mutable_latest() = std::move(m);
+  }
+}
+
+void RunRegistry::report_events(const v1::ReportEventsRequest& request) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const double t = now();
+  RunEntry& e = entry(request.run());
+  validate_rank(request.rank(), e.run.world_size());
+  Storage::Transaction transaction(storage_);
+  for (const v1::Event& event : request.events()) {
+    record_event(e, request.rank(), event.type(), event.step(), event.message(), event.value());
+  }
+  save(e, t);
+  transaction.commit();
+}
+
+v1::FinishRunResponse RunRegistry::finish_run(const v1::FinishRunRequest& request) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const double t = now();
+  RunEntry& e = entry(request.run());
+  validate_rank(request.rank(), e.run.world_size());
+  Storage::Transaction transaction(storage_);
+  auto found = e.workers.find(request.rank());
+  if (found != e.workers.end()) {
+    found->second.set_state(v1::WORKER_STATE_FINISHED);
+    found->second.set_step(std::max(found->second.step(), request.step()));
+    storage_.save_worker(found->second);
+  }
+  if (is_active(e.run.state())) {
+    const std::string who = "rank " + std::to_string(request.rank());
+    if (request.outcome() == v1::RUN_OUTCOME_FAILED) {
+      end_run(e, v1::RUN_STATE_FAILED, who + ": " + (request.reason().empty() ? "failed" : request.reason()), t);
+    } else if (request.rank() == 0) {
+      const bool stopped = request.outcome() == v1::RUN_OUTCOME_STOPPED;
+      end_run(e, stopped ? v1::RUN_STATE_STOPPED : v1::RUN_STATE_FINISHED, request.reason(), t);
+    } else {
+      refresh_run(e, t);
+    }
+  }
+  save(e, t);
+  transaction.commit();
+  publish_counts();
+  v1::FinishRunResponse response;
+  *response.mutable_run() = e.run;
+  return response;
+}
+
+v1::StopRunResponse RunRegistry::stop_run(const v1::StopRunRequest& request) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const double t = now();
+  RunEntry& e = entry(request.name());
+  if (!is_active(e.run.state())) {
+    throw ConflictError("run '" + request.name() + "' has already ended (" + state_name(e.run.state()) + ")");
+  }
+  Storage::Transaction transaction(storage_);
+  if (!e.run.stop_requested()) {
+    const std::string reason = request.reason().empty() ? "stop requested" : request.reason();
+    e.run.set_stop_requested(true);
+    e.run.set_stop_reason(reason);
+    e.run.set_state(v1::RUN_STATE_STOPPING);
+    record_event(e, -1, v1::EVENT_TYPE_STOP_REQUESTED, e.run.latest().step(), reason);
+    refresh_run(e, t);
+  }
+  save(e, t);
+  transaction.commit();
+  publish_counts();
+  v1::StopRunResponse response;
+  *response.mutable_run() = e.run;
+  return response;
+}
+
+v1::GetRunResponse RunRegistry::get_run(const v1::GetRunRequest& request) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  RunEntry& e = entry(request.name());
+  v1::GetRunResponse response;
+  *response.mutable_run() = e.run;
+  for (const auto& [rank, w] : e.workers) *response.add_workers() = w;
+  const int limit = request.max_events() > 0 ? request.max_events() : kDefaultEventsShown;
+  for (v1::Event& event : storage_.events(e.run.name(), 0, limit)) *response.add_events() = std::move(event);
+  if (request.include_config()) response.set_config_text(storage_.load_config(e.run.name()));
+  return response;
+}
+
+v1::ListRunsResponse RunRegistry::list_runs(const v1::ListRunsRequest& request) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<const v1::Run*> runs;
+  for (const auto& [name, e] : runs_) {
+    if (!request.active_only() || is_active(e.run.state())) runs.push_back(&e.run);
+  }
+  std::sort(runs.begin(), runs.end(), [](const v1::Run* a, const v1::Run* b) {
+    return a->created_time() != b->created_time() ? a->created_time() > b->created_time() : a->name() < b->name();
+  });
+  const size_t limit = request.limit() > 0 ? request.limit() : kDefaultListLimit;
+  v1::ListRunsResponse response;
+  for (size_t i = 0; i < runs.size() && i < limit; ++i) *response.add_runs() = *runs[i];
+  return response;
+}
+
+bool RunRegistry::next_update(const std::string& name, WatchCursor& cursor, std::chrono::milliseconds timeout,
+                              v1::WatchRunResponse& update) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  RunEntry& e = entry(name);
+  const bool changed = changed_.wait_for(lock, cursor.revision == 0 ? std::chrono::milliseconds(0) : timeout,
+                                         [&] { return shutting_down_ || e.revision != cursor.revision; });
+  if (!changed || shutting_down_) return false;
+  update.Clear();
+  *update.mutable_run() = e.run;
+  for (const auto& [rank, w] : e.workers) *update.add_workers() = w;
+  const int limit = cursor.revision == 0 ? kDefaultEventsShown : kMaxEventsPerUpdate;
+  for (v1::Event& event : storage_.events(name, cursor.last_event_id, limit)) {
+    cursor.last_event_id = std::max(cursor.last_event_id, event.id());
+    *update.add_events() = std::move(event);
+  }
+  cursor.revision = e.revision;
+  return true;
+}
+
+void RunRegistry::shutdown() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  shutting_down_ = true;
+  changed_.notify_all();
+}
+
+void RunRegistry::tick() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const double t = now();
+  bool counts_changed = false;
+  for (auto& [name, e] : runs_) {
+    if (is_active(e.run.state())) {
+      counts_changed |= expire_workers(e, t);
+    } else if (!e.series_removed && t - e.run.ended_time() > options_.retention_s) {
+      if (metrics_) metrics_->remove_run(name);
+      e.series_removed = true;
+    }
+  }
+  if (counts_changed) publish_counts();
+}
+
+bool RunRegistry::expire_workers(RunEntry& e, double now) {
+  std::vector<v1::Worker*> lost;
+  for (auto& [rank, w] : e.workers) {
+    const double age = now - w.last_heartbeat_time();
+    if (metrics_ && !e.series_removed && (is_live(w.state()) || w.state() == v1::WORKER_STATE_LOST)) {
+      metrics_->set_heartbeat_age(e.run.name(), rank, age);
+    }
+    if (is_live(w.state()) && age > options_.heartbeat_timeout_s) lost.push_back(&w);
+  }
+  if (lost.empty()) return false;
+  Storage::Transaction transaction(storage_);
+  for (v1::Worker* w : lost) {
+    w->set_state(v1::WORKER_STATE_LOST);
+    storage_.save_worker(*w);
+    record_event(e, w->rank(), v1::EVENT_TYPE_WORKER_LOST, w->step(),
+                 "no heartbeat for " + seconds_text(now - w->last_heartbeat_time()) + " (timeout " +
+                     seconds_text(options_.heartbeat_timeout_s) + ")");
+  }
+  refresh_run(e, now);
+  save(e, now);
+  transaction.commit();
+  return true;
+}
+
+void RunRegistry::refresh_run(RunEntry& e, double now) {
+  int live = 0;
+  int lost = 0;
+  double images_per_second = 0.0;
+  const v1::Worker* first_lost = nullptr;
+  for (const auto& [rank, w] : e.workers) {
+    if (is_live(w.state())) {
+      ++live;
+      images_per_second += w.latest().images_per_second();
+    } else if (w.state() == v1::WORKER_STATE_LOST) {
+      ++lost;
+      if (!first_lost) first_lost = &w;
+    }
+  }
+  e.run.set_live_workers(live);
+  e.run.set_images_per_second(images_per_second);
+  const v1::RunState state = e.run.state();
+  if (state == v1::RUN_STATE_RUNNING && lost > 0) {
+    e.run.set_state(v1::RUN_STATE_STALLED);
+    e.run.set_reason("rank " + std::to_string(first_lost->rank()) + " lost: no heartbeat for " +
+                     seconds_text(now - first_lost->last_heartbeat_time()) + " (timeout " +
+                     seconds_text(options_.heartbeat_timeout_s) + ")");
+  } else if (state == v1::RUN_STATE_STALLED && lost == 0) {
+    e.run.set_state(v1::RUN_STATE_RUNNING);
+    e.run.clear_reason();
+  } else if (state == v1::RUN_STATE_STOPPING && live == 0 && lost > 0) {
+    end_run(e, v1::RUN_STATE_STOPPED, "stop requested; workers went silent without finishing", now);
+  }
+}
+
+void RunRegistry::end_run(RunEntry& e, v1::RunState state, const std::string& reason, double now) {
+  e.run.set_state(state);
+  e.run.set_ended_time(now);
+  e.run.set_reason(reason);
+  for (auto& [rank, w] : e.workers) {
+    if (w.state() == v1::WORKER_STATE_FINISHED) continue;
+    w.set_state(v1::WORKER_STATE_FINISHED);
+    storage_.save_worker(w);
+  }
+  e.run.set_live_workers(0);
+  e.run.set_images_per_second(0.0);
+  record_event(e, -1, v1::EVENT_TYPE_RUN_ENDED, e.run.latest().step(),
+               state_name(state) + (reason.empty() ? "" : ": " + reason));
+  publish_progress(e);
+}
+
+void RunRegistry::record_event(RunEntry& e, int32_t rank, v1::EventType type, int64_t step, const std::string& message,
+                               double value) {
+  v1::Event event;
+  event.set_run(e.run.name());
+  event.set_rank(rank);
+  event.set_type(type);
+  event.set_time(now());
+  event.set_step(step);
+  event.set_value(value);
+  event.set_message(message);
+  storage_.append_event(event);
+  if (metrics_) metrics_->count_event(event_name(type));
+}
+
+void RunRegistry::save(RunEntry& e, double now) {
+  e.run.set_updated_time(now);
+  storage_.save_run(e.run);
+  ++e.revision;
+  changed_.notify_all();
+}
+
+void RunRegistry::publish_counts() {
+  if (!metrics_) return;
+  std::map<std::string, int64_t> runs;
+  for (int s = v1::RunState_MIN + 1; s <= v1::RunState_MAX; ++s) runs[state_name(static_cast<v1::RunState>(s))] = 0;
+  std::map<std::string, int64_t> workers{{"live", 0}, {"lost", 0}, {"finished", 0}};
+  for (const auto& [name, e] : runs_) {
+    ++runs[state_name(e.run.state())];
+    if (!is_active(e.run.state())) continue;
+    for (const auto& [rank, w] : e.workers) {
+      ++workers[is_live(w.state()) ? "live" : w.state() == v1::WORKER_STATE_LOST ? "lost" : "finished"];
+    }
+  }
+  metrics_->set_runs_by_state(runs);
+  metrics_->set_workers_by_state(workers);
+}
+
+void RunRegistry::publish_progress(const RunEntry& e) {
+  if (!metrics_ || e.series_removed) return;
+  metrics_->set_run_progress(e.run.name(), to_report(e.run.latest()), e.run.images_per_second(), e.run.live_workers());
+}
+
+}  // namespace ijepa::coord

@@ -1,0 +1,123 @@
+// The coordinator's model of runs and workers: the rules of their states, kept in memory for speed and
+// written through to Storage so that a restart resumes where it stopped.
+//
+// Run states: RUNNING -> STALLED (a worker silent past the heartbeat timeout; back to RUNNING when it reports
+// again), RUNNING/STALLED -> STOPPING (StopRun; delivered in heartbeat replies), and the final FINISHED,
+// STOPPED or FAILED (FinishRun from rank 0, a failure from any rank, or a stopping run whose workers are all
+// gone). Rank 0 creating a run that ended reopens it (a resumed training job keeps its name).
+//
+// Requests must have passed validation.h. Methods throw NotFoundError, ConflictError, or std::runtime_error
+// when the database fails; the service maps them to gRPC codes. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "coord/storage.h"
+#include "ijepa/coordinator/v1/coordinator.pb.h"
+
+namespace ijepa::metrics {
+class CoordinatorMetrics;
+}
+
+namespace ijepa::coord {
+
+// The thing asked for does not exist (gRPC NOT_FOUND).
+class NotFoundError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The request conflicts with the run's state (gRPC FAILED_PRECONDITION).
+class ConflictError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct RegistryOptions {
+  double heartbeat_timeout_s = 30.0;  // a worker silent this long is lost
+  double retention_s = 3600.0;        // an ended run's metric series stay this long
+  std::function<double()> clock;      // seconds since the Unix epoch; empty: the system clock
+};
+
+// Position of one watcher in a run's history.
+struct WatchCursor {
+  uint64_t revision = 0;  // 0: nothing seen yet
+  int64_t last_event_id = 0;
+};
+
+class RunRegistry {
+ public:
+  // Loads every run and worker from STORAGE. Workers of active runs count as just seen, so a coordinator that
+  // was down longer than the timeout does not declare them lost at once. METRICS may be null.
+  RunRegistry(Storage& storage, metrics::CoordinatorMetrics* metrics, RegistryOptions options);
+
+  v1::CreateRunResponse create_run(const v1::CreateRunRequest& request);
+  v1::GetRunResponse get_run(const v1::GetRunRequest& request);
+  v1::ListRunsResponse list_runs(const v1::ListRunsRequest& request);
+  v1::StopRunResponse stop_run(const v1::StopRunRequest& request);
+  v1::FinishRunResponse finish_run(const v1::FinishRunRequest& request);
+  v1::RegisterWorkerResponse register_worker(const v1::RegisterWorkerRequest& request);
+  v1::HeartbeatResponse heartbeat(const v1::HeartbeatRequest& request);
+  void report_events(const v1::ReportEventsRequest& request);
+
+  // Waits up to TIMEOUT for the run to change after CURSOR. Returns true with UPDATE filled (the run, its
+  // workers, the events since the cursor) and the cursor advanced; false on timeout or after shutdown().
+  // The first call (revision 0) returns at once.
+  bool next_update(const std::string& name, WatchCursor& cursor, std::chrono::milliseconds timeout,
+                   v1::WatchRunResponse& update);
+
+  // Marks silent workers lost (stalling their runs), refreshes heartbeat ages and drops the metric series of
+  // runs past retention. The server calls it about once a second.
+  void tick();
+
+  // Wakes and ends every next_update() wait; later waits return false at once.
+  void shutdown();
+
+ private:
+  struct RunEntry {
+    v1::Run run;
+    std::map<int32_t, v1::Worker> workers;
+    uint64_t revision = 1;
+    bool series_removed = false;
+  };
+
+  double now() const;
+  RunEntry& entry(const std::string& name);  // throws NotFoundError
+  v1::Worker& worker(RunEntry& entry, int32_t rank);
+  v1::Run new_run(const v1::CreateRunRequest& request, double now) const;
+  void reopen(RunEntry& entry, const v1::CreateRunRequest& request, double now);
+  void record_event(RunEntry& entry, int32_t rank, v1::EventType type, int64_t step, const std::string& message,
+                    double value = 0.0);
+  void apply_metrics(RunEntry& entry, v1::Worker& worker, const v1::HeartbeatRequest& request, double now);
+  void refresh_run(RunEntry& entry, double now);
+  void end_run(RunEntry& entry, v1::RunState state, const std::string& reason, double now);
+  bool expire_workers(RunEntry& entry, double now);
+  void save(RunEntry& entry, double now);  // persists the run, bumps its revision, wakes watchers
+  void publish_counts();
+  void publish_progress(const RunEntry& entry);
+  void restore(RunEntry& entry, double now);
+
+  Storage& storage_;
+  metrics::CoordinatorMetrics* metrics_;
+  RegistryOptions options_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<std::string, RunEntry> runs_;
+  bool shutting_down_ = false;
+};
+
+// "running", "lost", ...: the lower-case state names used in metric labels and by ijepa-ctl.
+std::string state_name(v1::RunState state);
+std::string state_name(v1::WorkerState state);
+std::string event_name(v1::EventType type);
+bool is_active(v1::RunState state);
+bool is_live(v1::WorkerState state);
+
+}  // namespace ijepa::coord

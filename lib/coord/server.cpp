@@ -1,0 +1,112 @@
+// CoordinatorServer.
+#include "coord/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <prometheus/registry.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/errors.h"
+#include "coord/channel.h"
+#include "coord/run_registry.h"
+#include "coord/service.h"
+#include "coord/storage.h"
+#include "metrics/coordinator_metrics.h"
+#include "metrics/exporter.h"
+
+namespace ijepa::coord {
+namespace {
+
+constexpr auto kShutdownGrace = std::chrono::seconds(2);
+
+void check_options(const ServerOptions& o) {
+  metrics::parse_host_port(o.listen, "--listen");
+  if (!o.metrics_listen.empty()) metrics::parse_host_port(o.metrics_listen, "--metrics-listen");
+  if (!(o.heartbeat_timeout_s > 0.0)) throw common::InputError("--heartbeat-timeout must be > 0 seconds");
+  if (!(o.retention_s >= 0.0)) throw common::InputError("--retention must be >= 0 seconds");
+  if (o.tls_cert.empty() != o.tls_key.empty()) throw common::InputError("--tls-cert and --tls-key go together");
+  if (!o.tls_client_ca.empty() && o.tls_cert.empty()) {
+    throw common::InputError("--tls-client-ca needs --tls-cert and --tls-key");
+  }
+  if (o.max_message_bytes < 1024) throw common::InputError("max message size must be >= 1024 bytes");
+}
+
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const ServerOptions& o) {
+  if (o.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions ssl(o.tls_client_ca.empty()
+                                            ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_key_cert_pairs.push_back(
+      {read_credential_file(o.tls_key, "--tls-key"), read_credential_file(o.tls_cert, "--tls-cert")});
+  if (!o.tls_client_ca.empty()) ssl.pem_root_certs = read_credential_file(o.tls_client_ca, "--tls-client-ca");
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
+CoordinatorServer::CoordinatorServer(ServerOptions options) : options_(std::move(options)) {
+  check_options(options_);
+  const auto credentials = server_credentials(options_);
+  prometheus_ = std::make_shared<prometheus::Registry>();
+  metrics_ = std::make_unique<metrics::CoordinatorMetrics>(prometheus_);
+  storage_ = std::make_unique<Storage>(options_.db_path);
+  registry_ = std::make_unique<RunRegistry>(*storage_, metrics_.get(),
+                                            RegistryOptions{options_.heartbeat_timeout_s, options_.retention_s, {}});
+  service_ = std::make_unique<CoordinatorService>(*registry_, metrics_.get(), options_.token);
+
+  if (!options_.metrics_listen.empty()) {
+    exporter_ = std::make_unique<metrics::MetricsExporter>(options_.metrics_listen, prometheus_);
+  }
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen, credentials, &port_);
+  builder.RegisterService(service_.get());
+  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  server_ = builder.BuildAndStart();
+  if (!server_ || port_ == 0) throw common::InputError("--listen '" + options_.listen + "': cannot listen there");
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  ticker_ = std::thread([this] { tick_loop(); });
+}
+
+CoordinatorServer::~CoordinatorServer() { shutdown(); }
+
+int CoordinatorServer::metrics_port() const { return exporter_ ? exporter_->port() : 0; }
+
+void CoordinatorServer::tick_loop() {
+  // A quarter of the timeout (at most a second) bounds how late a lost worker is noticed.
+  const auto period = std::chrono::duration<double>(std::min(1.0, options_.heartbeat_timeout_s / 4.0));
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stop_.wait_for(lock, period, [this] { return stopping_; })) {
+    lock.unlock();
+    try {
+      registry_->tick();
+    } catch (const std::exception& e) {
+      spdlog::error("coordinator: checking heartbeats failed: {}", e.what());
+    }
+    lock.lock();
+  }
+}
+
+void CoordinatorServer::shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  stop_.notify_all();
+  if (ticker_.joinable()) ticker_.join();
+  if (server_) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    service_->shutdown();
+    server_->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+    server_->Wait();
+  }
+  exporter_.reset();
+}
+
+}  // namespace ijepa::coord

@@ -1,0 +1,287 @@
+// RunRegistry: the state rules, lost-worker detection, stop delivery, persistence across a restart and the
+// removal of ended runs' metric series, on a fake clock.
+#include "coord/run_registry.h"
+
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include "common/errors.h"
+#include "metrics/coordinator_metrics.h"
+#include "metrics/exporter.h"
+#include "test_util.h"
+
+namespace ijepa::coord {
+namespace {
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  RegistryTest()
+      : storage_(std::make_unique<Storage>(dir_ / "c.db")),
+        prometheus_(std::make_shared<prometheus::Registry>()),
+        metrics_(prometheus_) {
+    restart();
+  }
+
+  void restart() {
+    registry_.reset();
+    storage_ = std::make_unique<Storage>(dir_ / "c.db");
+    registry_ =
+        std::make_unique<RunRegistry>(*storage_, &metrics_, RegistryOptions{10.0, 100.0, [this] { return now_; }});
+  }
+
+  v1::CreateRunResponse create(const std::string& name, int world_size, int rank = 0) {
+    v1::CreateRunRequest request;
+    request.set_name(name);
+    request.set_world_size(world_size);
+    request.set_rank(rank);
+    request.set_config_text("meta: {}");
+    return registry_->create_run(request);
+  }
+
+  void register_rank(const std::string& run, int rank) {
+    v1::RegisterWorkerRequest request;
+    request.set_run(run);
+    request.set_rank(rank);
+    request.set_host("node");
+    registry_->register_worker(request);
+  }
+
+  v1::HeartbeatResponse beat(const std::string& run, int rank, int64_t step) {
+    v1::HeartbeatRequest request;
+    request.set_run(run);
+    request.set_rank(rank);
+    request.set_state(v1::WORKER_STATE_TRAINING);
+    request.set_step(step);
+    v1::StepMetrics* m = request.add_metrics();
+    m->set_step(step);
+    m->set_loss(0.5);
+    m->set_images_per_second(100);
+    m->set_step_seconds(0.1);
+    m->set_data_wait_seconds(0.02);
+    return registry_->heartbeat(request);
+  }
+
+  v1::GetRunResponse get(const std::string& name) {
+    v1::GetRunRequest request;
+    request.set_name(name);
+    return registry_->get_run(request);
+  }
+
+  void finish(const std::string& run, int rank, v1::RunOutcome outcome, const std::string& reason = "") {
+    v1::FinishRunRequest request;
+    request.set_run(run);
+    request.set_rank(rank);
+    request.set_outcome(outcome);
+    request.set_reason(reason);
+    registry_->finish_run(request);
+  }
+
+  bool has_event(const std::string& run, v1::EventType type) {
+    const v1::GetRunResponse detail = get(run);
+    for (const v1::Event& e : detail.events()) {
+      if (e.type() == type) return true;
+    }
+    return false;
+  }
+
+  std::string scrape() { return metrics::serialize(*prometheus_); }
+
+  testing::TempDir dir_;
+  double now_ = 1000.0;
+  std::unique_ptr<Storage> storage_;
+  std::shared_ptr<prometheus::Registry> prometheus_;
+  metrics::CoordinatorMetrics metrics_;
+  std::unique_ptr<RunRegistry> registry_;
+};
+
+TEST_F(RegistryTest, CreateThenJoin) {
+  EXPECT_TRUE(create("r", 2).created());
+  const auto joined = create("r", 2, 1);
+  EXPECT_FALSE(joined.created());
+  EXPECT_EQ(joined.run().state(), v1::RUN_STATE_RUNNING);
+  EXPECT_THROW(create("r", 4), ConflictError);
+}
+
+TEST_F(RegistryTest, HeartbeatsCarryProgressIntoTheRunAndMetrics) {
+  create("r", 2);
+  register_rank("r", 0);
+  register_rank("r", 1);
+  beat("r", 0, 5);
+  beat("r", 1, 6);
+  const auto detail = get("r");
+  EXPECT_EQ(detail.run().latest().step(), 6);
+  EXPECT_EQ(detail.run().live_workers(), 2);
+  EXPECT_DOUBLE_EQ(detail.run().images_per_second(), 200.0);
+  EXPECT_DOUBLE_EQ(detail.workers(0).data_wait_seconds_total(), 0.02);
+  const std::string text = scrape();
+  EXPECT_NE(text.find("ijepa_train_step{run=\"r\"} 6"), std::string::npos) << text;
+  EXPECT_NE(text.find("ijepa_train_step_duration_seconds_count{run=\"r\"} 2"), std::string::npos);
+  EXPECT_NE(text.find("ijepa_coordinator_runs{state=\"running\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("ijepa_coordinator_workers{state=\"live\"} 2"), std::string::npos);
+}
+
+TEST_F(RegistryTest, UnknownRunOrRankIsNotFound) {
+  EXPECT_THROW(get("nope"), NotFoundError);
+  create("r", 2);
+  EXPECT_THROW(beat("r", 1, 1), NotFoundError);
+  EXPECT_THROW(register_rank("r", 2), common::InputError);
+}
+
+TEST_F(RegistryTest, SilentWorkerIsLostAndStallsTheRunUntilItReturns) {
+  create("r", 2);
+  register_rank("r", 0);
+  register_rank("r", 1);
+  now_ += 8;
+  beat("r", 0, 1);
+  now_ += 5;  // rank 1 silent for 13 s > 10 s
+  registry_->tick();
+  auto detail = get("r");
+  EXPECT_EQ(detail.run().state(), v1::RUN_STATE_STALLED);
+  EXPECT_NE(detail.run().reason().find("rank 1 lost"), std::string::npos) << detail.run().reason();
+  EXPECT_EQ(detail.workers(1).state(), v1::WORKER_STATE_LOST);
+  EXPECT_TRUE(has_event("r", v1::EVENT_TYPE_WORKER_LOST));
+  EXPECT_NE(scrape().find("ijepa_coordinator_workers{state=\"lost\"} 1"), std::string::npos);
+
+  beat("r", 1, 1);
+  detail = get("r");
+  EXPECT_EQ(detail.run().state(), v1::RUN_STATE_RUNNING);
+  EXPECT_TRUE(detail.run().reason().empty());
+  EXPECT_TRUE(has_event("r", v1::EVENT_TYPE_WORKER_RECOVERED));
+}
+
+TEST_F(RegistryTest, StopReachesWorkersInTheirNextHeartbeat) {
+  create("r", 1);
+  register_rank("r", 0);
+  EXPECT_FALSE(beat("r", 0, 1).stop_requested());
+  v1::StopRunRequest stop;
+  stop.set_name("r");
+  stop.set_reason("maintenance");
+  EXPECT_EQ(registry_->stop_run(stop).run().state(), v1::RUN_STATE_STOPPING);
+  const auto reply = beat("r", 0, 2);
+  EXPECT_TRUE(reply.stop_requested());
+  EXPECT_EQ(reply.stop_reason(), "maintenance");
+  finish("r", 0, v1::RUN_OUTCOME_STOPPED);
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_STOPPED);
+  EXPECT_THROW(registry_->stop_run(stop), ConflictError);
+}
+
+TEST_F(RegistryTest, RankZeroFinishesTheRunAnyRankFailsIt) {
+  create("ok", 2);
+  register_rank("ok", 0);
+  register_rank("ok", 1);
+  finish("ok", 1, v1::RUN_OUTCOME_FINISHED);
+  EXPECT_EQ(get("ok").run().state(), v1::RUN_STATE_RUNNING);
+  finish("ok", 0, v1::RUN_OUTCOME_FINISHED);
+  EXPECT_EQ(get("ok").run().state(), v1::RUN_STATE_FINISHED);
+  EXPECT_TRUE(has_event("ok", v1::EVENT_TYPE_RUN_ENDED));
+
+  create("bad", 2);
+  register_rank("bad", 1);
+  finish("bad", 1, v1::RUN_OUTCOME_FAILED, "out of memory");
+  const auto run = get("bad").run();
+  EXPECT_EQ(run.state(), v1::RUN_STATE_FAILED);
+  EXPECT_EQ(run.reason(), "rank 1: out of memory");
+}
+
+TEST_F(RegistryTest, OnlyRankZeroReopensAnEndedRun) {
+  create("r", 1);
+  register_rank("r", 0);
+  finish("r", 0, v1::RUN_OUTCOME_FINISHED);
+  EXPECT_EQ(create("r", 1, 0).run().state(), v1::RUN_STATE_RUNNING);
+  finish("r", 0, v1::RUN_OUTCOME_FINISHED);
+
+  create("s", 2);
+  finish("s", 0, v1::RUN_OUTCOME_FINISHED);
+  EXPECT_EQ(create("s", 2, 1).run().state(), v1::RUN_STATE_FINISHED);
+  EXPECT_THROW(register_rank("s", 1), ConflictError);
+}
+
+TEST_F(RegistryTest, StoppingRunWhoseWorkersAllVanishedEndsStopped) {
+  create("r", 1);
+  register_rank("r", 0);
+  v1::StopRunRequest stop;
+  stop.set_name("r");
+  registry_->stop_run(stop);
+  now_ += 11;
+  registry_->tick();
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_STOPPED);
+}
+
+TEST_F(RegistryTest, RestartKeepsEverythingAndGivesWorkersAGracePeriod) {
+  create("r", 1);
+  register_rank("r", 0);
+  beat("r", 0, 42);
+  const double created = get("r").run().created_time();
+  now_ += 1000;  // the coordinator was down far longer than the timeout
+  restart();
+  auto detail = get("r");
+  EXPECT_EQ(detail.run().created_time(), created);
+  EXPECT_EQ(detail.run().latest().step(), 42);
+  EXPECT_EQ(detail.workers_size(), 1);
+  EXPECT_TRUE(has_event("r", v1::EVENT_TYPE_RUN_CREATED));
+  registry_->tick();
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_RUNNING);
+  EXPECT_EQ(beat("r", 0, 43).run_state(), v1::RUN_STATE_RUNNING);
+}
+
+TEST_F(RegistryTest, EndedRunsLeaveTheMetricsAfterRetention) {
+  create("r", 1);
+  register_rank("r", 0);
+  beat("r", 0, 3);
+  finish("r", 0, v1::RUN_OUTCOME_FINISHED);
+  registry_->tick();
+  EXPECT_NE(scrape().find("run=\"r\""), std::string::npos);
+  now_ += 101;
+  registry_->tick();
+  EXPECT_EQ(scrape().find("run=\"r\""), std::string::npos) << scrape();
+  EXPECT_EQ(get("r").run().latest().step(), 3);  // the record stays
+}
+
+TEST_F(RegistryTest, ReportedEventsAreRecorded) {
+  create("r", 1);
+  register_rank("r", 0);
+  v1::ReportEventsRequest request;
+  request.set_run("r");
+  v1::Event* e = request.add_events();
+  e->set_type(v1::EVENT_TYPE_NAN_LOSS);
+  e->set_step(9);
+  e->set_message("loss is nan");
+  registry_->report_events(request);
+  const auto detail = get("r");
+  const v1::Event& last = detail.events(detail.events_size() - 1);
+  EXPECT_EQ(last.type(), v1::EVENT_TYPE_NAN_LOSS);
+  EXPECT_EQ(last.step(), 9);
+  EXPECT_NE(scrape().find("ijepa_coordinator_events_total{type=\"nan_loss\"} 1"), std::string::npos);
+}
+
+TEST_F(RegistryTest, WatchSeesTheFirstStateAtOnceThenChanges) {
+  create("r", 1);
+  WatchCursor cursor;
+  v1::WatchRunResponse update;
+  ASSERT_TRUE(registry_->next_update("r", cursor, std::chrono::milliseconds(0), update));
+  EXPECT_GT(update.events_size(), 0);
+  EXPECT_FALSE(registry_->next_update("r", cursor, std::chrono::milliseconds(1), update));
+  register_rank("r", 0);
+  ASSERT_TRUE(registry_->next_update("r", cursor, std::chrono::milliseconds(1), update));
+  ASSERT_EQ(update.events_size(), 1);
+  EXPECT_EQ(update.events(0).type(), v1::EVENT_TYPE_WORKER_REGISTERED);
+  registry_->shutdown();
+  register_rank("r", 0);
+  EXPECT_FALSE(registry_->next_update("r", cursor, std::chrono::milliseconds(1000), update));
+}
+
+TEST_F(RegistryTest, ListIsNewestFirstAndFilters) {
+  create("old", 1);
+  now_ += 1;
+  create("new", 1);
+  finish("old", 0, v1::RUN_OUTCOME_FINISHED);
+  v1::ListRunsRequest request;
+  auto all = registry_->list_runs(request);
+  ASSERT_EQ(all.runs_size(), 2);
+  EXPECT_EQ(all.runs(0).name(), "new");
+  request.set_active_only(true);
+  EXPECT_EQ(registry_->list_runs(request).runs_size(), 1);
+}
+
+}  // namespace
+}  // namespace ijepa::coord

@@ -1,0 +1,96 @@
+// Metrics: a rank's TrainerMetrics and the coordinator's families show the agreed names and labels, series
+// leave with their run, the exporter serves /metrics over HTTP, and addresses are checked.
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include "common/errors.h"
+#include "coord_test_util.h"
+#include "metrics/coordinator_metrics.h"
+#include "metrics/exporter.h"
+#include "metrics/trainer_metrics.h"
+
+namespace ijepa::metrics {
+namespace {
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+StepReport sample_step() {
+  StepReport r;
+  r.step = 12;
+  r.epoch = 1;
+  r.loss = 0.25;
+  r.lr = 1e-3;
+  r.wd = 0.04;
+  r.images_per_second = 640;
+  r.step_seconds = 0.1;
+  r.data_wait_seconds = 0.01;
+  r.comm_wait_seconds = 0.02;
+  r.images = 64;
+  return r;
+}
+
+TEST(TrainerMetrics, ExportsTheTrainFamiliesWithRunAndRank) {
+  TrainerMetrics metrics("fmnist", 1, "");
+  metrics.observe(sample_step());
+  metrics.observe(sample_step());
+  metrics.set_client_dropped(3);
+  metrics.set_client_dropped(5);
+  const std::string text = serialize(metrics.registry());
+  EXPECT_TRUE(contains(text, "ijepa_train_step{rank=\"1\",run=\"fmnist\"} 12")) << text;
+  EXPECT_TRUE(contains(text, "ijepa_train_loss{rank=\"1\",run=\"fmnist\"} 0.25"));
+  EXPECT_TRUE(contains(text, "ijepa_train_images_per_second{rank=\"1\",run=\"fmnist\"} 640"));
+  EXPECT_TRUE(contains(text, "ijepa_train_step_duration_seconds_count{rank=\"1\",run=\"fmnist\"} 2"));
+  EXPECT_TRUE(contains(text, "ijepa_train_images_total{rank=\"1\",run=\"fmnist\"} 128"));
+  EXPECT_TRUE(contains(text, "ijepa_train_comm_wait_seconds_total{rank=\"1\",run=\"fmnist\"} 0.04"));
+  EXPECT_TRUE(contains(text, "ijepa_coordinator_client_dropped_reports_total{rank=\"1\",run=\"fmnist\"} 5"));
+  EXPECT_EQ(metrics.port(), 0);
+}
+
+TEST(TrainerMetrics, ServesOverHttpAtPortPlusRank) {
+  const int base = testing::free_port();
+  TrainerMetrics metrics("r", 0, testing::loopback(base));
+  EXPECT_EQ(metrics.port(), base);
+  metrics.observe(sample_step());
+  EXPECT_TRUE(contains(testing::http_get(metrics.port(), "/metrics"), "ijepa_train_step{rank=\"0\",run=\"r\"} 12"));
+}
+
+TEST(CoordinatorMetrics, RunSeriesComeAndGo) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  CoordinatorMetrics metrics(registry);
+  metrics.set_run_progress("a", sample_step(), 1280, 2);
+  metrics.observe_worker_step("a", 0, sample_step());
+  metrics.set_heartbeat_age("a", 0, 1.5);
+  metrics.observe_rpc("Heartbeat", "OK", 0.001);
+  std::string text = serialize(*registry);
+  EXPECT_TRUE(contains(text, "ijepa_train_step{run=\"a\"} 12")) << text;
+  EXPECT_TRUE(contains(text, "ijepa_train_images_per_second{run=\"a\"} 1280"));
+  EXPECT_TRUE(contains(text, "ijepa_run_live_workers{run=\"a\"} 2"));
+  EXPECT_TRUE(contains(text, "ijepa_train_data_wait_seconds_total{rank=\"0\",run=\"a\"} 0.01"));
+  EXPECT_TRUE(contains(text, "ijepa_worker_heartbeat_age_seconds{rank=\"0\",run=\"a\"} 1.5"));
+  EXPECT_TRUE(contains(text, "ijepa_coordinator_rpcs_total{code=\"OK\",method=\"Heartbeat\"} 1"));
+  EXPECT_TRUE(contains(text, "ijepa_coordinator_rpc_duration_seconds_count{method=\"Heartbeat\"} 1"));
+  metrics.remove_run("a");
+  text = serialize(*registry);
+  EXPECT_FALSE(contains(text, "run=\"a\"")) << text;
+  EXPECT_TRUE(contains(text, "ijepa_coordinator_rpcs_total"));
+}
+
+TEST(Exporter, AddressHelpers) {
+  EXPECT_EQ(listen_address_for_rank("127.0.0.1:9000", 3), "127.0.0.1:9003");
+  EXPECT_EQ(listen_address_for_rank("[::1]:0", 3), "[::1]:0");
+  EXPECT_EQ(parse_host_port("[::1]:80", "x").host, "::1");
+  for (const std::string& bad :
+       std::vector<std::string>{"", "9000", ":9000", "host:", "host:70000", "host:12x", "::1:80", "[::1:80"}) {
+    EXPECT_THROW(parse_host_port(bad, "x"), common::InputError) << bad;
+  }
+  EXPECT_THROW(listen_address_for_rank("127.0.0.1:65535", 1), common::InputError);
+}
+
+TEST(Exporter, BusyPortIsAnInputError) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  MetricsExporter first("127.0.0.1:0", registry);
+  EXPECT_THROW(MetricsExporter("127.0.0.1:" + std::to_string(first.port()), registry), common::InputError);
+}
+
+}  // namespace
+}  // namespace ijepa::metrics

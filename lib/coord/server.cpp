@@ -67,6 +67,8 @@ CoordinatorServer::CoordinatorServer(ServerOptions options) : options_(std::move
   builder.RegisterService(service_.get());
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  // gRPC sets SO_REUSEPORT by default, which would let a second coordinator share the port silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) throw common::InputError("--listen '" + options_.listen + "': cannot listen there");
   server_->GetHealthCheckService()->SetServingStatus(true);

@@ -25,6 +25,11 @@ void validate_seconds(double value, const std::string& field) {
   if (!std::isfinite(value) || value < 0.0 || value > 1e9) fail(field + " must be finite and >= 0");
 }
 
+// Unix times: finite, not before 1970, not absurdly far ahead (year ~5000).
+void validate_time(double value, const std::string& field) {
+  if (!std::isfinite(value) || value < 0.0 || value > 1e11) fail(field + " must be a Unix time in seconds");
+}
+
 void validate_worker_state(v1::WorkerState state) {
   // LOST is the coordinator's verdict, never a worker's report.
   if (!v1::WorkerState_IsValid(state) || state == v1::WORKER_STATE_UNSPECIFIED || state == v1::WORKER_STATE_LOST) {
@@ -99,7 +104,7 @@ void validate(const v1::StepMetrics& m, const std::string& field) {
   validate_seconds(m.step_seconds(), field + ".step_seconds");
   validate_seconds(m.data_wait_seconds(), field + ".data_wait_seconds");
   validate_seconds(m.comm_wait_seconds(), field + ".comm_wait_seconds");
-  validate_seconds(m.time(), field + ".time");
+  validate_time(m.time(), field + ".time");
 }
 
 void validate(const v1::CreateRunRequest& r) {
@@ -140,7 +145,7 @@ void validate(const v1::ReportEventsRequest& r) {
     if (!reportable(e.type())) fail(field + ".type " + std::to_string(e.type()) + " is not one a worker can report");
     if (e.step() < 0) fail(field + ".step must be >= 0");
     if (!std::isfinite(e.value())) fail(field + ".value must be finite");
-    validate_seconds(e.time(), field + ".time");
+    validate_time(e.time(), field + ".time");
     validate_text(e.message(), field + ".message");
   }
 }

@@ -1,0 +1,201 @@
+// CoordinatorClient against real servers on loopback: reports and the finish arrive, a stop request reaches
+// the rank, calls never wait on a coordinator that hangs or is down, reports flow once it comes up, and a
+// coordinator that forgot the rank gets it registered again.
+#include "coord/client.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "common/errors.h"
+#include "coord/channel.h"
+#include "coord/server.h"
+#include "coord_test_util.h"
+#include "ijepa/coordinator/v1/coordinator.grpc.pb.h"
+
+namespace ijepa::coord {
+namespace {
+
+namespace v1 = ::ijepa::coordinator::v1;
+
+common::CoordinatorConfig config_for(int port) {
+  common::CoordinatorConfig config;
+  config.address = testing::loopback(port);
+  config.heartbeat_s = 0.1;
+  config.queue_capacity = 100;
+  return config;
+}
+
+ClientOptions fast_options() {
+  ClientOptions options;
+  options.backoff_initial = std::chrono::milliseconds(50);
+  options.backoff_max = std::chrono::milliseconds(500);
+  return options;
+}
+
+metrics::StepReport step(int64_t n) {
+  metrics::StepReport r;
+  r.step = n;
+  r.loss = 1.0 / static_cast<double>(n + 1);
+  r.images_per_second = 100;
+  r.step_seconds = 0.01;
+  r.images = 8;
+  return r;
+}
+
+std::unique_ptr<CoordinatorServer> start_server(const std::string& db, int port = 0) {
+  ServerOptions options;
+  options.listen = testing::loopback(port);
+  options.metrics_listen = "";
+  options.db_path = db;
+  return std::make_unique<CoordinatorServer>(options);
+}
+
+// The run as the coordinator sees it, or an empty run when the call fails.
+v1::GetRunResponse run_on(int port, const std::string& name) {
+  auto stub = v1::Coordinator::NewStub(make_channel({testing::loopback(port)}));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::GetRunRequest request;
+  request.set_name(name);
+  v1::GetRunResponse response;
+  stub->GetRun(&context, request, &response);
+  return response;
+}
+
+TEST(CoordinatorClient, ReportsEventsAndFinishArrive) {
+  testing::TempDir dir;
+  auto server = start_server(dir / "c.db");
+  {
+    CoordinatorClient client(config_for(server->port()), {"flow", 0, 1, "meta: {}", ""}, fast_options());
+    client.set_state(WorkerState::kTraining);
+    for (int i = 1; i <= 10; ++i) client.report_step(step(i));
+    client.report_event(EventType::kCheckpointWritten, "/runs/flow/jepa-ep1.pth.tar", 10);
+    client.finish(Outcome::kFinished);
+    ASSERT_TRUE(client.flush(std::chrono::seconds(30))) << client.stats().last_error;
+    const ClientStats stats = client.stats();
+    EXPECT_EQ(stats.steps_sent, 10u);
+    EXPECT_EQ(stats.events_sent, 1u);
+    EXPECT_EQ(stats.steps_dropped, 0u);
+    EXPECT_TRUE(stats.finished);
+  }
+  const v1::GetRunResponse detail = run_on(server->port(), "flow");
+  EXPECT_EQ(detail.run().state(), v1::RUN_STATE_FINISHED);
+  EXPECT_EQ(detail.run().latest().step(), 10);
+  bool saw_checkpoint = false;
+  for (const v1::Event& e : detail.events()) saw_checkpoint |= e.type() == v1::EVENT_TYPE_CHECKPOINT_WRITTEN;
+  EXPECT_TRUE(saw_checkpoint);
+}
+
+TEST(CoordinatorClient, StopRequestReachesTheRank) {
+  testing::TempDir dir;
+  auto server = start_server(dir / "c.db");
+  CoordinatorClient client(config_for(server->port()), {"stopme", 0, 1, "", ""}, fast_options());
+  ASSERT_TRUE(testing::wait_until([&] { return client.stats().registered; }));
+  EXPECT_FALSE(client.stop_requested());
+  auto stub = v1::Coordinator::NewStub(make_channel({testing::loopback(server->port())}));
+  grpc::ClientContext context;
+  v1::StopRunRequest stop;
+  stop.set_name("stopme");
+  stop.set_reason("preempted");
+  v1::StopRunResponse stopped;
+  ASSERT_TRUE(stub->StopRun(&context, stop, &stopped).ok());
+  ASSERT_TRUE(testing::wait_until([&] { return client.stop_requested(); }));
+  EXPECT_EQ(client.stop_reason(), "preempted");
+  client.finish(Outcome::kStopped);
+  ASSERT_TRUE(client.flush(std::chrono::seconds(30)));
+  EXPECT_EQ(run_on(server->port(), "stopme").run().state(), v1::RUN_STATE_STOPPED);
+}
+
+// A listener that completes TCP handshakes but never answers: every RPC would hang until its deadline
+// (an hour here). If any public call waited on the network, this test would never finish.
+TEST(CoordinatorClient, CallsNeverWaitOnAHangingCoordinator) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  socklen_t length = sizeof(address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+
+  ClientOptions options = fast_options();
+  options.rpc_timeout = std::chrono::hours(1);
+  auto slowest = std::chrono::nanoseconds(0);
+  {
+    CoordinatorClient client(config_for(ntohs(address.sin_port)), {"hang", 0, 1, "", ""}, options);
+    for (int i = 1; i <= 1000; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      client.report_step(step(i));
+      slowest = std::max(slowest, std::chrono::steady_clock::now() - start);
+    }
+    for (int i = 0; i < 300; ++i) client.report_event(EventType::kMessage, "m", i);
+    client.set_state(WorkerState::kCheckpointing);
+    EXPECT_FALSE(client.stop_requested());
+    client.finish(Outcome::kFinished);
+    const ClientStats stats = client.stats();
+    EXPECT_EQ(stats.steps_dropped, 900u);  // capacity 100, oldest dropped
+    EXPECT_EQ(stats.events_dropped, 200u);
+    EXPECT_EQ(stats.steps_sent, 0u);
+    EXPECT_FALSE(client.flush(std::chrono::milliseconds(100)));
+  }  // the destructor cancels the hanging call
+  close(fd);
+  ::testing::Test::RecordProperty("slowest_report_step_ns", std::to_string(slowest.count()));
+}
+
+TEST(CoordinatorClient, ReportsFlowOnceTheCoordinatorComesUp) {
+  testing::TempDir dir;
+  const int port = testing::free_port();
+  CoordinatorClient client(config_for(port), {"late", 0, 1, "", ""}, fast_options());
+  for (int i = 1; i <= 5; ++i) client.report_step(step(i));
+  EXPECT_FALSE(client.stop_requested());
+  auto server = start_server(dir / "c.db", port);
+  ASSERT_TRUE(testing::wait_until([&] { return run_on(port, "late").run().latest().step() == 5; }))
+      << client.stats().last_error;
+  EXPECT_EQ(client.stats().steps_sent, 5u);
+  EXPECT_EQ(client.stats().steps_dropped, 0u);
+}
+
+TEST(CoordinatorClient, RegistersAgainWithACoordinatorThatForgotIt) {
+  testing::TempDir dir;
+  const int port = testing::free_port();
+  auto server = start_server(dir / "first.db", port);
+  CoordinatorClient client(config_for(port), {"amnesia", 0, 1, "", ""}, fast_options());
+  client.report_step(step(1));
+  ASSERT_TRUE(testing::wait_until([&] { return run_on(port, "amnesia").run().latest().step() == 1; }));
+  server.reset();
+  server = start_server(dir / "second.db", port);
+  client.report_step(step(2));
+  ASSERT_TRUE(testing::wait_until([&] { return run_on(port, "amnesia").run().latest().step() == 2; }))
+      << client.stats().last_error;
+}
+
+TEST(CoordinatorClient, RejectsBadConfiguration) {
+  common::CoordinatorConfig config = config_for(1);
+  EXPECT_THROW(CoordinatorClient(config, {"bad name", 0, 1, "", ""}), common::InputError);
+  EXPECT_THROW(CoordinatorClient(config, {"r", 1, 1, "", ""}), common::InputError);
+  EXPECT_THROW(CoordinatorClient(config, {"r", 0, 0, "", ""}), common::InputError);
+  config.address = "";
+  EXPECT_THROW(CoordinatorClient(config, {"r", 0, 1, "", ""}), common::InputError);
+  config.address = "no-port";
+  EXPECT_THROW(CoordinatorClient(config, {"r", 0, 1, "", ""}), common::InputError);
+  config = config_for(1);
+  config.tls_ca = "/nonexistent/ca.pem";
+  EXPECT_THROW(CoordinatorClient(config, {"r", 0, 1, "", ""}), common::InputError);
+  config = config_for(1);
+  config.queue_capacity = 0;
+  EXPECT_THROW(CoordinatorClient(config, {"r", 0, 1, "", ""}), common::InputError);
+}
+
+TEST(CoordinatorClient, RunNameFromConfigOrFolder) {
+  common::CoordinatorConfig config;
+  EXPECT_EQ(CoordinatorClient::run_name_for(config, "/data/runs/fmnist v1/"), "fmnist-v1");
+  EXPECT_EQ(CoordinatorClient::run_name_for(config, "runs/.hidden"), "hidden");
+  EXPECT_EQ(CoordinatorClient::run_name_for(config, ""), "run");
+  config.run_name = "named";
+  EXPECT_EQ(CoordinatorClient::run_name_for(config, "/x"), "named");
+  config.run_name = "no/slashes";
+  EXPECT_THROW(CoordinatorClient::run_name_for(config, "/x"), common::InputError);
+}
+
+}  // namespace
+}  // namespace ijepa::coord

@@ -1,0 +1,331 @@
+// The gRPC surface of an in-process CoordinatorServer on a loopback port: the whole run lifecycle, watch
+// streams, error codes for bad input, the bearer token, message size limits, TLS and mutual TLS, and the
+// standard health and reflection services.
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/client_unary_call.h>
+#include <grpcpp/impl/codegen/sync_stream.h>
+#include <gtest/gtest.h>
+
+#include "common/errors.h"
+#include "coord/channel.h"
+#include "coord/server.h"
+#include "coord_test_util.h"
+#include "ijepa/coordinator/v1/coordinator.grpc.pb.h"
+
+namespace ijepa::coord {
+namespace {
+
+namespace v1 = ::ijepa::coordinator::v1;
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  // With METRICS, also /metrics on a free port (its exporter takes about 2 s to stop: civetweb's poll period).
+  void start(ServerOptions options = {}, bool metrics = false) {
+    options.listen = "127.0.0.1:0";
+    options.metrics_listen = metrics ? "127.0.0.1:0" : "";
+    options.db_path = dir_ / "c.db";
+    server_ = std::make_unique<CoordinatorServer>(options);
+  }
+
+  std::unique_ptr<v1::Coordinator::Stub> stub(ChannelOptions options = {}) {
+    if (options.address.empty()) options.address = testing::loopback(server_->port());
+    return v1::Coordinator::NewStub(make_channel(options));
+  }
+
+  static std::unique_ptr<grpc::ClientContext> context(const std::string& token = "") {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    add_token(*c, token);
+    return c;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<CoordinatorServer> server_;
+};
+
+v1::CreateRunRequest create_request(const std::string& name, int world_size = 1) {
+  v1::CreateRunRequest r;
+  r.set_name(name);
+  r.set_world_size(world_size);
+  r.set_host("node-0");
+  return r;
+}
+
+v1::RegisterWorkerRequest register_request(const std::string& run, int rank = 0) {
+  v1::RegisterWorkerRequest r;
+  r.set_run(run);
+  r.set_rank(rank);
+  r.set_host("node-0");
+  r.set_pid(1234);
+  return r;
+}
+
+v1::HeartbeatRequest heartbeat_request(const std::string& run, int64_t step) {
+  v1::HeartbeatRequest r;
+  r.set_run(run);
+  r.set_state(v1::WORKER_STATE_TRAINING);
+  r.set_step(step);
+  v1::StepMetrics* m = r.add_metrics();
+  m->set_step(step);
+  m->set_loss(0.5);
+  m->set_step_seconds(0.1);
+  return r;
+}
+
+TEST_F(ServiceTest, RunLifecycle) {
+  start({}, true);
+  auto s = stub();
+  v1::CreateRunResponse created;
+  ASSERT_TRUE(s->CreateRun(context().get(), create_request("life"), &created).ok());
+  EXPECT_TRUE(created.created());
+  v1::RegisterWorkerResponse registered;
+  ASSERT_TRUE(s->RegisterWorker(context().get(), register_request("life"), &registered).ok());
+  v1::HeartbeatResponse beat;
+  ASSERT_TRUE(s->Heartbeat(context().get(), heartbeat_request("life", 3), &beat).ok());
+  EXPECT_FALSE(beat.stop_requested());
+
+  v1::ReportEventsRequest events;
+  events.set_run("life");
+  v1::Event* e = events.add_events();
+  e->set_type(v1::EVENT_TYPE_EVALUATION_RESULT);
+  e->set_value(0.71);
+  e->set_message("knn top-1");
+  v1::ReportEventsResponse reported;
+  ASSERT_TRUE(s->ReportEvents(context().get(), events, &reported).ok());
+
+  v1::StopRunRequest stop;
+  stop.set_name("life");
+  stop.set_reason("enough");
+  v1::StopRunResponse stopped;
+  ASSERT_TRUE(s->StopRun(context().get(), stop, &stopped).ok());
+  ASSERT_TRUE(s->Heartbeat(context().get(), heartbeat_request("life", 4), &beat).ok());
+  EXPECT_TRUE(beat.stop_requested());
+  EXPECT_EQ(beat.stop_reason(), "enough");
+
+  v1::FinishRunRequest finish;
+  finish.set_run("life");
+  finish.set_outcome(v1::RUN_OUTCOME_STOPPED);
+  v1::FinishRunResponse finished;
+  ASSERT_TRUE(s->FinishRun(context().get(), finish, &finished).ok());
+  EXPECT_EQ(finished.run().state(), v1::RUN_STATE_STOPPED);
+
+  v1::GetRunRequest get;
+  get.set_name("life");
+  get.set_include_config(true);
+  v1::GetRunResponse detail;
+  ASSERT_TRUE(s->GetRun(context().get(), get, &detail).ok());
+  EXPECT_EQ(detail.run().latest().step(), 4);
+  ASSERT_EQ(detail.workers_size(), 1);
+  EXPECT_EQ(detail.workers(0).pid(), 1234);
+  bool saw_eval = false;
+  for (const v1::Event& event : detail.events()) saw_eval |= event.type() == v1::EVENT_TYPE_EVALUATION_RESULT;
+  EXPECT_TRUE(saw_eval);
+
+  v1::ListRunsResponse list;
+  ASSERT_TRUE(s->ListRuns(context().get(), v1::ListRunsRequest(), &list).ok());
+  ASSERT_EQ(list.runs_size(), 1);
+
+  const std::string metrics = testing::http_get(server_->metrics_port(), "/metrics");
+  EXPECT_NE(metrics.find("ijepa_train_step{run=\"life\"} 4"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("ijepa_coordinator_rpcs_total{code=\"OK\",method=\"Heartbeat\"} 2"), std::string::npos);
+}
+
+TEST_F(ServiceTest, WatchStreamsChangesAndEndsWithTheRun) {
+  start();
+  auto s = stub();
+  v1::CreateRunResponse created;
+  ASSERT_TRUE(s->CreateRun(context().get(), create_request("w"), &created).ok());
+  v1::RegisterWorkerResponse registered;
+  ASSERT_TRUE(s->RegisterWorker(context().get(), register_request("w"), &registered).ok());
+
+  grpc::ClientContext watch_context;
+  v1::WatchRunRequest watch;
+  watch.set_name("w");
+  auto reader = s->WatchRun(&watch_context, watch);
+  v1::WatchRunResponse update;
+  ASSERT_TRUE(reader->Read(&update));
+  EXPECT_EQ(update.run().state(), v1::RUN_STATE_RUNNING);
+
+  v1::HeartbeatResponse beat;
+  ASSERT_TRUE(s->Heartbeat(context().get(), heartbeat_request("w", 7), &beat).ok());
+  do {
+    ASSERT_TRUE(reader->Read(&update));
+  } while (update.run().latest().step() != 7);
+
+  v1::FinishRunRequest finish;
+  finish.set_run("w");
+  finish.set_outcome(v1::RUN_OUTCOME_FINISHED);
+  v1::FinishRunResponse finished;
+  ASSERT_TRUE(s->FinishRun(context().get(), finish, &finished).ok());
+  while (reader->Read(&update)) {
+  }
+  EXPECT_EQ(update.run().state(), v1::RUN_STATE_FINISHED);
+  EXPECT_TRUE(reader->Finish().ok());
+}
+
+TEST_F(ServiceTest, BadInputGetsInvalidArgumentOrNotFound) {
+  start();
+  auto s = stub();
+  v1::CreateRunResponse created;
+  EXPECT_EQ(s->CreateRun(context().get(), create_request("bad name"), &created).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s->CreateRun(context().get(), create_request("ok", 0), &created).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(s->CreateRun(context().get(), create_request("ok", 2), &created).ok());
+  EXPECT_EQ(s->CreateRun(context().get(), create_request("ok", 3), &created).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  v1::RegisterWorkerResponse registered;
+  EXPECT_EQ(s->RegisterWorker(context().get(), register_request("ok", 5), &registered).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s->RegisterWorker(context().get(), register_request("missing"), &registered).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  v1::HeartbeatResponse beat;
+  EXPECT_EQ(s->Heartbeat(context().get(), heartbeat_request("ok", 1), &beat).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::HeartbeatRequest negative = heartbeat_request("ok", 1);
+  negative.mutable_metrics(0)->set_step_seconds(-5);
+  EXPECT_EQ(s->Heartbeat(context().get(), negative, &beat).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext watch_context;
+  v1::WatchRunRequest watch;
+  watch.set_name("../etc");
+  v1::WatchRunResponse update;
+  auto reader = s->WatchRun(&watch_context, watch);
+  EXPECT_FALSE(reader->Read(&update));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(ServiceTest, OversizedMessageIsRefused) {
+  start();
+  v1::CreateRunRequest huge = create_request("huge");
+  huge.set_config_text(std::string(5 << 20, 'x'));
+  v1::CreateRunResponse created;
+  EXPECT_EQ(stub()->CreateRun(context().get(), huge, &created).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  huge.set_config_text(std::string((1 << 20) + 1, 'x'));  // under the message limit, over the config limit
+  EXPECT_EQ(stub()->CreateRun(context().get(), huge, &created).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(ServiceTest, TokenIsRequiredOnEveryCall) {
+  ServerOptions options;
+  options.token = "s3cret";
+  start(options, true);
+  auto s = stub();
+  v1::ListRunsResponse list;
+  EXPECT_EQ(s->ListRuns(context().get(), v1::ListRunsRequest(), &list).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(s->ListRuns(context("wrong").get(), v1::ListRunsRequest(), &list).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  v1::CreateRunResponse created;
+  EXPECT_EQ(s->CreateRun(context().get(), create_request("r"), &created).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  v1::HeartbeatResponse beat;
+  EXPECT_EQ(s->Heartbeat(context().get(), heartbeat_request("r", 1), &beat).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(s->ListRuns(context("s3cret").get(), v1::ListRunsRequest(), &list).ok());
+  EXPECT_TRUE(s->CreateRun(context("s3cret").get(), create_request("r"), &created).ok());
+  const std::string metrics = testing::http_get(server_->metrics_port(), "/metrics");
+  EXPECT_NE(metrics.find("code=\"UNAUTHENTICATED\",method=\"ListRuns\"} 2"), std::string::npos) << metrics;
+}
+
+// grpc.health.v1.Health/Check with an empty request (the whole server): the reply is status=SERVING (1).
+TEST_F(ServiceTest, ServesStandardHealthChecks) {
+  ServerOptions options;
+  options.token = "s3cret";  // probes carry no token; health stays open
+  start(options);
+  auto channel = make_channel({testing::loopback(server_->port())});
+  grpc::ClientContext c;
+  grpc::ByteBuffer request;
+  grpc::ByteBuffer response;
+  grpc::Slice empty("");
+  request = grpc::ByteBuffer(&empty, 1);
+  const grpc::internal::RpcMethod method("/grpc.health.v1.Health/Check", grpc::internal::RpcMethod::NORMAL_RPC);
+  const grpc::Status status = grpc::internal::BlockingUnaryCall(channel.get(), method, &c, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+}
+
+// grpc.reflection.v1alpha list_services ("*"): the reply names the coordinator's service.
+TEST_F(ServiceTest, ServesReflection) {
+  start();
+  auto channel = make_channel({testing::loopback(server_->port())});
+  grpc::ClientContext c;
+  const grpc::internal::RpcMethod method("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                         grpc::internal::RpcMethod::BIDI_STREAMING);
+  std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream(
+      grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(channel.get(), method, &c));
+  grpc::Slice list_services(std::string("\x3a\x01*", 3));  // field 7 (list_services) = "*"
+  ASSERT_TRUE(stream->Write(grpc::ByteBuffer(&list_services, 1)));
+  stream->WritesDone();
+  grpc::ByteBuffer reply;
+  ASSERT_TRUE(stream->Read(&reply));
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(reply.Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_NE(bytes.find("ijepa.coordinator.v1.Coordinator"), std::string::npos);
+  EXPECT_NE(bytes.find("grpc.health.v1.Health"), std::string::npos);
+  while (stream->Read(&reply)) {
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+class TlsTest : public ServiceTest {
+ protected:
+  void SetUp() override { testing::make_test_certificates(certs_); }
+  ServerOptions tls_options(bool mutual) {
+    ServerOptions options;
+    options.tls_cert = certs_ / "server.pem";
+    options.tls_key = certs_ / "server.key";
+    if (mutual) options.tls_client_ca = certs_ / "ca.pem";
+    return options;
+  }
+  bool can_list(ChannelOptions options) {
+    options.address = "localhost:" + std::to_string(server_->port());
+    v1::ListRunsResponse list;
+    return stub(options)->ListRuns(context().get(), v1::ListRunsRequest(), &list).ok();
+  }
+  testing::TempDir certs_;
+};
+
+TEST_F(TlsTest, ServerCertificateOnly) {
+  start(tls_options(false));
+  EXPECT_TRUE(can_list({"", "", certs_ / "ca.pem"}));
+  EXPECT_FALSE(can_list({}));  // plaintext against TLS
+}
+
+TEST_F(TlsTest, MutualTlsNeedsAClientCertificate) {
+  start(tls_options(true));
+  EXPECT_TRUE(can_list({"", "", certs_ / "ca.pem", certs_ / "client.pem", certs_ / "client.key"}));
+  EXPECT_FALSE(can_list({"", "", certs_ / "ca.pem"}));
+  EXPECT_FALSE(can_list({}));
+}
+
+TEST_F(TlsTest, MissingOrMismatchedFilesAreInputErrors) {
+  ServerOptions options = tls_options(false);
+  options.tls_key.clear();
+  EXPECT_THROW(start(options), common::InputError);
+  options = tls_options(false);
+  options.tls_cert = certs_ / "missing.pem";
+  EXPECT_THROW(start(options), common::InputError);
+  EXPECT_THROW(make_channel({"localhost:1", "", certs_ / "missing.pem"}), common::InputError);
+  EXPECT_THROW(make_channel({"localhost:1", "", "", certs_ / "client.pem", certs_ / "client.key"}), common::InputError);
+}
+
+TEST_F(ServiceTest, BadServerOptionsAreInputErrors) {
+  ServerOptions options;
+  options.heartbeat_timeout_s = 0;
+  EXPECT_THROW(start(options), common::InputError);
+  options = {};
+  options.db_path = "/nonexistent-dir/x/c.db";
+  EXPECT_THROW(CoordinatorServer{options}, common::InputError);
+  start();
+  options = {};
+  options.listen = testing::loopback(server_->port());  // taken
+  options.metrics_listen = "";
+  options.db_path = dir_ / "other.db";
+  EXPECT_THROW(CoordinatorServer{options}, common::InputError);
+}
+
+}  // namespace
+}  // namespace ijepa::coord

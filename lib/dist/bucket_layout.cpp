@@ -1,0 +1,50 @@
+// Bucket planning and the layout description compared across ranks.
+#include "dist/bucket_layout.h"
+
+#include <sstream>
+#include <stdexcept>
+
+namespace ijepa::dist {
+
+std::vector<Bucket> plan_buckets(const std::vector<torch::Tensor>& parameters, int64_t first_bucket_bytes,
+                                 int64_t bucket_bytes) {
+  if (first_bucket_bytes <= 0 || bucket_bytes <= 0) throw std::invalid_argument("plan_buckets: caps must be positive");
+  std::vector<Bucket> buckets;
+  Bucket open;
+  auto close = [&] {
+    if (open.slots.empty()) return;
+    buckets.push_back(std::move(open));
+    open = Bucket();
+  };
+  for (int64_t i = static_cast<int64_t>(parameters.size()) - 1; i >= 0; --i) {
+    const torch::Tensor& parameter = parameters[i];
+    if (!open.slots.empty() && open.dtype != parameter.scalar_type()) close();
+    if (open.slots.empty()) open.dtype = parameter.scalar_type();
+    open.slots.push_back({i, open.numel, parameter.numel()});
+    open.numel += parameter.numel();
+    const int64_t cap = buckets.empty() ? first_bucket_bytes : bucket_bytes;
+    if (open.numel * static_cast<int64_t>(c10::elementSize(open.dtype)) >= cap) close();
+  }
+  close();
+  return buckets;
+}
+
+std::string describe_layout(const std::vector<std::string>& names, const std::vector<torch::Tensor>& parameters,
+                            const std::vector<Bucket>& buckets) {
+  std::vector<std::string> placement(parameters.size());
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    for (const BucketSlot& slot : buckets[b].slots) {
+      placement[slot.parameter] = "bucket " + std::to_string(b) + " offset " + std::to_string(slot.offset);
+    }
+  }
+  std::ostringstream out;
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    out << i << " " << names.at(i) << " " << parameters[i].sizes() << " " << parameters[i].scalar_type() << " "
+        << placement[i] << "\n";
+  }
+  return out.str();
+}
+
+int64_t mib_to_bytes(double mib) { return static_cast<int64_t>(mib * 1024.0 * 1024.0); }
+
+}  // namespace ijepa::dist

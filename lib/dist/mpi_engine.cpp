@@ -1,0 +1,361 @@
+// The MPI progress thread: posting, completion, and the progress side channel.
+#include "dist/mpi_engine.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/log.h"
+
+namespace ijepa::dist {
+namespace {
+
+constexpr int kQueryTag = 1;
+constexpr int kReplyTag = 2;
+constexpr int kReplyBytes = static_cast<int>(8 + kProgressWireBytes);  // round number, then the record
+// Idle, the thread still wakes this often to answer peers' progress queries.
+constexpr auto kIdleWait = std::chrono::milliseconds(5);
+// With collectives in flight it polls without sleeping for this long after the last event (small messages
+// finish within it), then sleeps between polls to leave the cores to backward.
+constexpr auto kSpinWindow = std::chrono::microseconds(1000);
+constexpr auto kPollSleep = std::chrono::microseconds(20);
+
+Clock::duration seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+std::string round_bytes(int64_t round) {
+  std::string bytes(8, '\0');
+  std::memcpy(bytes.data(), &round, 8);
+  return bytes;
+}
+
+int64_t round_of(const char* bytes) {
+  int64_t round = 0;
+  std::memcpy(&round, bytes, 8);
+  return round;
+}
+
+class MpiWork : public Work {
+ public:
+  MpiWork(std::shared_ptr<MpiEngine> engine, std::shared_ptr<MpiTask> task)
+      : engine_(std::move(engine)), task_(std::move(task)) {}
+
+  void wait() override {
+    {
+      std::unique_lock<std::mutex> lock(task_->mutex);
+      if (task_->done_cv.wait_until(lock, task_->deadline, [&] { return task_->done; })) {
+        if (!task_->error.empty()) throw DistError(task_->error);
+        return;
+      }
+    }
+    throw CollectiveTimeout(engine_->fail_on_timeout(*task_));
+  }
+
+  bool completed() override {
+    std::lock_guard<std::mutex> lock(task_->mutex);
+    return task_->done;
+  }
+
+ private:
+  std::shared_ptr<MpiEngine> engine_;
+  std::shared_ptr<MpiTask> task_;
+};
+
+// Cancels a pending receive and waits for it (a cancel completes promptly, or the message already landed).
+void cancel_receive(MPI_Request& request) {
+  if (request == MPI_REQUEST_NULL) return;
+  MPI_Cancel(&request);
+  MPI_Wait(&request, MPI_STATUS_IGNORE);
+}
+
+}  // namespace
+
+MpiEngine::MpiEngine(MPI_Comm comm, MPI_Comm status_comm, double timeout_s, std::shared_ptr<MpiRuntime> runtime)
+    : comm_(comm), status_comm_(status_comm), timeout_s_(timeout_s), runtime_(std::move(runtime)) {
+  IJEPA_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  IJEPA_MPI_CHECK(MPI_Comm_size(comm_, &world_));
+  IJEPA_MPI_CHECK(MPI_Irecv(query_buffer_, 8, MPI_BYTE, MPI_ANY_SOURCE, kQueryTag, status_comm_, &query_receive_));
+  thread_ = std::thread([this] { run(); });
+}
+
+MpiEngine::~MpiEngine() { stop(); }
+
+WorkHandle MpiEngine::submit(const std::string& op, std::vector<MpiPhase> phases, std::function<void()> finish) {
+  auto task = std::make_shared<MpiTask>();
+  task->op = op;
+  task->phases = std::move(phases);
+  task->finish = std::move(finish);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!failure_.empty()) throw DistError(op + ": the communicator failed earlier: " + failure_);
+    if (stopping_) throw DistError(op + ": the communicator is shutting down");
+    // Under the lock, so that sequence numbers follow the queue order.
+    task->seq = progress_.begin(op);
+    task->deadline = Clock::now() + seconds(timeout_s_);
+    submitted_.push_back(task);
+  }
+  wake_.notify_one();
+  return std::make_shared<MpiWork>(shared_from_this(), task);
+}
+
+std::vector<std::optional<ProgressRecord>> MpiEngine::query_peers(double wait_s) {
+  std::vector<std::optional<ProgressRecord>> fallback(world_);
+  fallback[rank_] = progress_.snapshot();
+  PeerQuery query;
+  query.wait_s = wait_s;
+  auto answer = query.answer.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) return fallback;
+    queries_.push_back(std::move(query));
+  }
+  wake_.notify_one();
+  if (answer.wait_for(seconds(wait_s + 1.0)) != std::future_status::ready) return fallback;
+  return answer.get();
+}
+
+std::string MpiEngine::fail_on_timeout(const MpiTask& task) {
+  const double wait_s = std::clamp(timeout_s_ * 0.1, 0.5, 2.0);
+  const std::string report = describe_stall(task.op, task.seq, timeout_s_, rank_, query_peers(wait_s));
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (failure_.empty()) failure_ = report;
+  }
+  runtime_->mark_failed();
+  return report;
+}
+
+void MpiEngine::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void MpiEngine::run() {
+  auto last_event = Clock::now();
+  std::optional<Clock::time_point> drain_deadline;
+  try {
+    while (true) {
+      std::optional<PeerQuery> new_query;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        const bool busy = !posting_.empty() || !in_flight_.empty() || active_query_ || !sends_.empty();
+        if (!busy && submitted_.empty() && queries_.empty() && !stopping_) wake_.wait_for(lock, kIdleWait);
+        for (; !submitted_.empty(); submitted_.pop_front()) posting_.push_back(std::move(submitted_.front()));
+        if (!active_query_ && !queries_.empty()) {
+          new_query = std::move(queries_.front());
+          queries_.pop_front();
+        }
+        if (stopping_ && !drain_deadline) {
+          drain_deadline = Clock::now() + (failure_.empty() ? seconds(timeout_s_) : Clock::duration::zero());
+        }
+      }
+      if (new_query) start_peer_query(std::move(*new_query));
+      bool event = post_phases();
+      event = complete_in_flight() || event;
+      event = serve_queries() || event;
+      event = advance_peer_query() || event;
+
+      const auto now = Clock::now();
+      if (drain_deadline) {
+        if (posting_.empty() && in_flight_.empty()) break;
+        if (now >= *drain_deadline) {
+          fail_all("the communicator was shut down while this collective was pending");
+          break;
+        }
+      }
+      if (event) {
+        last_event = now;
+      } else if (now - last_event < kSpinWindow) {
+        std::this_thread::yield();
+      } else {
+        std::this_thread::sleep_for(kPollSleep);
+      }
+    }
+    shut_down_channel();
+  } catch (const std::exception& e) {
+    fail_all(std::string("MPI progress thread failed: ") + e.what());
+  }
+}
+
+bool MpiEngine::post_phases() {
+  bool event = false;
+  while (!posting_.empty()) {
+    const auto task = posting_.front();
+    try {
+      if (!task->requests.empty()) {
+        int done = 0;
+        IJEPA_MPI_CHECK(
+            MPI_Testall(static_cast<int>(task->requests.size()), task->requests.data(), &done, MPI_STATUSES_IGNORE));
+        if (!done) break;  // later tasks wait: their collectives must be posted after this one's
+        task->requests.clear();
+      }
+      task->phases[task->next_phase++](task->requests);
+    } catch (const std::exception& e) {
+      fail_all(task->op + ": " + e.what());
+      return true;
+    }
+    event = true;
+    if (task->next_phase == task->phases.size()) {
+      posting_.pop_front();
+      in_flight_.push_back(task);
+    }
+  }
+  return event;
+}
+
+bool MpiEngine::complete_in_flight() {
+  bool event = false;
+  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+    const auto task = *it;
+    try {
+      int done = 0;
+      IJEPA_MPI_CHECK(
+          MPI_Testall(static_cast<int>(task->requests.size()), task->requests.data(), &done, MPI_STATUSES_IGNORE));
+      if (!done) {
+        ++it;
+        continue;
+      }
+      if (task->finish) task->finish();
+    } catch (const std::exception& e) {
+      fail_all(task->op + ": " + e.what());
+      return true;
+    }
+    it = in_flight_.erase(it);
+    finish_task(task, "");
+    event = true;
+  }
+  return event;
+}
+
+bool MpiEngine::serve_queries() {
+  reap_sends();
+  bool event = false;
+  while (true) {
+    int arrived = 0;
+    MPI_Status status;
+    IJEPA_MPI_CHECK(MPI_Test(&query_receive_, &arrived, &status));
+    if (!arrived) break;
+    PendingSend& reply = sends_.emplace_back();
+    reply.buffer = std::string(query_buffer_, 8) + encode_progress(progress_.snapshot());
+    IJEPA_MPI_CHECK(MPI_Isend(reply.buffer.data(), kReplyBytes, MPI_BYTE, status.MPI_SOURCE, kReplyTag, status_comm_,
+                              &reply.request));
+    IJEPA_MPI_CHECK(MPI_Irecv(query_buffer_, 8, MPI_BYTE, MPI_ANY_SOURCE, kQueryTag, status_comm_, &query_receive_));
+    event = true;
+  }
+  return event;
+}
+
+void MpiEngine::reap_sends() {
+  for (auto it = sends_.begin(); it != sends_.end();) {
+    int done = 0;
+    IJEPA_MPI_CHECK(MPI_Test(&it->request, &done, MPI_STATUS_IGNORE));
+    it = done ? sends_.erase(it) : std::next(it);
+  }
+}
+
+void MpiEngine::start_peer_query(PeerQuery request) {
+  ActiveQuery& query = active_query_.emplace();
+  query.round = next_round_++;
+  query.deadline = Clock::now() + seconds(request.wait_s);
+  query.answer = std::move(request.answer);
+  query.records.resize(world_);
+  query.records[rank_] = progress_.snapshot();
+  query.buffers.assign(world_, std::string(kReplyBytes, '\0'));
+  query.receives.assign(world_, MPI_REQUEST_NULL);
+  for (int peer = 0; peer < world_; ++peer) {
+    if (peer == rank_) continue;
+    IJEPA_MPI_CHECK(MPI_Irecv(query.buffers[peer].data(), kReplyBytes, MPI_BYTE, peer, kReplyTag, status_comm_,
+                              &query.receives[peer]));
+    PendingSend& send = sends_.emplace_back();
+    send.buffer = round_bytes(query.round);
+    IJEPA_MPI_CHECK(MPI_Isend(send.buffer.data(), 8, MPI_BYTE, peer, kQueryTag, status_comm_, &send.request));
+  }
+}
+
+bool MpiEngine::advance_peer_query() {
+  if (!active_query_) return false;
+  ActiveQuery& query = *active_query_;
+  bool event = false;
+  bool pending = false;
+  for (int peer = 0; peer < world_; ++peer) {
+    MPI_Request& receive = query.receives[peer];
+    if (receive == MPI_REQUEST_NULL) continue;
+    int done = 0;
+    IJEPA_MPI_CHECK(MPI_Test(&receive, &done, MPI_STATUS_IGNORE));
+    if (!done) {
+      pending = true;
+      continue;
+    }
+    event = true;
+    const std::string& reply = query.buffers[peer];
+    if (round_of(reply.data()) == query.round) {
+      query.records[peer] = decode_progress(reply.substr(8));
+    } else {  // a late answer to an earlier round
+      IJEPA_MPI_CHECK(
+          MPI_Irecv(query.buffers[peer].data(), kReplyBytes, MPI_BYTE, peer, kReplyTag, status_comm_, &receive));
+      pending = true;
+    }
+  }
+  if (pending && Clock::now() < query.deadline) return event;
+  for (MPI_Request& receive : query.receives) cancel_receive(receive);
+  query.answer.set_value(query.records);
+  active_query_.reset();
+  return true;
+}
+
+void MpiEngine::finish_task(const std::shared_ptr<MpiTask>& task, const std::string& error) {
+  {
+    std::lock_guard<std::mutex> lock(task->mutex);
+    task->done = true;
+    task->error = error;
+  }
+  task->done_cv.notify_all();
+  if (error.empty()) progress_.complete();
+}
+
+void MpiEngine::fail_all(const std::string& error) {
+  std::deque<std::shared_ptr<MpiTask>> submitted;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (failure_.empty()) failure_ = error;
+    submitted.swap(submitted_);
+  }
+  runtime_->mark_failed();
+  for (const auto* tasks : {&posting_, &in_flight_, &submitted}) {
+    for (const auto& task : *tasks) finish_task(task, task->op + " failed: " + error);
+  }
+  posting_.clear();
+  in_flight_.clear();
+}
+
+void MpiEngine::shut_down_channel() {
+  cancel_receive(query_receive_);
+  if (active_query_) {
+    for (MPI_Request& receive : active_query_->receives) cancel_receive(receive);
+    active_query_->answer.set_value(active_query_->records);
+    active_query_.reset();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& query : queries_) query.answer.set_value(std::vector<std::optional<ProgressRecord>>(world_));
+    queries_.clear();
+  }
+  // Small sends complete locally at once; one still pending after a second has a peer that is gone.
+  const auto deadline = Clock::now() + std::chrono::seconds(1);
+  while (!sends_.empty() && Clock::now() < deadline) {
+    reap_sends();
+    std::this_thread::sleep_for(kPollSleep);
+  }
+  if (!sends_.empty()) {
+    log::warn(log::str("dist: ", sends_.size(), " progress messages undelivered at shutdown; skipping MPI_Finalize"));
+    runtime_->mark_failed();
+    // MPI may still read these buffers; they must outlive the process's last MPI call.
+    new std::list<PendingSend>(std::move(sends_));
+  }
+}
+
+}  // namespace ijepa::dist

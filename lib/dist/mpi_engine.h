@@ -1,0 +1,139 @@
+// The progress thread of an MPI communicator (internal to lib/dist).
+//
+// MPI's non-blocking collectives (libnbc in Open MPI) only advance inside MPI calls, so a collective
+// started from a gradient hook would sit idle while backward computes. The engine owns one thread that
+// posts queued collectives in call order, drives them with MPI_Test until they complete, and answers the
+// peers' progress queries on a side channel (a second communicator), so that a stalled rank can learn which
+// ranks have not arrived even while those ranks compute, or while everyone is stuck.
+#pragma once
+
+#include <mpi.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dist/communicator.h"
+#include "dist/mpi_runtime.h"
+
+namespace ijepa::dist {
+
+using Clock = std::chrono::steady_clock;
+
+// Posts the non-blocking MPI calls of one phase of a collective, appending their requests.
+using MpiPhase = std::function<void(std::vector<MPI_Request>& requests)>;
+
+// One collective as the engine runs it. Phases run one after another (each waits for the previous one's
+// requests); all phases of a task are posted before the first phase of any later task, so every rank posts
+// its MPI collectives in the same order. `finish` runs once on the engine thread after the last phase.
+struct MpiTask {
+  std::string op;
+  int64_t seq = 0;
+  Clock::time_point deadline;
+  std::vector<MpiPhase> phases;
+  std::function<void()> finish;
+
+  // Engine side.
+  size_t next_phase = 0;
+  std::vector<MPI_Request> requests;
+
+  // Shared with waiters.
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+  std::string error;  // empty on success
+};
+
+class MpiEngine : public std::enable_shared_from_this<MpiEngine> {
+ public:
+  MpiEngine(MPI_Comm comm, MPI_Comm status_comm, double timeout_s, std::shared_ptr<MpiRuntime> runtime);
+  ~MpiEngine();  // stop()
+  MpiEngine(const MpiEngine&) = delete;
+  MpiEngine& operator=(const MpiEngine&) = delete;
+
+  // Queues a collective; the returned handle's wait() honours the timeout. Throws DistError once the engine
+  // has failed or stopped.
+  WorkHandle submit(const std::string& op, std::vector<MpiPhase> phases, std::function<void()> finish);
+
+  // Every rank's progress record (own record at rank()); nullopt for ranks that did not answer in wait_s.
+  std::vector<std::optional<ProgressRecord>> query_peers(double wait_s);
+
+  // Builds the stall report of `task` from the peers' records, then marks the engine and the MPI runtime
+  // failed (the collective order is broken; later calls throw the report).
+  std::string fail_on_timeout(const MpiTask& task);
+
+  ProgressTracker& progress() { return progress_; }
+  int rank() const { return rank_; }
+  int world_size() const { return world_; }
+  double timeout_s() const { return timeout_s_; }
+
+  // Drains the collectives in flight (for at most the timeout unless failed), closes the side channel and
+  // joins the thread. Idempotent.
+  void stop();
+
+ private:
+  struct PendingSend {
+    std::string buffer;
+    MPI_Request request = MPI_REQUEST_NULL;
+  };
+  struct PeerQuery {
+    double wait_s = 0;
+    std::promise<std::vector<std::optional<ProgressRecord>>> answer;
+  };
+  struct ActiveQuery {
+    int64_t round = 0;
+    Clock::time_point deadline;
+    std::vector<std::optional<ProgressRecord>> records;
+    std::vector<std::string> buffers;   // reply buffers, one per rank
+    std::vector<MPI_Request> receives;  // one per rank; MPI_REQUEST_NULL when answered or self
+    std::promise<std::vector<std::optional<ProgressRecord>>> answer;
+  };
+
+  void run();
+  // Each returns true when something completed or was posted.
+  bool post_phases();
+  bool complete_in_flight();
+  bool serve_queries();  // answers peers' progress queries
+  void reap_sends();
+  bool advance_peer_query();
+  void start_peer_query(PeerQuery request);
+  void finish_task(const std::shared_ptr<MpiTask>& task, const std::string& error);
+  void shut_down_channel();
+  void fail_all(const std::string& error);
+
+  MPI_Comm comm_;
+  MPI_Comm status_comm_;
+  double timeout_s_;
+  std::shared_ptr<MpiRuntime> runtime_;
+  int rank_ = 0;
+  int world_ = 1;
+  ProgressTracker progress_;
+
+  std::mutex mutex_;  // guards the fields up to thread_
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<MpiTask>> submitted_;
+  std::deque<PeerQuery> queries_;
+  bool stopping_ = false;
+  std::string failure_;  // set once the engine has failed; later submits throw it
+  std::thread thread_;
+
+  // Engine thread only.
+  std::deque<std::shared_ptr<MpiTask>> posting_;  // not all phases posted yet, in call order
+  std::deque<std::shared_ptr<MpiTask>> in_flight_;
+  MPI_Request query_receive_ = MPI_REQUEST_NULL;
+  char query_buffer_[8] = {};     // the querier's round number
+  std::list<PendingSend> sends_;  // a list: MPI holds pointers into the buffers
+  std::optional<ActiveQuery> active_query_;
+  int64_t next_round_ = 1;
+};
+
+}  // namespace ijepa::dist

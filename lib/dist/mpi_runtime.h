@@ -1,0 +1,44 @@
+// MPI_Init_thread / MPI_Finalize held by one RAII object per process, and the check macro for MPI calls.
+//
+// Communicators share the runtime through shared_ptr: MPI starts with the first and finalizes after the
+// last. A main (or a test main) that holds its own reference keeps MPI up across communicators, since MPI
+// cannot start twice in one process. After a collective failure, finalize is skipped: it would wait for
+// peers that may be gone.
+#pragma once
+
+#include <mpi.h>
+
+#include <atomic>
+#include <memory>
+
+// Throws DistError "MPI error in <call> (file:line): <MPI's message>" when the call does not succeed.
+#define IJEPA_MPI_CHECK(call) ::ijepa::dist::mpi_check((call), #call, __FILE__, __LINE__)
+
+namespace ijepa::dist {
+
+void mpi_check(int code, const char* call, const char* file, int line);
+
+class MpiRuntime {
+ public:
+  // Initialises MPI with MPI_THREAD_MULTIPLE (communication runs on its own thread), or adopts an MPI that
+  // was initialised elsewhere (whoever did so finalizes). Sets MPI_ERRORS_RETURN on MPI_COMM_WORLD so that
+  // failures come back as errors with a message instead of aborting the job silently. Throws DistError when
+  // MPI was already finalized or offers less than MPI_THREAD_MULTIPLE.
+  static std::shared_ptr<MpiRuntime> acquire();
+
+  ~MpiRuntime();
+  MpiRuntime(const MpiRuntime&) = delete;
+  MpiRuntime& operator=(const MpiRuntime&) = delete;
+
+  // A collective failed or was abandoned: do not finalize (the process exits without it).
+  void mark_failed() { failed_ = true; }
+  bool failed() const { return failed_; }
+
+ private:
+  explicit MpiRuntime(bool owns_init) : owns_init_(owns_init) {}
+
+  bool owns_init_;
+  std::atomic<bool> failed_{false};
+};
+
+}  // namespace ijepa::dist

@@ -1,0 +1,347 @@
+// The NCCL backend: setup, stream-ordered collectives, and the watchdog.
+#include "dist/nccl_communicator.h"
+
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "common/errors.h"
+#include "common/log.h"
+#include "dist/collective_args.h"
+#include "dist/gpu_check.h"
+
+namespace ijepa::dist {
+
+void cuda_check(cudaError_t code, const char* call, const char* file, int line) {
+  if (code == cudaSuccess) return;
+  throw DistError("CUDA error in " + std::string(call) + " (" + file + ":" + std::to_string(line) +
+                  "): " + cudaGetErrorString(code));
+}
+
+void nccl_check(ncclResult_t code, const char* call, const char* file, int line) {
+  if (code == ncclSuccess || code == ncclInProgress) return;
+  throw DistError("NCCL error in " + std::string(call) + " (" + file + ":" + std::to_string(line) +
+                  "): " + ncclGetErrorString(code) + " (" + ncclGetLastError(nullptr) + ")");
+}
+
+int gpu_for_local_rank(int local_rank) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) count = 0;
+  if (local_rank >= count) {
+    throw common::InputError("local rank " + std::to_string(local_rank) +
+                             " has no GPU of its own: " + std::to_string(count) + " visible; start one rank per GPU");
+  }
+  return local_rank;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kWatchInterval = std::chrono::milliseconds(100);
+constexpr auto kReadyPoll = std::chrono::microseconds(100);
+
+Clock::duration seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+// A CUDA event without timing, destroyed with the object (destruction of a pending event is deferred by CUDA).
+class Event {
+ public:
+  Event() { IJEPA_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming)); }
+  ~Event() { cudaEventDestroy(event_); }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  cudaEvent_t get() const { return event_; }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
+
+ncclDataType_t nccl_type(torch::ScalarType type) {
+  switch (type) {
+    case torch::kFloat:
+      return ncclFloat32;
+    case torch::kDouble:
+      return ncclFloat64;
+    case torch::kBFloat16:
+      return ncclBfloat16;
+    case torch::kInt:
+      return ncclInt32;
+    default:
+      return ncclInt64;  // check_reducible admits nothing else
+  }
+}
+
+}  // namespace
+
+struct NcclCommunicator::State : std::enable_shared_from_this<NcclCommunicator::State> {
+  struct Pending {
+    std::shared_ptr<Event> done;
+    Clock::time_point deadline;
+    std::string op;
+    int64_t seq = 0;
+  };
+
+  int device = 0;
+  double timeout_s = 0;
+  Communicator* control = nullptr;  // outlives the watchdog
+  ncclComm_t comm = nullptr;
+  cudaStream_t stream = nullptr;
+
+  std::mutex mutex;  // serialises NCCL calls; guards the fields below
+  std::vector<Pending> pending;
+  std::string failure;
+  bool failure_is_timeout = false;
+  bool stopping = false;
+  std::condition_variable wake;
+  std::thread watchdog;
+
+  void throw_if_failed_locked() const {
+    if (failure.empty()) return;
+    if (failure_is_timeout) throw CollectiveTimeout(failure);
+    throw DistError(failure);
+  }
+
+  // Records the first failure and aborts the NCCL communicator, which ends kernels waiting on dead peers.
+  void fail_locked(const std::string& why, bool timeout) {
+    if (failure.empty()) {
+      failure = why;
+      failure_is_timeout = timeout;
+    }
+    if (comm != nullptr) {
+      ncclCommAbort(comm);
+      comm = nullptr;
+    }
+  }
+
+  // Polls a non-blocking communicator until its last call has finished; fails it on error or timeout.
+  void wait_ready_locked(const std::string& what, Clock::time_point deadline) {
+    while (true) {
+      ncclResult_t state = ncclSuccess;
+      IJEPA_NCCL_CHECK(ncclCommGetAsyncError(comm, &state));
+      if (state == ncclSuccess) return;
+      if (state != ncclInProgress) {
+        fail_locked(what + ": NCCL error " + ncclGetErrorString(state) + " (" + ncclGetLastError(comm) + ")", false);
+        throw_if_failed_locked();
+      }
+      if (Clock::now() > deadline) {
+        fail_locked(what + " did not finish within " + std::to_string(timeout_s) + " s", true);
+        throw_if_failed_locked();
+      }
+      std::this_thread::sleep_for(kReadyPoll);
+    }
+  }
+
+  // Queues a collective on the NCCL stream after the caller's current stream; `launch` issues the NCCL call.
+  WorkHandle enqueue(const torch::Tensor& tensor, const std::string& op,
+                     const std::function<ncclResult_t(ncclComm_t, cudaStream_t)>& launch);
+
+  void watch();
+  // One watchdog pass; returns the overdue collective, if any.
+  std::optional<Pending> check_pending();
+  void shut_down();
+};
+
+namespace {
+
+class NcclWork : public Work {
+ public:
+  NcclWork(std::shared_ptr<NcclCommunicator::State> state, std::shared_ptr<Event> done)
+      : state_(std::move(state)), done_(std::move(done)) {}
+
+  void wait() override {
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->throw_if_failed_locked();
+    }
+    const auto stream = c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(state_->device));
+    IJEPA_CUDA_CHECK(cudaStreamWaitEvent(stream.stream(), done_->get(), 0));
+  }
+
+  bool completed() override { return cudaEventQuery(done_->get()) == cudaSuccess; }
+
+ private:
+  std::shared_ptr<NcclCommunicator::State> state_;
+  std::shared_ptr<Event> done_;
+};
+
+}  // namespace
+
+WorkHandle NcclCommunicator::State::enqueue(const torch::Tensor& tensor, const std::string& op,
+                                            const std::function<ncclResult_t(ncclComm_t, cudaStream_t)>& launch) {
+  std::lock_guard<std::mutex> lock(mutex);
+  throw_if_failed_locked();
+  if (comm == nullptr) throw DistError(op + ": the NCCL communicator is closed");
+  const int64_t seq = control->progress().begin(op);
+  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
+  const auto current = c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device));
+  {
+    const Event ready;
+    IJEPA_CUDA_CHECK(cudaEventRecord(ready.get(), current.stream()));
+    IJEPA_CUDA_CHECK(cudaStreamWaitEvent(stream, ready.get(), 0));
+  }
+  IJEPA_NCCL_CHECK(launch(comm, stream));
+  wait_ready_locked(op, Clock::now() + seconds(timeout_s));
+  auto done = std::make_shared<Event>();
+  IJEPA_CUDA_CHECK(cudaEventRecord(done->get(), stream));
+  // The caching allocator must not hand the memory out again before the NCCL stream is done with it.
+  c10::cuda::CUDACachingAllocator::recordStream(
+      tensor.storage().data_ptr(), c10::cuda::getStreamFromExternal(stream, static_cast<c10::DeviceIndex>(device)));
+  pending.push_back({done, Clock::now() + seconds(timeout_s), op, seq});
+  return std::make_shared<NcclWork>(shared_from_this(), done);
+}
+
+void NcclCommunicator::State::watch() {
+  cudaSetDevice(device);
+  std::unique_lock<std::mutex> lock(mutex);
+  while (!stopping) {
+    wake.wait_for(lock, kWatchInterval);
+    if (stopping || !failure.empty()) continue;
+    std::optional<Pending> overdue;
+    try {
+      overdue = check_pending();
+    } catch (const DistError& e) {
+      fail_locked(e.what(), false);
+      log::error(std::string("dist: ") + e.what());
+      continue;
+    }
+    if (!overdue) continue;
+    // The peer query may take a while and must not hold up other calls on this communicator.
+    lock.unlock();
+    const double wait_s = std::clamp(timeout_s * 0.1, 0.5, 2.0);
+    const std::string report =
+        describe_stall(overdue->op, overdue->seq, timeout_s, control->rank(), control->peer_progress(wait_s));
+    log::error("dist: " + report);
+    lock.lock();
+    fail_locked(report, true);
+  }
+}
+
+std::optional<NcclCommunicator::State::Pending> NcclCommunicator::State::check_pending() {
+  if (comm != nullptr) {
+    ncclResult_t state = ncclSuccess;
+    IJEPA_NCCL_CHECK(ncclCommGetAsyncError(comm, &state));
+    if (state != ncclSuccess && state != ncclInProgress) {
+      throw DistError(std::string("NCCL asynchronous error: ") + ncclGetErrorString(state) + " (" +
+                      ncclGetLastError(comm) + ")");
+    }
+  }
+  const auto now = Clock::now();
+  for (auto it = pending.begin(); it != pending.end();) {
+    const cudaError_t status = cudaEventQuery(it->done->get());
+    if (status == cudaSuccess) {
+      control->progress().complete();
+      it = pending.erase(it);
+      continue;
+    }
+    if (status != cudaErrorNotReady) IJEPA_CUDA_CHECK(status);
+    if (now > it->deadline) return *it;
+    ++it;
+  }
+  return std::nullopt;
+}
+
+void NcclCommunicator::State::shut_down() {
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    stopping = true;
+  }
+  wake.notify_all();
+  if (watchdog.joinable()) watchdog.join();
+  std::lock_guard<std::mutex> lock(mutex);
+  if (comm != nullptr) {
+    try {
+      // Flushes what is queued, bounded like any collective; a failure aborts instead.
+      IJEPA_NCCL_CHECK(ncclCommFinalize(comm));
+      wait_ready_locked("ncclCommFinalize", Clock::now() + seconds(timeout_s));
+      ncclCommDestroy(comm);
+      comm = nullptr;
+    } catch (const DistError& e) {
+      log::error(std::string("dist: closing NCCL: ") + e.what());
+    }
+  }
+  if (stream != nullptr) {
+    cudaStreamDestroy(stream);
+    stream = nullptr;
+  }
+}
+
+NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> control, int device_index, double timeout_s)
+    : control_(std::move(control)), state_(std::make_shared<State>()) {
+  state_->device = device_index;
+  state_->timeout_s = timeout_s;
+  state_->control = control_.get();
+  IJEPA_CUDA_CHECK(cudaSetDevice(device_index));
+
+  ncclUniqueId id;
+  std::string mine;
+  if (control_->rank() == 0) {
+    IJEPA_NCCL_CHECK(ncclGetUniqueId(&id));
+    mine.assign(reinterpret_cast<const char*>(&id), sizeof(id));
+  }
+  const std::string shared = control_->all_gather_bytes(mine).at(0);
+  if (shared.size() != sizeof(id)) throw DistError("NCCL setup: rank 0 sent no unique id");
+  std::memcpy(&id, shared.data(), sizeof(id));
+
+  int lowest = 0, highest = 0;
+  IJEPA_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&lowest, &highest));
+  IJEPA_CUDA_CHECK(cudaStreamCreateWithPriority(&state_->stream, cudaStreamNonBlocking, highest));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  IJEPA_NCCL_CHECK(ncclCommInitRankConfig(&state_->comm, world_size(), id, rank(), &config));
+  state_->wait_ready_locked("ncclCommInitRankConfig", Clock::now() + seconds(timeout_s));
+  state_->watchdog = std::thread([state = state_.get()] { state->watch(); });
+}
+
+NcclCommunicator::~NcclCommunicator() { state_->shut_down(); }
+
+torch::Device NcclCommunicator::device() const {
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(state_->device));
+}
+
+WorkHandle NcclCommunicator::all_reduce(const torch::Tensor& tensor, ReduceOp op) {
+  check_collective_tensor(tensor, device(), "all_reduce");
+  check_reducible(tensor, op);
+  const ncclDataType_t type = nccl_type(tensor.scalar_type());
+  const ncclRedOp_t reduce = op == ReduceOp::kAverage ? ncclAvg : ncclSum;
+  auto work = state_->enqueue(tensor, describe_op("all_reduce", tensor), [&](ncclComm_t comm, cudaStream_t stream) {
+    return ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), type, reduce, comm, stream);
+  });
+  return work;
+}
+
+WorkHandle NcclCommunicator::broadcast(const torch::Tensor& tensor, int root) {
+  check_collective_tensor(tensor, device(), "broadcast");
+  check_root(root, world_size());
+  return state_->enqueue(tensor, describe_op("broadcast", tensor), [&](ncclComm_t comm, cudaStream_t stream) {
+    return ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.nbytes(), ncclUint8, root, comm, stream);
+  });
+}
+
+std::vector<std::string> NcclCommunicator::all_gather_bytes(const std::string& bytes) {
+  return control_->all_gather_bytes(bytes);
+}
+
+void NcclCommunicator::abort(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->fail_locked("aborted: " + reason, false);
+  }
+  control_->abort(reason);
+}
+
+std::vector<std::optional<ProgressRecord>> NcclCommunicator::peer_progress(double wait_s) {
+  return control_->peer_progress(wait_s);
+}
+
+}  // namespace ijepa::dist

@@ -1,0 +1,53 @@
+// The NCCL backend: CUDA tensors reduced on the communicator's own CUDA stream.
+//
+// The unique id is made by rank 0 and shared through a host "control" communicator over the same ranks
+// (MPI, or the single-process backend for one GPU), which also carries barriers, all-gathers and progress
+// queries. A collective waits for the work queued on the caller's current stream (an event), runs on the
+// NCCL stream, and its handle's wait() makes the caller's current stream wait on its completion event, so
+// the host never blocks. A watchdog thread polls completion events and ncclCommGetAsyncError; a collective
+// pending past the timeout, or an asynchronous NCCL error, aborts the NCCL communicator (ncclCommAbort, so
+// kernels stuck on a dead peer end) and every later call throws the report, which the watchdog also logs.
+// The communicator is created non-blocking, so initialisation is bounded by the timeout too.
+#pragma once
+
+#include <memory>
+
+#include "dist/communicator.h"
+
+namespace ijepa::dist {
+
+class NcclCommunicator : public Communicator {
+ public:
+  NcclCommunicator(std::unique_ptr<Communicator> control, int device_index, double timeout_s);
+  ~NcclCommunicator() override;
+  NcclCommunicator(const NcclCommunicator&) = delete;
+  NcclCommunicator& operator=(const NcclCommunicator&) = delete;
+
+  std::string backend() const override { return "nccl"; }
+  int rank() const override { return control_->rank(); }
+  int world_size() const override { return control_->world_size(); }
+  int local_rank() const override { return control_->local_rank(); }
+  torch::Device device() const override;
+  double timeout_s() const override { return control_->timeout_s(); }
+
+  WorkHandle all_reduce(const torch::Tensor& tensor, ReduceOp op) override;
+  WorkHandle broadcast(const torch::Tensor& tensor, int root) override;
+  void barrier() override { control_->barrier(); }
+  std::vector<std::string> all_gather_bytes(const std::string& bytes) override;
+  void abort(const std::string& reason) override;
+
+  ProgressTracker& progress() override { return control_->progress(); }
+  std::vector<std::optional<ProgressRecord>> peer_progress(double wait_s) override;
+
+  struct State;  // NCCL and CUDA handles, collectives in flight, the watchdog (nccl_communicator.cpp)
+
+ private:
+  std::unique_ptr<Communicator> control_;
+  std::shared_ptr<State> state_;
+};
+
+// The GPU of a local rank: its index, when that many GPUs are visible; throws common::InputError otherwise
+// (NCCL cannot give one GPU to two ranks).
+int gpu_for_local_rank(int local_rank);
+
+}  // namespace ijepa::dist

@@ -1,0 +1,72 @@
+// Bucket planning: reverse registration order, the first-bucket and later caps, dtype breaks, descriptions.
+#include "dist/bucket_layout.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace ijepa::dist {
+namespace {
+
+std::vector<torch::Tensor> floats(std::vector<int64_t> sizes) {
+  std::vector<torch::Tensor> tensors;
+  for (int64_t n : sizes) tensors.push_back(torch::zeros({n}));
+  return tensors;
+}
+
+TEST(BucketLayout, FillsInReverseOrderWithASmallFirstBucket) {
+  // 400, 800, 1200 and 1600 bytes; caps of 1000 bytes first, then 2000.
+  const auto buckets = plan_buckets(floats({100, 200, 300, 400}), 1000, 2000);
+  ASSERT_EQ(buckets.size(), 3u);
+  ASSERT_EQ(buckets[0].slots.size(), 1u);
+  EXPECT_EQ(buckets[0].slots[0].parameter, 3);
+  EXPECT_EQ(buckets[0].numel, 400);
+  ASSERT_EQ(buckets[1].slots.size(), 2u);
+  EXPECT_EQ(buckets[1].slots[0].parameter, 2);
+  EXPECT_EQ(buckets[1].slots[0].offset, 0);
+  EXPECT_EQ(buckets[1].slots[1].parameter, 1);
+  EXPECT_EQ(buckets[1].slots[1].offset, 300);
+  EXPECT_EQ(buckets[1].numel, 500);
+  ASSERT_EQ(buckets[2].slots.size(), 1u);
+  EXPECT_EQ(buckets[2].slots[0].parameter, 0);
+}
+
+TEST(BucketLayout, ABucketClosesAfterTheParameterThatReachesTheCap) {
+  // A large parameter joins the open bucket and closes it, as in DDP.
+  const auto together = plan_buckets(floats({10000, 1}), 64, 64);
+  ASSERT_EQ(together.size(), 1u);
+  EXPECT_EQ(together[0].numel, 10001);
+  // With a first cap of one float, the small parameter fills the first bucket alone.
+  const auto apart = plan_buckets(floats({10000, 1}), 4, 64);
+  ASSERT_EQ(apart.size(), 2u);
+  EXPECT_EQ(apart[0].numel, 1);
+  EXPECT_EQ(apart[1].numel, 10000);
+}
+
+TEST(BucketLayout, ADtypeChangeStartsANewBucket) {
+  std::vector<torch::Tensor> tensors = {torch::zeros({4}), torch::zeros({4}, torch::kBFloat16), torch::zeros({4})};
+  const auto buckets = plan_buckets(tensors, 1 << 20, 1 << 20);
+  ASSERT_EQ(buckets.size(), 3u);
+  EXPECT_EQ(buckets[0].dtype, torch::kFloat);
+  EXPECT_EQ(buckets[1].dtype, torch::kBFloat16);
+  EXPECT_EQ(buckets[2].dtype, torch::kFloat);
+}
+
+TEST(BucketLayout, DescribesEveryParameterWithItsPlace) {
+  const auto tensors = std::vector<torch::Tensor>{torch::zeros({2, 3}), torch::zeros({5})};
+  const auto buckets = plan_buckets(tensors, 1 << 20, 1 << 20);
+  const std::string text = describe_layout({"fc.weight", "fc.bias"}, tensors, buckets);
+  EXPECT_EQ(text, "0 fc.weight [2, 3] Float bucket 0 offset 5\n1 fc.bias [5] Float bucket 0 offset 0\n");
+}
+
+TEST(BucketLayout, RejectsCapsThatAreNotPositive) {
+  EXPECT_THROW(plan_buckets(floats({1}), 0, 10), std::invalid_argument);
+  EXPECT_THROW(plan_buckets(floats({1}), 10, -1), std::invalid_argument);
+}
+
+TEST(BucketLayout, MegabytesAreMebibytes) {
+  EXPECT_EQ(mib_to_bytes(1.0), 1048576);
+  EXPECT_EQ(mib_to_bytes(25.0), 25 * 1048576);
+}
+
+}  // namespace
+}  // namespace ijepa::dist

@@ -1,0 +1,105 @@
+// make_communicator's choice of backend, its errors, and launch detection from the environment.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <map>
+#include <optional>
+
+#include "common/errors.h"
+#include "dist/communicator.h"
+#include "dist/launch.h"
+
+namespace ijepa::dist {
+namespace {
+
+using Variables = std::map<std::string, std::string>;
+
+// Sets launcher variables for one test and restores what was there.
+class LaunchVariables {
+ public:
+  explicit LaunchVariables(const Variables& values = {}) {
+    for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"}) {
+      const char* old = std::getenv(name);
+      saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
+      unsetenv(name);
+    }
+    for (const auto& [name, value] : values) setenv(name.c_str(), value.c_str(), 1);
+  }
+  ~LaunchVariables() {
+    for (const auto& [name, value] : saved_) {
+      if (value) {
+        setenv(name.c_str(), value->c_str(), 1);
+      } else {
+        unsetenv(name.c_str());
+      }
+    }
+  }
+
+ private:
+  std::map<std::string, std::optional<std::string>> saved_;
+};
+
+common::DistConfig with_backend(const std::string& backend) {
+  common::DistConfig config;
+  config.backend = backend;
+  return config;
+}
+
+std::string input_error_of(const common::DistConfig& config, torch::Device device) {
+  try {
+    make_communicator(config, device);
+  } catch (const common::InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Launch, ReadsTheLaunchersVariables) {
+  {
+    LaunchVariables env;
+    EXPECT_FALSE(detect_launch().under_mpi);
+    EXPECT_EQ(detect_launch().world_size, 1);
+  }
+  {
+    LaunchVariables env(Variables{{"OMPI_COMM_WORLD_SIZE", "4"}});
+    EXPECT_TRUE(detect_launch().under_mpi);
+    EXPECT_EQ(detect_launch().world_size, 4);
+  }
+  {
+    LaunchVariables env(Variables{{"PMIX_RANK", "1"}, {"SLURM_STEP_NUM_TASKS", "8"}});
+    EXPECT_TRUE(detect_launch().under_mpi);
+    EXPECT_EQ(detect_launch().world_size, 8);
+  }
+  {
+    LaunchVariables env(Variables{{"PMI_SIZE", "3"}});
+    EXPECT_EQ(detect_launch().world_size, 3);
+  }
+}
+
+TEST(Factory, AutoOnACpuOutsideMpiIsSingleProcess) {
+  LaunchVariables env;
+  auto comm = make_communicator(with_backend("auto"), torch::kCPU);
+  EXPECT_EQ(comm->backend(), "single");
+  EXPECT_EQ(make_communicator(with_backend("single"), torch::kCPU)->world_size(), 1);
+}
+
+TEST(Factory, RejectsBackendsThatDoNotFit) {
+  LaunchVariables env;
+  EXPECT_NE(input_error_of(with_backend("gloo"), torch::kCPU).find("dist.backend: unknown backend 'gloo'"),
+            std::string::npos);
+  EXPECT_NE(input_error_of(with_backend("nccl"), torch::kCPU).find("needs a CUDA device"), std::string::npos);
+  EXPECT_NE(input_error_of(with_backend("mpi"), torch::Device(torch::kCUDA, 0)).find("reduces CPU tensors"),
+            std::string::npos);
+  common::DistConfig config;
+  config.timeout_s = 0;
+  EXPECT_NE(input_error_of(config, torch::kCPU).find("dist.timeout_s"), std::string::npos);
+}
+
+TEST(Factory, SingleProcessIsAnErrorWhenTheLauncherStartedSeveralRanks) {
+  LaunchVariables env(Variables{{"OMPI_COMM_WORLD_SIZE", "2"}});
+  EXPECT_NE(input_error_of(with_backend("single"), torch::kCPU).find("the launcher started 2 ranks"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace ijepa::dist

@@ -1,0 +1,309 @@
+// End to end with the built binaries on loopback ports: a client reports a run to ijepa-coordinator and
+// ijepa-ctl shows, watches and stops it; the coordinator killed and restarted keeps the run while the client
+// carries on; a silent worker is declared lost; token and mutual TLS are enforced; bad flags exit 2; a real
+// Prometheus scrapes the run's step; and a short burst of the load generator sees no errors.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "coord/client.h"
+#include "coord_test_util.h"
+
+namespace ijepa::coord {
+namespace {
+
+using testing::bin_path;
+using testing::loopback;
+using testing::run_command;
+using testing::wait_until;
+
+bool port_open(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool open = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+  close(fd);
+  return open;
+}
+
+// ijepa-coordinator on free loopback ports with its database in DIR, ready to serve once constructed.
+class Coordinator {
+ public:
+  Coordinator(const testing::TempDir& dir, const std::vector<std::string>& extra = {}, int port = 0)
+      : port_(port ? port : testing::free_port()), metrics_port_(testing::free_port()), log_(dir / "coordinator.log") {
+    std::vector<std::string> argv{
+        bin_path("ijepa-coordinator"), "--listen", loopback(port_), "--db", dir / "c.db", "--metrics-listen",
+        loopback(metrics_port_)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    process_ = std::make_unique<testing::ChildProcess>(argv, log_);
+    EXPECT_TRUE(wait_until([&] { return port_open(port_); })) << testing::read_file(log_);
+  }
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
+  std::string address() const { return loopback(port_); }
+  testing::ChildProcess& process() { return *process_; }
+  std::string log() const { return testing::read_file(log_); }
+
+ private:
+  int port_;
+  int metrics_port_;
+  std::string log_;
+  std::unique_ptr<testing::ChildProcess> process_;
+};
+
+common::CoordinatorConfig client_config(const std::string& address, const std::string& token = "") {
+  common::CoordinatorConfig config;
+  config.address = address;
+  config.token = token;
+  config.heartbeat_s = 0.1;
+  return config;
+}
+
+ClientOptions quick() {
+  ClientOptions options;
+  options.backoff_initial = std::chrono::milliseconds(50);
+  options.backoff_max = std::chrono::milliseconds(500);
+  return options;
+}
+
+metrics::StepReport step(int64_t n) {
+  metrics::StepReport r;
+  r.step = n;
+  r.epoch = n / 10;
+  r.loss = 2.0 / static_cast<double>(n);
+  r.images_per_second = 500;
+  r.step_seconds = 0.05;
+  r.images = 32;
+  return r;
+}
+
+std::vector<std::string> ctl(const std::string& address, std::vector<std::string> args) {
+  std::vector<std::string> argv{bin_path("ijepa-ctl"), "--coordinator", address};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+// `ijepa-ctl show RUN --json`, parsed; null when the command fails.
+nlohmann::json show_json(const std::string& address, const std::string& run, const testing::TempDir& dir) {
+  const auto result = run_command(ctl(address, {"show", run, "--json"}), dir);
+  return result.code == 0 ? nlohmann::json::parse(result.out) : nlohmann::json();
+}
+
+TEST(CoordinatorEndToEnd, CtlShowsAFinishedRunWithItsStepCount) {
+  testing::TempDir dir;
+  Coordinator coordinator(dir);
+  {
+    CoordinatorClient client(client_config(coordinator.address()), {"e2e-flow", 0, 1, "meta:\n  seed: 0\n", ""},
+                             quick());
+    for (int i = 1; i <= 25; ++i) client.report_step(step(i));
+    client.report_event(EventType::kEvaluationResult, "knn top-1", 25, 0.42);
+    client.finish(Outcome::kFinished);
+    ASSERT_TRUE(client.flush(std::chrono::seconds(30))) << client.stats().last_error;
+  }
+  const auto runs = run_command(ctl(coordinator.address(), {"runs", "--json"}), dir);
+  ASSERT_EQ(runs.code, 0) << runs.err;
+  const nlohmann::json listed = nlohmann::json::parse(runs.out);
+  ASSERT_EQ(listed["runs"].size(), 1u);
+  EXPECT_EQ(listed["runs"][0]["name"], "e2e-flow");
+  EXPECT_EQ(listed["runs"][0]["state"], "finished");
+  EXPECT_EQ(listed["runs"][0]["step"], 25);
+
+  const auto table = run_command(ctl(coordinator.address(), {"runs"}), dir);
+  ASSERT_EQ(table.code, 0);
+  EXPECT_NE(table.out.find("e2e-flow"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("finished"), std::string::npos);
+
+  const auto shown = run_command(ctl(coordinator.address(), {"show", "e2e-flow"}), dir);
+  ASSERT_EQ(shown.code, 0);
+  EXPECT_NE(shown.out.find("evaluation_result"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("25 (epoch 2)"), std::string::npos) << shown.out;
+  const nlohmann::json detail = show_json(coordinator.address(), "e2e-flow", dir);
+  EXPECT_EQ(detail["workers"][0]["state"], "finished");
+
+  const auto missing = run_command(ctl(coordinator.address(), {"show", "nope"}), dir);
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("NOT_FOUND"), std::string::npos);
+  EXPECT_TRUE(missing.out.empty());
+}
+
+TEST(CoordinatorEndToEnd, CtlWatchesAndStopsARun) {
+  testing::TempDir dir;
+  Coordinator coordinator(dir);
+  CoordinatorClient client(client_config(coordinator.address()), {"e2e-stop", 0, 1, "", ""}, quick());
+  client.report_step(step(1));
+  ASSERT_TRUE(wait_until([&] { return client.stats().steps_sent == 1; }));
+  testing::ChildProcess watch(ctl(coordinator.address(), {"watch", "e2e-stop", "--json"}), dir / "watch.log");
+
+  const auto stop = run_command(ctl(coordinator.address(), {"stop", "e2e-stop", "--reason", "test over"}), dir);
+  ASSERT_EQ(stop.code, 0) << stop.err;
+  ASSERT_TRUE(wait_until([&] { return client.stop_requested(); }));
+  EXPECT_EQ(client.stop_reason(), "test over");
+  client.finish(Outcome::kStopped);
+  ASSERT_TRUE(client.flush(std::chrono::seconds(30)));
+
+  EXPECT_EQ(watch.wait(), 0);
+  const std::string watched = testing::read_file(dir / "watch.log");
+  EXPECT_NE(watched.find("\"state\":\"stopped\""), std::string::npos) << watched;
+  EXPECT_NE(watched.find("stop_requested"), std::string::npos);
+  const auto again = run_command(ctl(coordinator.address(), {"stop", "e2e-stop"}), dir);
+  EXPECT_EQ(again.code, 1);  // already ended
+}
+
+TEST(CoordinatorEndToEnd, RestartKeepsTheRunAndTheClientCarriesOn) {
+  testing::TempDir dir;
+  auto coordinator = std::make_unique<Coordinator>(dir);
+  const int port = coordinator->port();
+  CoordinatorClient client(client_config(coordinator->address()), {"e2e-restart", 0, 1, "", ""}, quick());
+  for (int i = 1; i <= 10; ++i) client.report_step(step(i));
+  ASSERT_TRUE(wait_until([&] { return show_json(loopback(port), "e2e-restart", dir)["run"]["step"] == 10; }));
+  const double created = show_json(loopback(port), "e2e-restart", dir)["run"]["created_time"];
+
+  coordinator->process().signal(SIGKILL);
+  coordinator->process().wait();
+  for (int i = 11; i <= 20; ++i) client.report_step(step(i));  // queued while the coordinator is gone
+  coordinator = std::make_unique<Coordinator>(dir, std::vector<std::string>{}, port);
+
+  ASSERT_TRUE(wait_until([&] { return show_json(loopback(port), "e2e-restart", dir)["run"]["step"] == 20; }))
+      << coordinator->log();
+  const nlohmann::json detail = show_json(loopback(port), "e2e-restart", dir);
+  EXPECT_EQ(detail["run"]["created_time"], created);
+  EXPECT_EQ(detail["run"]["state"], "running");
+  EXPECT_EQ(client.stats().steps_dropped, 0u);
+  client.finish(Outcome::kFinished);
+  ASSERT_TRUE(client.flush(std::chrono::seconds(30)));
+  EXPECT_EQ(show_json(loopback(port), "e2e-restart", dir)["run"]["state"], "finished");
+}
+
+TEST(CoordinatorEndToEnd, SilentWorkerIsLostAndItsRunStalls) {
+  testing::TempDir dir;
+  Coordinator coordinator(dir, {"--heartbeat-timeout", "1"});
+  {
+    CoordinatorClient client(client_config(coordinator.address()), {"e2e-lost", 0, 1, "", ""}, quick());
+    ASSERT_TRUE(wait_until([&] { return client.stats().registered; }));
+  }  // the rank vanishes without finishing
+  ASSERT_TRUE(
+      wait_until([&] { return show_json(coordinator.address(), "e2e-lost", dir)["run"]["state"] == "stalled"; }));
+  const nlohmann::json detail = show_json(coordinator.address(), "e2e-lost", dir);
+  EXPECT_EQ(detail["workers"][0]["state"], "lost");
+  EXPECT_NE(detail["run"]["reason"].get<std::string>().find("rank 0 lost"), std::string::npos);
+  bool saw_lost = false;
+  for (const auto& e : detail["events"]) saw_lost |= e["type"] == "worker_lost";
+  EXPECT_TRUE(saw_lost);
+  const std::string metrics = testing::http_get(coordinator.metrics_port(), "/metrics");
+  EXPECT_NE(metrics.find("ijepa_coordinator_workers{state=\"lost\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("ijepa_coordinator_runs{state=\"stalled\"} 1"), std::string::npos);
+}
+
+TEST(CoordinatorEndToEnd, TokenIsEnforced) {
+  testing::TempDir dir;
+  Coordinator coordinator(dir, {"--token", "s3cret"});
+  const auto anonymous = run_command(ctl(coordinator.address(), {"runs"}), dir);
+  EXPECT_EQ(anonymous.code, 1);
+  EXPECT_NE(anonymous.err.find("UNAUTHENTICATED"), std::string::npos) << anonymous.err;
+  EXPECT_EQ(run_command(ctl(coordinator.address(), {"--token", "wrong", "runs"}), dir).code, 1);
+  EXPECT_EQ(run_command(ctl(coordinator.address(), {"--token", "s3cret", "runs"}), dir).code, 0);
+  setenv("IJEPA_COORDINATOR_TOKEN", "s3cret", 1);
+  const auto from_env = run_command(ctl(coordinator.address(), {"runs", "--json"}), dir);
+  unsetenv("IJEPA_COORDINATOR_TOKEN");
+  EXPECT_EQ(from_env.code, 0);
+
+  CoordinatorClient client(client_config(coordinator.address(), "s3cret"), {"e2e-token", 0, 1, "", ""}, quick());
+  client.report_step(step(3));
+  ASSERT_TRUE(wait_until([&] { return client.stats().steps_sent == 1; })) << client.stats().last_error;
+}
+
+TEST(CoordinatorEndToEnd, MutualTlsIsEnforced) {
+  testing::TempDir dir;
+  testing::make_test_certificates(dir);
+  Coordinator coordinator(
+      dir, {"--tls-cert", dir / "server.pem", "--tls-key", dir / "server.key", "--tls-client-ca", dir / "ca.pem"});
+  const std::string address = "localhost:" + std::to_string(coordinator.port());
+  const std::vector<std::string> ca{"--tls-ca", dir / "ca.pem"};
+  const std::vector<std::string> cert{"--tls-cert", dir / "client.pem", "--tls-key", dir / "client.key"};
+  auto with = [&](std::vector<std::string> args, const std::vector<std::string>& more) {
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+  EXPECT_EQ(run_command(ctl(address, with(with(ca, cert), {"runs"})), dir).code, 0);
+  EXPECT_EQ(run_command(ctl(address, with(ca, {"runs", "--timeout", "3"})), dir).code, 1);
+  EXPECT_EQ(run_command(ctl(address, {"runs", "--timeout", "3"}), dir).code, 1);
+
+  common::CoordinatorConfig config = client_config(address);
+  config.tls_ca = dir / "ca.pem";
+  config.tls_cert = dir / "client.pem";
+  config.tls_key = dir / "client.key";
+  CoordinatorClient client(config, {"e2e-tls", 0, 1, "", ""}, quick());
+  client.report_step(step(1));
+  ASSERT_TRUE(wait_until([&] { return client.stats().steps_sent == 1; })) << client.stats().last_error;
+}
+
+TEST(CoordinatorEndToEnd, BadFlagsExitWithCodeTwo) {
+  testing::TempDir dir;
+  const std::string coordinator = bin_path("ijepa-coordinator");
+  EXPECT_EQ(run_command({coordinator, "--listen", "127.0.0.1:0"}, dir).code, 2);  // no --db
+  const auto bad_listen = run_command({coordinator, "--db", dir / "c.db", "--listen", "nohost"}, dir);
+  EXPECT_EQ(bad_listen.code, 2);
+  EXPECT_NE(bad_listen.err.find("--listen"), std::string::npos) << bad_listen.err;
+  const auto bad_tls = run_command({coordinator, "--db", dir / "c.db", "--listen", "127.0.0.1:0", "--metrics-listen",
+                                    "", "--tls-cert", dir / "none.pem", "--tls-key", dir / "none.key"},
+                                   dir);
+  EXPECT_EQ(bad_tls.code, 2);
+  EXPECT_NE(bad_tls.err.find("none."), std::string::npos) << bad_tls.err;
+  EXPECT_EQ(run_command({coordinator, "--db", dir / "c.db", "--heartbeat-timeout", "-1"}, dir).code, 2);
+  EXPECT_EQ(run_command({bin_path("ijepa-ctl"), "frobnicate"}, dir).code, 2);
+  EXPECT_EQ(run_command({bin_path("ijepa-ctl"), "show"}, dir).code, 2);
+}
+
+TEST(CoordinatorEndToEnd, PrometheusScrapesTheRunStep) {
+  if (access("/usr/bin/prometheus", X_OK) != 0) GTEST_SKIP() << "Debian's prometheus package is not installed";
+  testing::TempDir dir;
+  Coordinator coordinator(dir);
+  CoordinatorClient client(client_config(coordinator.address()), {"prom-run", 0, 1, "", ""}, quick());
+  client.report_step(step(42));
+  ASSERT_TRUE(wait_until([&] { return client.stats().steps_sent == 1; }));
+
+  const int prometheus_port = testing::free_port();
+  testing::write_file(dir / "prometheus.yml",
+                      "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                      "scrape_configs:\n  - job_name: ijepa-coordinator\n    static_configs:\n"
+                      "      - targets: ['" +
+                          loopback(coordinator.metrics_port()) + "']\n");
+  testing::ChildProcess prometheus(
+      {"/usr/bin/prometheus", "--config.file=" + (dir / "prometheus.yml"), "--storage.tsdb.path=" + (dir / "tsdb"),
+       "--web.listen-address=" + loopback(prometheus_port)},
+      dir / "prometheus.log");
+  const std::string query = "/api/v1/query?query=ijepa_train_step%7Brun%3D%22prom-run%22%7D";
+  std::string value;
+  const bool scraped = wait_until(
+      [&] {
+        const std::string body = testing::http_get(prometheus_port, query);
+        if (body.empty()) return false;
+        const nlohmann::json reply = nlohmann::json::parse(body, nullptr, false);
+        if (reply.is_discarded() || reply["data"]["result"].empty()) return false;
+        value = reply["data"]["result"][0]["value"][1];
+        return true;
+      },
+      std::chrono::seconds(60));
+  ASSERT_TRUE(scraped) << testing::read_file(dir / "prometheus.log");
+  EXPECT_EQ(value, "42");
+}
+
+TEST(CoordinatorEndToEnd, LoadGeneratorShortRunHasNoErrors) {
+  testing::TempDir dir;
+  Coordinator coordinator(dir);
+  const auto load =
+      run_command({bin_path("ijepa-coord-load"), "--coordinator", coordinator.address(), "--workers", "40",
+                   "--duration", "3", "--rate", "2", "--pid", std::to_string(coordinator.process().pid()), "--json"},
+                  dir);
+  ASSERT_EQ(load.code, 0) << load.out << load.err;
+  const nlohmann::json report = nlohmann::json::parse(load.out);
+  EXPECT_EQ(report["errors"], 0);
+  EXPECT_EQ(report["setup_errors"], 0);
+  EXPECT_GT(report["requests"].get<int>(), 100);
+  EXPECT_GT(report["coordinator"]["peak_rss_bytes"].get<int64_t>(), 0);
+}
+
+}  // namespace
+}  // namespace ijepa::coord

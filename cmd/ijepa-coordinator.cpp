@@ -1,11 +1,11 @@
 // ijepa-coordinator: tracks training runs over gRPC, keeps them in SQLite across restarts and exports
 // Prometheus metrics. Runs until SIGTERM or SIGINT, then shuts down cleanly (exit 0).
-#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <thread>
 
 #include "common/errors.h"
+#include "common/log.h"
 #include "common/logging.h"
 #include "common/signals.h"
 #include "coord/server.h"
@@ -38,18 +38,19 @@ int main(int argc, char** argv) {
   ijepa::common::install_stop_handlers();
   try {
     ijepa::coord::CoordinatorServer server(o);
-    spdlog::info("ijepa-coordinator: gRPC on port {} ({}), /metrics on {}, database {}{}{}", server.port(), o.listen,
-                 o.metrics_listen.empty() ? "none" : o.metrics_listen, o.db_path, o.tls_cert.empty() ? "" : ", TLS",
-                 o.token.empty() ? "" : ", token required");
+    ijepa::log::info(ijepa::log::str("ijepa-coordinator: gRPC on port ", server.port(), " (", o.listen,
+                                     "), /metrics on ", o.metrics_listen.empty() ? "none" : o.metrics_listen,
+                                     ", database ", o.db_path, o.tls_cert.empty() ? "" : ", TLS",
+                                     o.token.empty() ? "" : ", token required"));
     while (ijepa::common::stop_signal() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    spdlog::info("ijepa-coordinator: signal {}, shutting down", ijepa::common::stop_signal());
+    ijepa::log::info(ijepa::log::str("ijepa-coordinator: signal ", ijepa::common::stop_signal(), ", shutting down"));
     server.shutdown();
     return 0;
   } catch (const ijepa::common::InputError& e) {
-    spdlog::error("ijepa-coordinator: {}", e.what());
+    ijepa::log::error(ijepa::log::str("ijepa-coordinator: ", e.what()));
     return 2;
   } catch (const std::exception& e) {
-    spdlog::error("ijepa-coordinator: {}", e.what());
+    ijepa::log::error(ijepa::log::str("ijepa-coordinator: ", e.what()));
     return 1;
   }
 }

@@ -2,7 +2,6 @@
 #include "coord/client.h"
 
 #include <grpcpp/grpcpp.h>
-#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +15,7 @@
 #include <thread>
 
 #include "common/errors.h"
+#include "common/log.h"
 #include "coord/bounded_queue.h"
 #include "coord/channel.h"
 #include "coord/validation.h"
@@ -317,15 +317,15 @@ grpc::Status CoordinatorClient::Impl::call(Method<Request, Response> method, con
 bool CoordinatorClient::Impl::failed(const char* what, const grpc::Status& status) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (status.ok()) {
-    if (!stats_.last_error.empty()) spdlog::info("coordinator {}: reachable again", config_.address);
+    if (!stats_.last_error.empty()) log::info(log::str("coordinator ", config_.address, ": reachable again"));
     stats_.last_error.clear();
     return false;
   }
   ++stats_.rpc_failures;
   const std::string error = std::string(what) + ": " + status.error_message();
   if (stats_.last_error != error && !shutting_down_) {
-    spdlog::warn("coordinator {}: {} failed ({}); training continues, reports stay queued", config_.address, what,
-                 status.error_message());
+    log::warn(log::str("coordinator ", config_.address, ": ", what, " failed (", status.error_message(),
+                       "); training continues, reports stay queued"));
   }
   stats_.last_error = error;
   return true;
@@ -337,7 +337,7 @@ void CoordinatorClient::Impl::apply_stop(bool requested, const std::string& reas
     std::lock_guard<std::mutex> lock(mutex_);
     stop_reason_ = reason;
   }
-  spdlog::warn("coordinator asked run {} to stop: {}", identity_.run_name, reason);
+  log::warn(log::str("coordinator asked run ", identity_.run_name, " to stop: ", reason));
 }
 
 bool CoordinatorClient::Impl::ensure_registered() {
@@ -363,8 +363,8 @@ bool CoordinatorClient::Impl::ensure_registered() {
   apply_stop(registered.stop_requested(), registered.stop_reason());
   std::lock_guard<std::mutex> lock(mutex_);
   stats_.registered = true;
-  spdlog::info("coordinator {}: rank {} {} run {}", config_.address, identity_.rank,
-               created.created() ? "created" : "joined", identity_.run_name);
+  log::info(log::str("coordinator ", config_.address, ": rank ", identity_.rank,
+                     created.created() ? " created" : " joined", " run ", identity_.run_name));
   return true;
 }
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "common/log.h"
 #include "coord/validation.h"
 #include "metrics/coordinator_metrics.h"
 
@@ -466,6 +467,8 @@ void RunRegistry::record_event(RunEntry& e, int32_t rank, v1::EventType type, in
   event.set_message(message);
   storage_.append_event(event);
   if (metrics_) metrics_->count_event(event_name(type));
+  log::info(log::str("run ", event.run(), " rank ", rank, ": ", event_name(type), " at step ", step,
+                     message.empty() ? "" : ": " + message));
 }
 
 void RunRegistry::save(RunEntry& e, double now) {

@@ -5,11 +5,11 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <prometheus/registry.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 
 #include "common/errors.h"
+#include "common/log.h"
 #include "coord/channel.h"
 #include "coord/run_registry.h"
 #include "coord/service.h"
@@ -88,7 +88,7 @@ void CoordinatorServer::tick_loop() {
     try {
       registry_->tick();
     } catch (const std::exception& e) {
-      spdlog::error("coordinator: checking heartbeats failed: {}", e.what());
+      log::error(log::str("coordinator: checking heartbeats failed: ", e.what()));
     }
     lock.lock();
   }

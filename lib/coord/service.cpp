@@ -1,12 +1,11 @@
 // CoordinatorService.
 #include "coord/service.h"
 
-#include <spdlog/spdlog.h>
-
 #include <chrono>
 #include <thread>
 
 #include "common/errors.h"
+#include "common/log.h"
 #include "coord/validation.h"
 #include "metrics/coordinator_metrics.h"
 
@@ -68,10 +67,10 @@ grpc::Status CoordinatorService::handle(const char* method, grpc::ServerContext*
     } catch (const ConflictError& e) {
       status = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, e.what());
     } catch (const std::exception& e) {
-      spdlog::error("{}: {}", method, e.what());
+      log::error(log::str(method, ": ", e.what()));
       status = grpc::Status(grpc::StatusCode::INTERNAL, e.what());
     } catch (...) {
-      spdlog::error("{}: unknown exception", method);
+      log::error(log::str(method, ": unknown exception"));
       status = grpc::Status(grpc::StatusCode::INTERNAL, "unknown error");
     }
   }

@@ -2,7 +2,10 @@
 // fixed rate with a batch of step metrics over its own connection, and reports errors, latency percentiles
 // and (given --pid) the coordinator's CPU and memory. Exit 0 only when no call failed. A benchmark tool, not a
 // test: BENCHMARKS.md records its figures; CTest runs only a few-second smoke of it.
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -19,7 +22,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/logging.h"
 #include "coord/channel.h"
+#include "coord/client.h"
 #include "ijepa/coordinator/v1/coordinator.grpc.pb.h"
 
 namespace {
@@ -38,6 +43,7 @@ struct Options {
   int pid = 0;
   std::string prefix = "load";
   bool json = false;
+  int client_overhead_calls = 0;  // > 0: time CoordinatorClient::report_step instead of generating load
 };
 
 // CPU seconds (user + system) and resident memory of a process, from /proc.
@@ -248,6 +254,58 @@ nlohmann::json LoadRun::report(double wall_s, const ProcessSample& before, const
   return result;
 }
 
+// Times N report_step calls of a CoordinatorClient whose coordinator is at ADDRESS; nanoseconds per call.
+nlohmann::json time_report_step(const std::string& address, const std::string& token, const std::string& run, int n) {
+  ijepa::common::CoordinatorConfig config;
+  config.address = address;
+  config.token = token;
+  std::vector<double> ns;
+  ns.reserve(n);
+  {
+    ijepa::coord::CoordinatorClient client(config, {run, 0, 1, "", ""});
+    ijepa::metrics::StepReport report;
+    for (int i = 1; i <= n; ++i) {
+      report.step = i;
+      const auto start = Clock::now();
+      client.report_step(report);
+      ns.push_back(std::chrono::duration<double, std::nano>(Clock::now() - start).count());
+    }
+  }
+  std::sort(ns.begin(), ns.end());
+  return {{"calls", n}, {"p50_ns", percentile(ns, 0.5)}, {"p99_ns", percentile(ns, 0.99)}, {"max_ns", ns.back()}};
+}
+
+// report_step's cost with the coordinator up, absent (nothing listening) and hanging (a listener that never
+// answers, so every RPC of the client's thread waits for its deadline).
+nlohmann::json client_overhead(const Options& o) {
+  const int absent_port = [] {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    socklen_t length = sizeof(address);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+    close(fd);
+    return static_cast<int>(ntohs(address.sin_port));
+  }();
+  const int hanging = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(hanging, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  listen(hanging, 16);
+  socklen_t length = sizeof(address);
+  getsockname(hanging, reinterpret_cast<sockaddr*>(&address), &length);
+  nlohmann::json result{
+      {"up", time_report_step(o.address, o.token, o.prefix + "-overhead", o.client_overhead_calls)},
+      {"absent", time_report_step("127.0.0.1:" + std::to_string(absent_port), "", "absent", o.client_overhead_calls)},
+      {"hanging", time_report_step("127.0.0.1:" + std::to_string(ntohs(address.sin_port)), "", "hanging",
+                                   o.client_overhead_calls)}};
+  close(hanging);
+  return result;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -263,6 +321,8 @@ int main(int argc, char** argv) {
   app.add_option("--pid", o.pid, "coordinator process id, for its CPU and memory");
   app.add_option("--prefix", o.prefix, "run name prefix")->capture_default_str();
   app.add_flag("--json", o.json, "print the report as JSON on stdout");
+  app.add_option("--client-overhead", o.client_overhead_calls,
+                 "instead of load: time N CoordinatorClient::report_step calls (coordinator up, absent, hanging)");
   try {
     app.parse(argc, argv);
     if (o.workers < 1 || o.ranks_per_run < 1 || o.rate_hz <= 0 || o.duration_s <= 0 || o.steps_per_heartbeat < 0) {
@@ -270,6 +330,13 @@ int main(int argc, char** argv) {
     }
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  ijepa::common::init_logging(0);  // the client's warnings go to stderr, leaving stdout to the report
+  if (o.client_overhead_calls > 0) {
+    const nlohmann::json result{{"report_step", client_overhead(o)}};
+    (o.json ? std::cout : std::cerr) << result.dump(o.json ? -1 : 2) << "\n";
+    return 0;
   }
 
   LoadRun run(o);

@@ -1,8 +1,7 @@
 // RunRegistry: state rules, write-through to Storage, metrics and watcher wake-ups.
 //
-// Every public method holds mutex_ for its whole length, including the SQLite writes: one coordinator
-// handles thousands of small writes a second this way (WAL, no fsync per commit), and a single order of
-// changes keeps the database and memory in step.
+// Every public method holds mutex_ for its whole length, so changes happen in one order. Heartbeats, the bulk
+// of the traffic, only mark records dirty; rarer changes write through before returning.
 #include "coord/run_registry.h"
 
 #include <algorithm>
@@ -128,12 +127,13 @@ v1::CreateRunResponse RunRegistry::create_run(const v1::CreateRunRequest& reques
   const double t = now();
   v1::CreateRunResponse response;
   auto it = runs_.find(request.name());
-  Storage::Transaction transaction(storage_);
   if (it == runs_.end()) {
     RunEntry& created = runs_[request.name()];
     created.run = new_run(request, t);
-    storage_.save_run(created.run);
-    storage_.save_config(request.name(), request.config_text());
+    {
+      std::lock_guard<std::mutex> storage_lock(storage_mutex_);
+      storage_.save_config(request.name(), request.config_text());
+    }
     record_event(created, request.rank(), v1::EVENT_TYPE_RUN_CREATED, 0,
                  "created with world size " + std::to_string(request.world_size()));
     response.set_created(true);
@@ -148,7 +148,7 @@ v1::CreateRunResponse RunRegistry::create_run(const v1::CreateRunRequest& reques
     reopen(it->second, request, t);
   }
   save(it->second, t);
-  transaction.commit();
+  write_dirty();
   publish_counts();
   *response.mutable_run() = it->second.run;
   return response;
@@ -163,15 +163,18 @@ void RunRegistry::reopen(RunEntry& entry, const v1::CreateRunRequest& request, d
   run.clear_reason();
   run.set_stop_requested(false);
   run.clear_stop_reason();
-  for (auto it = entry.workers.begin(); it != entry.workers.end();) {
-    if (it->first >= request.world_size()) {
-      storage_.delete_worker(run.name(), it->first);
-      it = entry.workers.erase(it);
-    } else {
-      ++it;
+  {
+    std::lock_guard<std::mutex> storage_lock(storage_mutex_);
+    for (auto it = entry.workers.begin(); it != entry.workers.end();) {
+      if (it->first >= request.world_size()) {
+        storage_.delete_worker(run.name(), it->first);
+        it = entry.workers.erase(it);
+      } else {
+        ++it;
+      }
     }
+    storage_.save_config(run.name(), request.config_text());
   }
-  storage_.save_config(run.name(), request.config_text());
   entry.series_removed = false;
   record_event(entry, request.rank(), v1::EVENT_TYPE_RUN_CREATED, run.latest().step(),
                "reopened (was " + previous + ") with world size " + std::to_string(request.world_size()));
@@ -186,7 +189,6 @@ v1::RegisterWorkerResponse RunRegistry::register_worker(const v1::RegisterWorker
                         "); rank 0 reopens it by creating it again");
   }
   validate_rank(request.rank(), e.run.world_size());
-  Storage::Transaction transaction(storage_);
   auto found = e.workers.find(request.rank());
   const bool was_lost = found != e.workers.end() && found->second.state() == v1::WORKER_STATE_LOST;
   v1::Worker& w = e.workers[request.rank()];
@@ -197,12 +199,12 @@ v1::RegisterWorkerResponse RunRegistry::register_worker(const v1::RegisterWorker
   w.set_state(v1::WORKER_STATE_STARTING);
   w.set_registered_time(t);
   w.set_last_heartbeat_time(t);
-  storage_.save_worker(w);
+  save_worker(w);
   record_event(e, request.rank(), was_lost ? v1::EVENT_TYPE_WORKER_RECOVERED : v1::EVENT_TYPE_WORKER_REGISTERED,
                w.step(), "host " + request.host() + " pid " + std::to_string(request.pid()));
   refresh_run(e, t);
   save(e, t);
-  transaction.commit();
+  write_dirty();
   publish_counts();
   v1::RegisterWorkerResponse response;
   response.set_stop_requested(e.run.stop_requested());
@@ -215,7 +217,6 @@ v1::HeartbeatResponse RunRegistry::heartbeat(const v1::HeartbeatRequest& request
   const double t = now();
   RunEntry& e = entry(request.run());
   v1::Worker& w = worker(e, request.rank());
-  Storage::Transaction transaction(storage_);
   const bool active = is_active(e.run.state());
   const bool recovered = active && w.state() == v1::WORKER_STATE_LOST;
   w.set_last_heartbeat_time(t);
@@ -224,12 +225,14 @@ v1::HeartbeatResponse RunRegistry::heartbeat(const v1::HeartbeatRequest& request
   // Workers of an ended run stay finished: a late heartbeat must not revive them in the counts.
   if (active) w.set_state(request.state());
   apply_metrics(e, w, request, t);
-  storage_.save_worker(w);
+  save_worker(w);
   if (recovered) record_event(e, w.rank(), v1::EVENT_TYPE_WORKER_RECOVERED, w.step(), "heartbeat resumed");
   refresh_run(e, t);
   save(e, t);
-  transaction.commit();
-  if (recovered) publish_counts();
+  if (recovered) {
+    write_dirty();
+    publish_counts();
+  }
   publish_progress(e);
   v1::HeartbeatResponse response;
   response.set_stop_requested(e.run.stop_requested());
@@ -255,12 +258,11 @@ void RunRegistry::report_events(const v1::ReportEventsRequest& request) {
   const double t = now();
   RunEntry& e = entry(request.run());
   validate_rank(request.rank(), e.run.world_size());
-  Storage::Transaction transaction(storage_);
   for (const v1::Event& event : request.events()) {
     record_event(e, request.rank(), event.type(), event.step(), event.message(), event.value());
   }
   save(e, t);
-  transaction.commit();
+  write_dirty();
 }
 
 v1::FinishRunResponse RunRegistry::finish_run(const v1::FinishRunRequest& request) {
@@ -268,12 +270,11 @@ v1::FinishRunResponse RunRegistry::finish_run(const v1::FinishRunRequest& reques
   const double t = now();
   RunEntry& e = entry(request.run());
   validate_rank(request.rank(), e.run.world_size());
-  Storage::Transaction transaction(storage_);
   auto found = e.workers.find(request.rank());
   if (found != e.workers.end()) {
     found->second.set_state(v1::WORKER_STATE_FINISHED);
     found->second.set_step(std::max(found->second.step(), request.step()));
-    storage_.save_worker(found->second);
+    save_worker(found->second);
   }
   if (is_active(e.run.state())) {
     const std::string who = "rank " + std::to_string(request.rank());
@@ -287,7 +288,7 @@ v1::FinishRunResponse RunRegistry::finish_run(const v1::FinishRunRequest& reques
     }
   }
   save(e, t);
-  transaction.commit();
+  write_dirty();
   publish_counts();
   v1::FinishRunResponse response;
   *response.mutable_run() = e.run;
@@ -301,7 +302,6 @@ v1::StopRunResponse RunRegistry::stop_run(const v1::StopRunRequest& request) {
   if (!is_active(e.run.state())) {
     throw ConflictError("run '" + request.name() + "' has already ended (" + state_name(e.run.state()) + ")");
   }
-  Storage::Transaction transaction(storage_);
   if (!e.run.stop_requested()) {
     const std::string reason = request.reason().empty() ? "stop requested" : request.reason();
     e.run.set_stop_requested(true);
@@ -311,7 +311,7 @@ v1::StopRunResponse RunRegistry::stop_run(const v1::StopRunRequest& request) {
     refresh_run(e, t);
   }
   save(e, t);
-  transaction.commit();
+  write_dirty();
   publish_counts();
   v1::StopRunResponse response;
   *response.mutable_run() = e.run;
@@ -325,6 +325,7 @@ v1::GetRunResponse RunRegistry::get_run(const v1::GetRunRequest& request) {
   *response.mutable_run() = e.run;
   for (const auto& [rank, w] : e.workers) *response.add_workers() = w;
   const int limit = request.max_events() > 0 ? request.max_events() : kDefaultEventsShown;
+  std::lock_guard<std::mutex> storage_lock(storage_mutex_);
   for (v1::Event& event : storage_.events(e.run.name(), 0, limit)) *response.add_events() = std::move(event);
   if (request.include_config()) response.set_config_text(storage_.load_config(e.run.name()));
   return response;
@@ -356,6 +357,7 @@ bool RunRegistry::next_update(const std::string& name, WatchCursor& cursor, std:
   *update.mutable_run() = e.run;
   for (const auto& [rank, w] : e.workers) *update.add_workers() = w;
   const int limit = cursor.revision == 0 ? kDefaultEventsShown : kMaxEventsPerUpdate;
+  std::lock_guard<std::mutex> storage_lock(storage_mutex_);
   for (v1::Event& event : storage_.events(name, cursor.last_event_id, limit)) {
     cursor.last_event_id = std::max(cursor.last_event_id, event.id());
     *update.add_events() = std::move(event);
@@ -395,17 +397,16 @@ bool RunRegistry::expire_workers(RunEntry& e, double now) {
     if (is_live(w.state()) && age > options_.heartbeat_timeout_s) lost.push_back(&w);
   }
   if (lost.empty()) return false;
-  Storage::Transaction transaction(storage_);
   for (v1::Worker* w : lost) {
     w->set_state(v1::WORKER_STATE_LOST);
-    storage_.save_worker(*w);
+    save_worker(*w);
     record_event(e, w->rank(), v1::EVENT_TYPE_WORKER_LOST, w->step(),
                  "no heartbeat for " + seconds_text(now - w->last_heartbeat_time()) + " (timeout " +
                      seconds_text(options_.heartbeat_timeout_s) + ")");
   }
   refresh_run(e, now);
   save(e, now);
-  transaction.commit();
+  write_dirty();
   return true;
 }
 
@@ -446,7 +447,7 @@ void RunRegistry::end_run(RunEntry& e, v1::RunState state, const std::string& re
   for (auto& [rank, w] : e.workers) {
     if (w.state() == v1::WORKER_STATE_FINISHED) continue;
     w.set_state(v1::WORKER_STATE_FINISHED);
-    storage_.save_worker(w);
+    save_worker(w);
   }
   e.run.set_live_workers(0);
   e.run.set_images_per_second(0.0);
@@ -465,7 +466,10 @@ void RunRegistry::record_event(RunEntry& e, int32_t rank, v1::EventType type, in
   event.set_step(step);
   event.set_value(value);
   event.set_message(message);
-  storage_.append_event(event);
+  {
+    std::lock_guard<std::mutex> storage_lock(storage_mutex_);
+    storage_.append_event(event);
+  }
   if (metrics_) metrics_->count_event(event_name(type));
   log::info(log::str("run ", event.run(), " rank ", rank, ": ", event_name(type), " at step ", step,
                      message.empty() ? "" : ": " + message));
@@ -473,9 +477,61 @@ void RunRegistry::record_event(RunEntry& e, int32_t rank, v1::EventType type, in
 
 void RunRegistry::save(RunEntry& e, double now) {
   e.run.set_updated_time(now);
-  storage_.save_run(e.run);
+  dirty_runs_.insert(e.run.name());
   ++e.revision;
   changed_.notify_all();
+}
+
+void RunRegistry::save_worker(const v1::Worker& w) { dirty_workers_.emplace(w.run(), w.rank()); }
+
+void RunRegistry::collect_dirty(std::vector<v1::Run>& runs, std::vector<v1::Worker>& workers) {
+  for (const std::string& name : dirty_runs_) {
+    auto it = runs_.find(name);
+    if (it != runs_.end()) runs.push_back(it->second.run);
+  }
+  for (const auto& [name, rank] : dirty_workers_) {
+    auto run = runs_.find(name);
+    if (run == runs_.end()) continue;
+    auto w = run->second.workers.find(rank);
+    if (w != run->second.workers.end()) workers.push_back(w->second);
+  }
+  dirty_runs_.clear();
+  dirty_workers_.clear();
+}
+
+void RunRegistry::write(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers) {
+  Storage::Transaction transaction(storage_);
+  for (const v1::Run& run : runs) storage_.save_run(run);
+  for (const v1::Worker& w : workers) storage_.save_worker(w);
+  transaction.commit();
+}
+
+void RunRegistry::write_dirty() {
+  std::vector<v1::Run> runs;
+  std::vector<v1::Worker> workers;
+  collect_dirty(runs, workers);
+  if (runs.empty() && workers.empty()) return;
+  std::lock_guard<std::mutex> storage_lock(storage_mutex_);
+  write(runs, workers);
+}
+
+void RunRegistry::flush() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  std::vector<v1::Run> runs;
+  std::vector<v1::Worker> workers;
+  collect_dirty(runs, workers);
+  if (runs.empty() && workers.empty()) return;
+  std::lock_guard<std::mutex> storage_lock(storage_mutex_);
+  lock.unlock();  // heartbeats go on while SQLite writes; storage_mutex_ keeps the order of writes
+  write(runs, workers);
+}
+
+RunRegistry::~RunRegistry() {
+  try {
+    flush();
+  } catch (const std::exception& e) {
+    log::error(log::str("coordinator: final database write failed: ", e.what()));
+  }
 }
 
 void RunRegistry::publish_counts() {

@@ -6,6 +6,10 @@
 // STOPPED or FAILED (FinishRun from rank 0, a failure from any rank, or a stopping run whose workers are all
 // gone). Rank 0 creating a run that ended reopens it (a resumed training job keeps its name).
 //
+// Heartbeats change memory only and mark their records dirty; flush() (a few times a second, from the server)
+// writes them in one transaction, so heartbeats never wait on SQLite. Every other change (runs created,
+// stopped or ended, workers registered or lost, events) is written before its call returns.
+//
 // Requests must have passed validation.h. Methods throw NotFoundError, ConflictError, or std::runtime_error
 // when the database fails; the service maps them to gRPC codes. Thread-safe.
 #pragma once
@@ -16,8 +20,11 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "coord/storage.h"
 #include "ijepa/coordinator/v1/coordinator.pb.h"
@@ -57,6 +64,10 @@ class RunRegistry {
   // Loads every run and worker from STORAGE. Workers of active runs count as just seen, so a coordinator that
   // was down longer than the timeout does not declare them lost at once. METRICS may be null.
   RunRegistry(Storage& storage, metrics::CoordinatorMetrics* metrics, RegistryOptions options);
+  // Flushes (errors are logged: a destructor cannot report them).
+  ~RunRegistry();
+  RunRegistry(const RunRegistry&) = delete;
+  RunRegistry& operator=(const RunRegistry&) = delete;
 
   v1::CreateRunResponse create_run(const v1::CreateRunRequest& request);
   v1::GetRunResponse get_run(const v1::GetRunRequest& request);
@@ -76,6 +87,10 @@ class RunRegistry {
   // Marks silent workers lost (stalling their runs), refreshes heartbeat ages and drops the metric series of
   // runs past retention. The server calls it about once a second.
   void tick();
+
+  // Writes the changes that heartbeats made since the last flush. Throws std::runtime_error when the
+  // database fails (the changes stay in memory and go with the next successful write).
+  void flush();
 
   // Wakes and ends every next_update() wait; later waits return false at once.
   void shutdown();
@@ -99,7 +114,11 @@ class RunRegistry {
   void refresh_run(RunEntry& entry, double now);
   void end_run(RunEntry& entry, v1::RunState state, const std::string& reason, double now);
   bool expire_workers(RunEntry& entry, double now);
-  void save(RunEntry& entry, double now);  // persists the run, bumps its revision, wakes watchers
+  void save(RunEntry& entry, double now);      // marks the run dirty, bumps its revision, wakes watchers
+  void save_worker(const v1::Worker& worker);  // marks the worker dirty
+  void collect_dirty(std::vector<v1::Run>& runs, std::vector<v1::Worker>& workers);      // requires mutex_
+  void write(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers);  // requires storage_mutex_
+  void write_dirty();  // requires mutex_; writes before returning
   void publish_counts();
   void publish_progress(const RunEntry& entry);
   void restore(RunEntry& entry, double now);
@@ -108,6 +127,11 @@ class RunRegistry {
   metrics::CoordinatorMetrics* metrics_;
   RegistryOptions options_;
   std::mutex mutex_;
+  // Serializes SQLite use. Taken after mutex_ (never the other way round) and, in flush(), held across the
+  // release of mutex_, so records reach the database in the order their snapshots were taken.
+  std::mutex storage_mutex_;
+  std::set<std::string> dirty_runs_;
+  std::set<std::pair<std::string, int32_t>> dirty_workers_;
   std::condition_variable changed_;
   std::map<std::string, RunEntry> runs_;
   bool shutting_down_ = false;

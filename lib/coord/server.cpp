@@ -80,15 +80,22 @@ CoordinatorServer::~CoordinatorServer() { shutdown(); }
 int CoordinatorServer::metrics_port() const { return exporter_ ? exporter_->port() : 0; }
 
 void CoordinatorServer::tick_loop() {
-  // A quarter of the timeout (at most a second) bounds how late a lost worker is noticed.
-  const auto period = std::chrono::duration<double>(std::min(1.0, options_.heartbeat_timeout_s / 4.0));
+  // Heartbeats reach the database within a flush period; a lost worker is noticed within a tick period (a
+  // quarter of the timeout, at most a second).
+  const auto flush_period = std::chrono::milliseconds(200);
+  const auto tick_period = std::chrono::duration<double>(std::min(1.0, options_.heartbeat_timeout_s / 4.0));
+  auto next_tick = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lock(mutex_);
-  while (!stop_.wait_for(lock, period, [this] { return stopping_; })) {
+  while (!stop_.wait_for(lock, flush_period, [this] { return stopping_; })) {
     lock.unlock();
     try {
-      registry_->tick();
+      if (std::chrono::steady_clock::now() >= next_tick) {
+        registry_->tick();
+        next_tick += std::chrono::duration_cast<std::chrono::steady_clock::duration>(tick_period);
+      }
+      registry_->flush();
     } catch (const std::exception& e) {
-      log::error(log::str("coordinator: checking heartbeats failed: ", e.what()));
+      log::error(log::str("coordinator: background work failed: ", e.what()));
     }
     lock.lock();
   }
@@ -107,6 +114,11 @@ void CoordinatorServer::shutdown() {
     service_->shutdown();
     server_->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
     server_->Wait();
+  }
+  try {
+    registry_->flush();
+  } catch (const std::exception& e) {
+    log::error(log::str("coordinator: final database write failed: ", e.what()));
   }
   exporter_.reset();
 }

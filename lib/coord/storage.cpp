@@ -18,8 +18,10 @@ CREATE TABLE IF NOT EXISTS runs(
   name TEXT PRIMARY KEY,
   state INTEGER NOT NULL,
   updated_time REAL NOT NULL,
-  record BLOB NOT NULL,
-  config_text TEXT NOT NULL DEFAULT '');
+  record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS configs(
+  name TEXT PRIMARY KEY,
+  config_text TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS workers(
   run TEXT NOT NULL,
   rank INTEGER NOT NULL,
@@ -93,8 +95,8 @@ Storage::Storage(const std::string& path) : path_(path), db_(nullptr, sqlite3_cl
       "state=excluded.state, updated_time=excluded.updated_time, record=excluded.record");
   save_worker_ = prepare("INSERT OR REPLACE INTO workers(run, rank, record) VALUES(?1, ?2, ?3)");
   delete_worker_ = prepare("DELETE FROM workers WHERE run=?1 AND rank=?2");
-  save_config_ = prepare("UPDATE runs SET config_text=?2 WHERE name=?1");
-  load_config_ = prepare("SELECT config_text FROM runs WHERE name=?1");
+  save_config_ = prepare("INSERT OR REPLACE INTO configs(name, config_text) VALUES(?1, ?2)");
+  load_config_ = prepare("SELECT config_text FROM configs WHERE name=?1");
   append_event_ =
       prepare("INSERT INTO events(run, rank, type, time, step, value, message) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   events_ = prepare(

@@ -3,8 +3,8 @@
 // that matters here) without an fsync per heartbeat.
 //
 // Runs and workers are stored as their serialized protobuf records next to key columns (the proto is the
-// schema of record; the columns serve lookups); a run's config text has its own column so that heartbeats do
-// not rewrite it. Not thread-safe: the run registry serializes every call.
+// schema of record; the columns serve lookups); a run's config text has its own table so that saving the run
+// does not rewrite it. Not thread-safe: the run registry serializes every call.
 #pragma once
 
 #include <cstdint>

@@ -120,6 +120,18 @@ TEST_F(RegistryTest, HeartbeatsCarryProgressIntoTheRunAndMetrics) {
   EXPECT_NE(text.find("ijepa_coordinator_workers{state=\"live\"} 2"), std::string::npos);
 }
 
+TEST_F(RegistryTest, HeartbeatsReachTheDatabaseOnFlushOtherChangesAtOnce) {
+  create("r", 1);
+  register_rank("r", 0);
+  beat("r", 0, 5);
+  Storage reader(dir_ / "c.db");
+  ASSERT_EQ(reader.load_runs().size(), 1u);  // the creation is written through
+  EXPECT_EQ(reader.load_runs()[0].latest().step(), 0);
+  registry_->flush();
+  EXPECT_EQ(reader.load_runs()[0].latest().step(), 5);
+  EXPECT_EQ(reader.load_workers()[0].step(), 5);
+}
+
 TEST_F(RegistryTest, UnknownRunOrRankIsNotFound) {
   EXPECT_THROW(get("nope"), NotFoundError);
   create("r", 2);

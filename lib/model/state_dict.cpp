@@ -25,8 +25,8 @@ GenericDict read_torch_file(const std::string& path) {
     value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
   } catch (const std::exception& e) {
     const std::string reason = e.what();
-    throw common::InputError(path + ": not a readable torch.save file (truncated or corrupt?): " +
-                             reason.substr(0, reason.find('\n')));
+    throw common::InputError(
+        path + ": not a readable torch.save file (truncated or corrupt?): " + reason.substr(0, reason.find('\n')));
   }
   if (!value.isGenericDict()) throw common::InputError(path + ": expected a dictionary at the top level");
   return value.toGenericDict();

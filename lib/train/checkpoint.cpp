@@ -238,7 +238,8 @@ std::string CheckpointStore::save(JepaModels& models, AdamW& optimizer, const Tr
   model::write_torch_file(path, checkpoint_dict(models, optimizer, position, info));
   common::link_file_atomic(path, latest_path());
   if (epoch_end && periodic_epochs_ > 0 && epochs_done % periodic_epochs_ == 0) {
-    common::link_file_atomic(path, (fs::path(folder_) / (tag_ + "-ep" + std::to_string(epochs_done) + ".pth.tar")).string());
+    common::link_file_atomic(path,
+                             (fs::path(folder_) / (tag_ + "-ep" + std::to_string(epochs_done) + ".pth.tar")).string());
   }
   // Rolling step checkpoints: zero-padded names sort by step.
   std::vector<fs::path> steps;

@@ -20,10 +20,10 @@ namespace ijepa::train {
 
 // Where training stands after `step` completed steps.
 struct TrainingPosition {
-  int64_t step = 0;            // completed steps
-  int64_t epoch = 0;           // epoch of the next batch (0-based)
-  int64_t batch_in_epoch = 0;  // index of the next batch in that epoch
-  int64_t mask_counter = -1;   // mask sampler's batch counter
+  int64_t step = 0;                    // completed steps
+  int64_t epoch = 0;                   // epoch of the next batch (0-based)
+  int64_t batch_in_epoch = 0;          // index of the next batch in that epoch
+  int64_t mask_counter = -1;           // mask sampler's batch counter
   torch::Tensor mask_generator_state;  // undefined when unknown (reference checkpoints)
   double last_loss = 0;
 };
@@ -57,8 +57,8 @@ class CheckpointStore {
 
   // Writes the checkpoint of `position`, points latest at it, keeps a periodic copy when `epochs_done` is a
   // multiple of periodic_epochs, and removes step checkpoints beyond the newest keep_last. Returns its path.
-  std::string save(JepaModels& models, AdamW& optimizer, const TrainingPosition& position,
-                   const CheckpointInfo& info, int64_t epochs_done, bool epoch_end);
+  std::string save(JepaModels& models, AdamW& optimizer, const TrainingPosition& position, const CheckpointInfo& info,
+                   int64_t epochs_done, bool epoch_end);
 
   std::string latest_path() const;
   // meta.read_checkpoint: empty -> latest; a bare name -> inside the folder; otherwise the path as given.

@@ -1,0 +1,126 @@
+// ijepa-bench: speed measurements.
+//   ijepa-bench step --workload a|b --dtype fp32|bf16 --threads N --steps K [--warmup W] [--device cpu|cuda] [--json]
+//       the whole training step of a benchmark workload (see lib/train/step_benchmark.h)
+//   ijepa-bench micro [--benchmark_filter=...]
+//       Google Benchmark micro-benchmarks: matrix products, mask sampling, the fused AdamW and the EMA
+#include <ATen/CPUGeneratorImpl.h>
+#include <benchmark/benchmark.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+
+#include "masking/multiblock.h"
+#include "model/init.h"
+#include "train/optimizer.h"
+#include "train/step.h"
+#include "train/step_benchmark.h"
+
+namespace {
+
+using ijepa::train::StepBenchOptions;
+
+void print_step(const StepBenchOptions& o, const ijepa::train::StepBenchResult& r, bool json) {
+  const nlohmann::json j = {{"workload", std::string(1, o.workload)},
+                            {"dtype", o.bf16 ? "bf16" : "fp32"},
+                            {"threads", o.threads},
+                            {"device", o.device},
+                            {"steps", o.steps},
+                            {"batch", r.batch},
+                            {"images_per_second", r.images_per_second},
+                            {"step_ms", r.step_ms},
+                            {"flops_per_image", r.flops_per_image},
+                            {"achieved_flops", r.achieved_flops},
+                            {"matmul_flops", r.matmul_flops},
+                            {"matmul_fraction", r.achieved_flops / r.matmul_flops},
+                            {"masks_ms", r.masks_ms},
+                            {"forward_backward_ms", r.forward_backward_ms},
+                            {"update_ms", r.update_ms},
+                            {"outside_forward_backward_share", r.outside_share},
+                            {"context_tokens", r.context_tokens},
+                            {"target_tokens", r.target_tokens},
+                            {"peak_rss_bytes", r.peak_rss_bytes}};
+  if (json) {
+    std::cout << j.dump() << std::endl;
+    return;
+  }
+  std::cout << "workload " << o.workload << " " << (o.bf16 ? "bf16" : "fp32") << " threads " << o.threads << ": "
+            << r.images_per_second << " img/s, " << r.step_ms << " ms/step (masks " << r.masks_ms << ", fwd+bwd "
+            << r.forward_backward_ms << ", update " << r.update_ms << "), " << r.achieved_flops / 1e9 << " GFLOP/s of "
+            << r.matmul_flops / 1e9 << " matmul GFLOP/s" << std::endl;
+}
+
+void BM_Matmul(benchmark::State& state) {
+  const bool bf16 = state.range(0) != 0;
+  const int64_t n = state.range(1);
+  const auto options = torch::TensorOptions().dtype(bf16 ? torch::kBFloat16 : torch::kFloat32);
+  auto a = torch::randn({n, n}, options), b = torch::randn({n, n}, options);
+  for (auto _ : state) benchmark::DoNotOptimize(torch::mm(a, b));
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Matmul)->ArgsProduct({{0, 1}, {512, 2048}})->ArgNames({"bf16", "n"})->Unit(benchmark::kMillisecond);
+
+void BM_MaskSampling(benchmark::State& state) {
+  ijepa::masking::MaskSpec spec;
+  spec.grid_h = spec.grid_w = state.range(0);
+  spec.min_keep = 4;
+  ijepa::masking::MultiBlockMaskSampler sampler(spec, at::make_generator<at::CPUGeneratorImpl>(0));
+  for (auto _ : state) benchmark::DoNotOptimize(sampler.sample(state.range(1)));
+  state.SetItemsProcessed(state.iterations() * state.range(1));
+}
+BENCHMARK(BM_MaskSampling)->Args({7, 64})->Args({14, 16})->ArgNames({"grid", "batch"})->Unit(benchmark::kMicrosecond);
+
+// The update phase of workload a: the fused AdamW over the four groups, then the EMA.
+void BM_UpdateTiny(benchmark::State& state) {
+  torch::manual_seed(0);
+  const auto enc = ijepa::model::vit_preset("vit_tiny", 28, 4, 1);
+  auto m = ijepa::model::build_models(enc, ijepa::model::predictor_for(enc, 96, 6));
+  ijepa::train::JepaModels models{m.encoder, m.predictor, ijepa::model::clone_as_target(m.encoder)};
+  ijepa::train::AdamW optimizer(ijepa::train::reference_param_groups(*models.encoder, *models.predictor));
+  for (auto& p : optimizer.all_params()) p.mutable_grad() = torch::randn_like(p);
+  ijepa::train::JepaStep step(models, optimizer, false);
+  for (auto _ : state) step.update(1e-3, 0.04, 0.996);
+}
+BENCHMARK(BM_UpdateTiny)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "micro") {
+    argv[1] = argv[0];
+    --argc, ++argv;
+    benchmark::Initialize(&argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+  }
+  CLI::App app{"ijepa speed measurements"};
+  app.require_subcommand(1);
+  auto* step = app.add_subcommand("step", "time the whole training step of a benchmark workload");
+  StepBenchOptions o;
+  std::string workload = "a", dtype = "bf16";
+  bool json = false;
+  step->add_option("--workload", workload, "a (28x28x1, batch 64) or b (224x224x3, batch 16)")
+      ->check(CLI::IsMember({"a", "b"}));
+  step->add_option("--dtype", dtype, "fp32 or bf16 (autocast)")->check(CLI::IsMember({"fp32", "bf16"}));
+  step->add_option("--threads", o.threads, "intra-op threads");
+  step->add_option("--steps", o.steps, "timed steps");
+  step->add_option("--warmup", o.warmup, "untimed steps first");
+  step->add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  step->add_flag("--json", json, "one JSON object on stdout");
+  app.add_subcommand("micro", "Google Benchmark micro-benchmarks (pass --benchmark_* flags after it)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  o.workload = workload[0];
+  o.bf16 = dtype == "bf16";
+  try {
+    print_step(o, ijepa::train::run_step_benchmark(o), json);
+  } catch (const std::exception& e) {
+    std::cerr << "ijepa-bench: error: " << e.what() << std::endl;
+    return 1;
+  }
+  return 0;
+}

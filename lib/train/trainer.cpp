@@ -1,0 +1,510 @@
+#include "train/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <optional>
+
+#include "common/errors.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "common/signals.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "dist/communicator.h"
+#include "dist/consistency.h"
+#include "dist/gradient_synchronizer.h"
+#include "masking/multiblock.h"
+#include "model/init.h"
+#include "model/state_dict.h"
+#include "train/checkpoint.h"
+#include "train/csv_log.h"
+#include "train/report.h"
+#include "train/schedules.h"
+#include "train/step.h"
+
+namespace ijepa::train {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::string resolve_device(const std::string& wanted) {
+  const bool have_gpu = torch::cuda::is_available();
+  if (wanted == "cuda" && !have_gpu) throw common::InputError("meta.device: cuda asked for but no GPU is available");
+  return wanted == "cuda" || (wanted == "auto" && have_gpu) ? "cuda" : "cpu";
+}
+
+const char* to_string(ExitReason reason) {
+  switch (reason) {
+    case ExitReason::kCompleted:
+      return "completed";
+    case ExitReason::kMaxSteps:
+      return "max_steps";
+    case ExitReason::kSignal:
+      return "signal";
+    case ExitReason::kStopRequested:
+      return "stop_requested";
+    case ExitReason::kNonFiniteLoss:
+      return "non_finite_loss";
+  }
+  return "unknown";
+}
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Thrown out of the loop when a logged loss is NaN or infinite: the run stops without checkpointing it.
+struct NonFiniteLoss : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The masks of one batch and the sampler's state right after drawing them (for exact resume).
+struct MaskAttachment {
+  masking::BatchMasks masks;
+  int64_t counter = -1;
+  torch::Tensor generator_state;
+};
+
+masking::MaskSpec mask_spec(const common::Config& c) {
+  masking::MaskSpec s;
+  s.grid_h = s.grid_w = c.data.crop_size / c.mask.patch_size;
+  s.enc_scale_min = c.mask.enc_mask_scale[0];
+  s.enc_scale_max = c.mask.enc_mask_scale[1];
+  s.pred_scale_min = c.mask.pred_mask_scale[0];
+  s.pred_scale_max = c.mask.pred_mask_scale[1];
+  s.aspect_min = c.mask.aspect_ratio[0];
+  s.aspect_max = c.mask.aspect_ratio[1];
+  s.num_enc = c.mask.num_enc_masks;
+  s.num_pred = c.mask.num_pred_masks;
+  s.min_keep = c.mask.min_keep;
+  s.allow_overlap = c.mask.allow_overlap;
+  s.corrected = c.mask.mode == "corrected";
+  return s;
+}
+
+// Rows rank, rank + world, ... of masks drawn for the global batch: every rank sees the masks that a single
+// process with the whole batch would give the same images (the sampler's shards are strided the same way).
+masking::BatchMasks rank_slice(const masking::BatchMasks& global, int64_t rank, int64_t world) {
+  if (world == 1) return global;
+  masking::BatchMasks out;
+  const auto rows = torch::arange(rank, global.enc[0].size(0), world);
+  for (const auto& m : global.enc) out.enc.push_back(m.index_select(0, rows));
+  for (const auto& m : global.pred) out.pred.push_back(m.index_select(0, rows));
+  return out;
+}
+
+torch::OrderedDict<std::string, torch::Tensor> trainable_parameters(JepaModels& m) {
+  torch::OrderedDict<std::string, torch::Tensor> out;
+  for (const auto& p : m.encoder->named_parameters()) out.insert("encoder." + p.key(), p.value());
+  for (const auto& p : m.predictor->named_parameters()) out.insert("predictor." + p.key(), p.value());
+  return out;
+}
+
+std::vector<torch::Tensor> all_tensors(JepaModels& m) {
+  std::vector<torch::Tensor> out;
+  for (auto* module :
+       {static_cast<torch::nn::Module*>(m.encoder.get()), static_cast<torch::nn::Module*>(m.predictor.get()),
+        static_cast<torch::nn::Module*>(m.target.get())}) {
+    for (const auto& p : module->parameters()) out.push_back(p);
+  }
+  return out;
+}
+
+}  // namespace
+
+class Trainer::Impl {
+ public:
+  Impl(const common::Config& config, dist::Communicator& comm);
+  TrainResult run();
+
+ private:
+  void prepare_folder();
+  void build_data();
+  void build_models();
+  void resume();
+  void train_on(data::Batch& batch);
+  void keep_ranks_in_step(int64_t step);
+  void flush_logs();
+  std::optional<ExitReason> stop_reason();
+  void save_checkpoint(bool epoch_end);
+  TrainResult finish(ExitReason reason);
+  bool log_due() const { return position_.step % config_.logging.log_every == 0; }
+  int64_t total_steps() const;
+
+  common::Config config_;
+  dist::Communicator& comm_;
+  int64_t rank_, world_;
+  torch::Device device_;
+  std::string folder_;
+
+  std::shared_ptr<const data::Dataset> dataset_;
+  std::unique_ptr<data::Loader> loader_;
+  std::unique_ptr<masking::MultiBlockMaskSampler> masks_;  // used on the loader's assembling thread only
+  JepaModels models_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<dist::GradientSynchronizer> sync_;
+  std::unique_ptr<JepaStep> step_;
+  std::unique_ptr<Schedules> schedules_;
+  std::unique_ptr<CheckpointStore> store_;
+  std::unique_ptr<CsvLog> csv_;
+
+  TrainingPosition position_;
+  int64_t last_saved_step_ = -1;
+  std::string last_checkpoint_;
+  bool epoch_started_ = false;
+
+  // Losses stay on the device until the next flush; rows wait for them.
+  std::vector<torch::Tensor> pending_losses_;
+  std::vector<CsvRow> pending_rows_;
+  double epoch_loss_sum_ = 0;
+  int64_t epoch_loss_count_ = 0;
+  int64_t steps_this_run_ = 0;
+  double train_seconds_ = 0;  // iterations of this run, data wait included
+  Clock::time_point started_ = Clock::now();
+};
+
+Trainer::Impl::Impl(const common::Config& config, dist::Communicator& comm)
+    : config_(config),
+      comm_(comm),
+      rank_(comm.rank()),
+      world_(comm.world_size()),
+      device_(comm.device()),
+      folder_(config.logging.folder) {
+  if (config_.meta.threads > 0) at::set_num_threads(static_cast<int>(config_.meta.threads));
+  dist::verify_same_across_ranks(comm_, "config", common::to_yaml(config_));
+  prepare_folder();
+  build_data();
+  build_models();
+  resume();
+  const int64_t resumed_step = config_.meta.load_checkpoint ? position_.step : -1;
+  csv_ = std::make_unique<CsvLog>(
+      (fs::path(folder_) / (config_.logging.write_tag + "_r" + std::to_string(rank_) + ".csv")).string(), resumed_step);
+}
+
+void Trainer::Impl::prepare_folder() {
+  fs::create_directories(folder_);
+  if (rank_ != 0) return;
+  common::write_file_atomic((fs::path(folder_) / "params-ijepa.yaml").string(), common::to_yaml(config_));
+}
+
+void Trainer::Impl::build_data() {
+  const auto& d = config_.data;
+  dataset_ = data::open_dataset(d.dataset, common::dataset_path(d), d.split);
+  masks_ = std::make_unique<masking::MultiBlockMaskSampler>(
+      mask_spec(config_), at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(config_.meta.seed)));
+
+  data::LoaderOptions o;
+  o.batch_size = d.batch_size;
+  o.world_size = world_;
+  o.rank = rank_;
+  o.seed = static_cast<uint64_t>(config_.meta.seed);
+  o.train = true;
+  o.num_workers = d.num_workers;
+  o.prefetch_batches = d.prefetch_batches;
+  o.transform.crop_size = static_cast<int>(d.crop_size);
+  o.transform.crop_scale = {d.crop_scale[0], d.crop_scale[1]};
+  o.on_batch = [this](data::Batch& batch) {
+    MaskAttachment a;
+    a.masks = rank_slice(masks_->sample(batch.size * world_), rank_, world_);
+    a.counter = masks_->counter();
+    a.generator_state = masks_->position_generator().get_state();
+    batch.attachment = std::move(a);
+  };
+  loader_ = std::make_unique<data::Loader>(dataset_, o);
+  if (loader_->batches_per_epoch() == 0) {
+    throw common::InputError("data.batch_size: " + std::to_string(d.batch_size) + " per rank x " +
+                             std::to_string(world_) + " ranks is larger than the dataset (" +
+                             std::to_string(dataset_->size()) + " images)");
+  }
+
+  ScheduleConfig s;
+  const auto& opt = config_.optimization;
+  s.iterations_per_epoch = loader_->batches_per_epoch();
+  s.epochs = opt.epochs;
+  s.ipe_scale = opt.ipe_scale;
+  s.warmup_epochs = opt.warmup;
+  s.start_lr = opt.start_lr;
+  s.lr = opt.lr;
+  s.final_lr = opt.final_lr;
+  s.weight_decay = opt.weight_decay;
+  s.final_weight_decay = opt.final_weight_decay;
+  s.ema_start = opt.ema[0];
+  s.ema_end = opt.ema[1];
+  schedules_ = std::make_unique<Schedules>(s);
+}
+
+void Trainer::Impl::build_models() {
+  const auto& m = config_.meta;
+  const auto encoder =
+      model::vit_preset(m.model_name, config_.data.crop_size, config_.mask.patch_size, dataset_->channels());
+  if (m.pred_emb_dim % 4 != 0 || m.pred_emb_dim % encoder.num_heads != 0) {
+    throw common::InputError("meta.pred_emb_dim: " + std::to_string(m.pred_emb_dim) +
+                             " must be divisible by 4 and by " + m.model_name + "'s " +
+                             std::to_string(encoder.num_heads) + " heads");
+  }
+  torch::manual_seed(static_cast<uint64_t>(m.seed));
+  auto built = model::build_models(encoder, model::predictor_for(encoder, m.pred_emb_dim, m.pred_depth));
+  models_ = {built.encoder, built.predictor, model::clone_as_target(built.encoder)};
+  for (auto* module : {static_cast<torch::nn::Module*>(models_.encoder.get()),
+                       static_cast<torch::nn::Module*>(models_.predictor.get()),
+                       static_cast<torch::nn::Module*>(models_.target.get())}) {
+    module->to(device_);
+  }
+  optimizer_ = std::make_unique<AdamW>(reference_param_groups(*models_.encoder, *models_.predictor));
+  if (world_ > 1)
+    sync_ = std::make_unique<dist::GradientSynchronizer>(comm_, trainable_parameters(models_), config_.dist);
+  step_ = std::make_unique<JepaStep>(models_, *optimizer_, m.use_bfloat16);
+  store_ = std::make_unique<CheckpointStore>(folder_, config_.logging.write_tag, config_.checkpoint.keep_last,
+                                             config_.checkpoint.periodic_epochs);
+}
+
+void Trainer::Impl::resume() {
+  if (config_.meta.load_checkpoint) {
+    const std::string path = store_->resolve(config_.meta.read_checkpoint);
+    if (!fs::exists(path)) {
+      throw common::InputError("meta.load_checkpoint: no checkpoint to resume from at " + path +
+                               " (set meta.load_checkpoint=false to start afresh)");
+    }
+    const auto loaded = load_checkpoint(path, models_, optimizer_.get(), loader_->batches_per_epoch());
+    position_ = loaded.position;
+    if (loaded.info.world_size != world_ || loaded.info.batch_size != config_.data.batch_size) {
+      log::warn(log::str("checkpoint ", path, " was written with ", loaded.info.world_size, " ranks x batch ",
+                         loaded.info.batch_size, "; resuming with ", world_, " x ", config_.data.batch_size,
+                         ": the data order differs from an uninterrupted run"));
+    }
+    masks_->set_counter(position_.mask_counter);
+    if (position_.mask_generator_state.defined())
+      masks_->position_generator().set_state(position_.mask_generator_state);
+    last_saved_step_ = position_.step;
+    log::info(log::str("resumed from ", path, " at step ", position_.step, " (epoch ", position_.epoch + 1, ", batch ",
+                       position_.batch_in_epoch, ")"));
+  }
+  // Every rank starts from rank 0's weights and optimizer state, fresh or resumed.
+  if (world_ > 1) {
+    auto tensors = all_tensors(models_);
+    for (auto& t : optimizer_->exp_avg()) tensors.push_back(t);
+    for (auto& t : optimizer_->exp_avg_sq()) tensors.push_back(t);
+    tensors.push_back(optimizer_->step_count());
+    dist::broadcast_tensors(comm_, tensors, 0);
+  }
+}
+
+int64_t Trainer::Impl::total_steps() const {
+  const int64_t scheduled = config_.optimization.epochs * loader_->batches_per_epoch();
+  return config_.optimization.max_steps > 0 ? std::min(scheduled, config_.optimization.max_steps) : scheduled;
+}
+
+void Trainer::Impl::train_on(data::Batch& batch) {
+  const auto iteration_start = Clock::now();
+  const auto& attachment = std::any_cast<const MaskAttachment&>(batch.attachment);
+  auto images =
+      torch::from_blob(batch.images.data(), {batch.size, batch.channels, batch.height, batch.width}, torch::kFloat32)
+          .to(device_);
+  masking::BatchMasks masks = attachment.masks;
+  for (auto& m : masks.enc) m = m.to(device_);
+  for (auto& m : masks.pred) m = m.to(device_);
+
+  const int64_t s = position_.step + 1;
+  const double lr = schedules_->lr(s), wd = schedules_->weight_decay(s), momentum = schedules_->momentum(s);
+  const auto step_start = Clock::now();
+  if (sync_) sync_->zero_grad();
+  auto loss = step_->forward_backward(images, masks);
+  if (sync_) sync_->finish();
+  step_->update(lr, wd, momentum);
+  keep_ranks_in_step(s);
+  const double step_ms = 1e3 * seconds_since(step_start);
+
+  position_.step = s;
+  position_.batch_in_epoch = batch.index + 1;
+  position_.mask_counter = attachment.counter;
+  position_.mask_generator_state = attachment.generator_state;
+  ++steps_this_run_;
+
+  const double wait_ms = 1e3 * loader_->last_wait_seconds();
+  const double iteration_s = seconds_since(iteration_start) + wait_ms / 1e3;
+  train_seconds_ += iteration_s;
+  CsvRow row;
+  row.epoch = batch.epoch + 1;
+  row.itr = batch.index;
+  row.mask_a = masks.enc[0].size(1);
+  row.mask_b = masks.pred[0].size(1);
+  row.time_ms = step_ms;
+  row.step = s;
+  row.lr = lr;
+  row.wd = wd;
+  row.momentum = momentum;
+  row.images_per_second = static_cast<double>(batch.size * world_) / iteration_s;
+  row.step_ms = 1e3 * iteration_s;
+  row.data_wait_ms = wait_ms;
+  pending_losses_.push_back(loss);
+  pending_rows_.push_back(row);
+  if (log_due()) flush_logs();
+}
+
+// Ranks apply identical updates, so their weights only drift by non-determinism; the target is re-sent from
+// rank 0 now and then, and the encoders are compared to catch a rank that went its own way.
+void Trainer::Impl::keep_ranks_in_step(int64_t step) {
+  if (world_ == 1) return;
+  const auto& d = config_.dist;
+  if (d.target_sync_every > 0 && step % d.target_sync_every == 0) {
+    dist::broadcast_tensors(comm_, models_.target->parameters(), 0);
+  }
+  if (d.check_every > 0 && step % d.check_every == 0) {
+    dist::verify_tensors_match(comm_, "encoder weights", models_.encoder->parameters());
+  }
+}
+
+void Trainer::Impl::flush_logs() {
+  if (pending_rows_.empty()) return;
+  auto losses = torch::stack(pending_losses_).to(torch::kFloat32);
+  if (world_ > 1) comm_.all_reduce(losses, dist::ReduceOp::kAverage)->wait();  // the logged loss is the global mean
+  losses = losses.to(torch::kCPU);
+  const auto* values = losses.data_ptr<float>();
+  for (size_t i = 0; i < pending_rows_.size(); ++i) {
+    auto& row = pending_rows_[i];
+    row.loss = values[i];
+    csv_->write(row);
+    if (!std::isfinite(row.loss)) {
+      csv_->flush();
+      throw NonFiniteLoss(log::str("loss is ", row.loss, " at step ", row.step, " (epoch ", row.epoch, ", itr ",
+                                   row.itr, "); stopping without checkpointing this state"));
+    }
+    epoch_loss_sum_ += row.loss;
+    ++epoch_loss_count_;
+  }
+  csv_->flush();
+  position_.last_loss = pending_rows_.back().loss;
+
+  const CsvRow& last = pending_rows_.back();
+  if (rank_ == 0) {
+    double interval_s = 0, interval_images = 0;
+    for (const auto& r : pending_rows_)
+      interval_s += r.step_ms / 1e3, interval_images += r.images_per_second * r.step_ms / 1e3;
+    ProgressLine p;
+    p.epoch = last.epoch;
+    p.epochs = config_.optimization.epochs;
+    p.step = last.step;
+    p.total_steps = total_steps();
+    p.loss = last.loss;
+    p.epoch_mean_loss = epoch_loss_sum_ / static_cast<double>(std::max<int64_t>(1, epoch_loss_count_));
+    p.mask_a = last.mask_a;
+    p.mask_b = last.mask_b;
+    p.lr = last.lr;
+    p.wd = last.wd;
+    p.momentum = last.momentum;
+    p.images_per_second = interval_images / interval_s;
+    p.step_ms = 1e3 * interval_s / static_cast<double>(pending_rows_.size());
+    p.data_wait_ms = last.data_wait_ms;
+    p.eta_seconds =
+        static_cast<double>(p.total_steps - p.step) * interval_s / static_cast<double>(pending_rows_.size());
+    p.peak_rss_bytes = peak_rss_bytes();
+    log::info(format_progress(p));
+  }
+  pending_losses_.clear();
+  pending_rows_.clear();
+}
+
+std::optional<ExitReason> Trainer::Impl::stop_reason() {
+  if (config_.optimization.max_steps > 0 && position_.step >= config_.optimization.max_steps)
+    return ExitReason::kMaxSteps;
+  // With several ranks a stop must happen at the same step everywhere, so ranks agree at log boundaries.
+  if (world_ == 1) return common::stop_signal() != 0 ? std::optional(ExitReason::kSignal) : std::nullopt;
+  if (!log_due()) return std::nullopt;
+  auto flag = torch::tensor({static_cast<double>(common::stop_signal())}, torch::kFloat64).to(comm_.device());
+  comm_.all_reduce(flag, dist::ReduceOp::kSum)->wait();
+  if (flag.item<double>() == 0) return std::nullopt;
+  if (common::stop_signal() == 0) common::request_stop(SIGTERM);  // another rank was signalled
+  return ExitReason::kSignal;
+}
+
+void Trainer::Impl::save_checkpoint(bool epoch_end) {
+  flush_logs();  // the loss check comes before anything is saved
+  if (rank_ != 0 || position_.step == last_saved_step_) return;
+  CheckpointInfo info{config_.data.batch_size, world_, schedules_->lr(std::max<int64_t>(1, position_.step)),
+                      common::to_yaml(config_)};
+  last_checkpoint_ = store_->save(models_, *optimizer_, position_, info, position_.epoch, epoch_end);
+  last_saved_step_ = position_.step;
+  log::info(log::str("checkpoint written: ", last_checkpoint_));
+}
+
+TrainResult Trainer::Impl::run() {
+  try {
+    while (position_.epoch < config_.optimization.epochs) {
+      if (auto reason = stop_reason()) return finish(*reason);
+      if (!epoch_started_) {
+        loader_->start(position_.epoch, position_.batch_in_epoch);
+        epoch_started_ = true;
+      }
+      auto batch = loader_->next();
+      if (!batch) {
+        ++position_.epoch;
+        position_.batch_in_epoch = 0;
+        epoch_started_ = false;
+        save_checkpoint(/*epoch_end=*/true);
+        epoch_loss_sum_ = 0;
+        epoch_loss_count_ = 0;
+        continue;
+      }
+      train_on(*batch);
+      if (config_.checkpoint.every_steps > 0 && position_.step % config_.checkpoint.every_steps == 0) {
+        save_checkpoint(/*epoch_end=*/false);
+      }
+    }
+    return finish(ExitReason::kCompleted);
+  } catch (const NonFiniteLoss& e) {
+    log::error(e.what());
+    return finish(ExitReason::kNonFiniteLoss);
+  }
+}
+
+TrainResult Trainer::Impl::finish(ExitReason reason) {
+  loader_->stop();
+  if (reason != ExitReason::kNonFiniteLoss) save_checkpoint(/*epoch_end=*/false);
+  TrainResult result;
+  result.reason = reason;
+  result.steps = position_.step;
+  result.last_loss = position_.last_loss;
+  result.last_checkpoint = last_checkpoint_;
+  result.exit_code = reason == ExitReason::kNonFiniteLoss   ? 1
+                     : reason == ExitReason::kSignal        ? 128 + common::stop_signal()
+                     : reason == ExitReason::kStopRequested ? 143
+                                                            : 0;
+  if (rank_ != 0) return result;
+
+  RunSummary s;
+  s.steps = position_.step;
+  s.epochs = static_cast<double>(position_.step) / static_cast<double>(loader_->batches_per_epoch());
+  s.last_loss = position_.last_loss;
+  s.images_per_second =
+      train_seconds_ > 0 ? static_cast<double>(steps_this_run_ * config_.data.batch_size * world_) / train_seconds_ : 0;
+  s.world_size = world_;
+  s.encoder_sha256 = model::parameters_sha256(*models_.encoder);
+  s.target_encoder_sha256 = model::parameters_sha256(*models_.target);
+  s.exit_reason = to_string(reason);
+  s.wall_seconds = seconds_since(started_);
+  s.data_wait_seconds = loader_->data_wait_seconds();
+  s.skipped_samples = loader_->skipped_samples();
+  s.peak_rss_bytes = peak_rss_bytes();
+  s.device = device_.str();
+  s.dtype = config_.meta.use_bfloat16 ? "bf16" : "fp32";
+  s.last_checkpoint = last_checkpoint_;
+  s.run_folder = fs::absolute(folder_).string();
+  const std::string path = (fs::path(folder_) / "summary.json").string();
+  write_summary(path, s);
+  log::info(log::str("run ", to_string(reason), " after ", s.steps, " steps (", s.images_per_second,
+                     " img/s); results in ", s.run_folder, " (summary.json, ", config_.logging.write_tag,
+                     "_r0.csv, checkpoints)"));
+  return result;
+}
+
+Trainer::Trainer(const common::Config& config, dist::Communicator& comm)
+    : impl_(std::make_unique<Impl>(config, comm)) {}
+Trainer::~Trainer() = default;
+TrainResult Trainer::run() { return impl_->run(); }
+
+}  // namespace ijepa::train

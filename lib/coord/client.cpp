@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "coord/bounded_queue.h"
 #include "coord/channel.h"
+#include "coord/client_records.h"
 #include "coord/validation.h"
 #include "ijepa/coordinator/v1/coordinator.grpc.pb.h"
 
@@ -31,69 +32,6 @@ std::string local_host_name() {
   if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
   return name;
 }
-
-v1::WorkerState to_proto(WorkerState state) {
-  switch (state) {
-    case WorkerState::kStarting:
-      return v1::WORKER_STATE_STARTING;
-    case WorkerState::kTraining:
-      return v1::WORKER_STATE_TRAINING;
-    case WorkerState::kCheckpointing:
-      return v1::WORKER_STATE_CHECKPOINTING;
-    case WorkerState::kEvaluating:
-      return v1::WORKER_STATE_EVALUATING;
-    case WorkerState::kStopping:
-      return v1::WORKER_STATE_STOPPING;
-  }
-  return v1::WORKER_STATE_TRAINING;
-}
-
-v1::EventType to_proto(EventType type) {
-  switch (type) {
-    case EventType::kNanLoss:
-      return v1::EVENT_TYPE_NAN_LOSS;
-    case EventType::kStall:
-      return v1::EVENT_TYPE_STALL;
-    case EventType::kCheckpointWritten:
-      return v1::EVENT_TYPE_CHECKPOINT_WRITTEN;
-    case EventType::kEvaluationResult:
-      return v1::EVENT_TYPE_EVALUATION_RESULT;
-    case EventType::kMessage:
-      return v1::EVENT_TYPE_MESSAGE;
-  }
-  return v1::EVENT_TYPE_MESSAGE;
-}
-
-v1::RunOutcome to_proto(Outcome outcome) {
-  switch (outcome) {
-    case Outcome::kFinished:
-      return v1::RUN_OUTCOME_FINISHED;
-    case Outcome::kStopped:
-      return v1::RUN_OUTCOME_STOPPED;
-    case Outcome::kFailed:
-      return v1::RUN_OUTCOME_FAILED;
-  }
-  return v1::RUN_OUTCOME_FAILED;
-}
-
-v1::StepMetrics to_proto(const metrics::StepReport& r) {
-  v1::StepMetrics m;
-  m.set_step(r.step);
-  m.set_epoch(r.epoch);
-  m.set_loss(r.loss);
-  m.set_lr(r.lr);
-  m.set_wd(r.wd);
-  m.set_images_per_second(r.images_per_second);
-  m.set_step_seconds(r.step_seconds);
-  m.set_data_wait_seconds(r.data_wait_seconds);
-  m.set_comm_wait_seconds(r.comm_wait_seconds);
-  m.set_images(r.images);
-  m.set_time(unix_now());
-  return m;
-}
-
-// Cuts text to the coordinator's limit so an over-long message cannot make a report fail validation.
-std::string clipped(const std::string& text) { return text.substr(0, kMaxTextBytes); }
 
 void check_identity(const common::CoordinatorConfig& config, const RunIdentity& identity) {
   if (config.address.empty()) throw common::InputError("coordinator.address is empty: no coordinator to report to");
@@ -188,7 +126,7 @@ CoordinatorClient::Impl::~Impl() {
 }
 
 void CoordinatorClient::Impl::report_step(const metrics::StepReport& report) {
-  v1::StepMetrics metrics = to_proto(report);
+  v1::StepMetrics metrics = to_proto(report, unix_now());
   std::lock_guard<std::mutex> lock(mutex_);
   if (finish_) return;
   last_step_ = report.step;
@@ -199,12 +137,7 @@ void CoordinatorClient::Impl::report_step(const metrics::StepReport& report) {
 }
 
 void CoordinatorClient::Impl::report_event(EventType type, const std::string& message, int64_t step, double value) {
-  v1::Event event;
-  event.set_type(to_proto(type));
-  event.set_message(clipped(message));
-  event.set_step(step < 0 ? 0 : step);
-  event.set_value(std::isfinite(value) ? value : 0.0);
-  event.set_time(unix_now());
+  v1::Event event = to_proto(type, message, step, value, unix_now());
   std::lock_guard<std::mutex> lock(mutex_);
   if (finish_) return;
   if (events_.push(std::move(event))) ++stats_.events_dropped;

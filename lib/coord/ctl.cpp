@@ -4,7 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "coord/ctl_format.h"
-#include "coord/run_registry.h"
+#include "coord/records.h"
 #include "coord/service.h"
 #include "ijepa/coordinator/v1/coordinator.grpc.pb.h"
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <ctime>
 
-#include "coord/run_registry.h"
+#include "coord/records.h"
 
 namespace ijepa::coord {
 namespace {

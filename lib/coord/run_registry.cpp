@@ -1,16 +1,15 @@
-// RunRegistry: state rules, write-through to Storage, metrics and watcher wake-ups.
+// RunRegistry, part one: the operations and the rules of run and worker states. Part two
+// (run_registry_io.cpp) moves state out of memory: loading, write-behind to SQLite, events, metrics.
 //
-// Every public method holds mutex_ for its whole length, so changes happen in one order. Heartbeats, the bulk
-// of the traffic, only mark records dirty; rarer changes write through before returning.
+// Every public method holds mutex_ for its whole length, so changes happen in one order.
 #include "coord/run_registry.h"
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <vector>
 
-#include "common/log.h"
+#include "coord/records.h"
 #include "coord/validation.h"
 #include "metrics/coordinator_metrics.h"
 
@@ -21,27 +20,6 @@ constexpr int kDefaultEventsShown = 20;
 constexpr int kDefaultListLimit = 100;
 constexpr int kMaxEventsPerUpdate = 1000;
 
-std::string lower_suffix(const std::string& enum_name, const std::string& prefix) {
-  std::string name = enum_name.rfind(prefix, 0) == 0 ? enum_name.substr(prefix.size()) : enum_name;
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-  return name;
-}
-
-metrics::StepReport to_report(const v1::StepMetrics& m) {
-  metrics::StepReport r;
-  r.step = m.step();
-  r.epoch = m.epoch();
-  r.loss = m.loss();
-  r.lr = m.lr();
-  r.wd = m.wd();
-  r.images_per_second = m.images_per_second();
-  r.step_seconds = m.step_seconds();
-  r.data_wait_seconds = m.data_wait_seconds();
-  r.comm_wait_seconds = m.comm_wait_seconds();
-  r.images = m.images();
-  return r;
-}
-
 std::string seconds_text(double seconds) {
   char buffer[32];
   std::snprintf(buffer, sizeof(buffer), "%.1f s", seconds);
@@ -49,53 +27,6 @@ std::string seconds_text(double seconds) {
 }
 
 }  // namespace
-
-std::string state_name(v1::RunState state) { return lower_suffix(v1::RunState_Name(state), "RUN_STATE_"); }
-std::string state_name(v1::WorkerState state) { return lower_suffix(v1::WorkerState_Name(state), "WORKER_STATE_"); }
-std::string event_name(v1::EventType type) { return lower_suffix(v1::EventType_Name(type), "EVENT_TYPE_"); }
-
-bool is_active(v1::RunState state) {
-  return state == v1::RUN_STATE_RUNNING || state == v1::RUN_STATE_STALLED || state == v1::RUN_STATE_STOPPING;
-}
-
-bool is_live(v1::WorkerState state) {
-  return state != v1::WORKER_STATE_LOST && state != v1::WORKER_STATE_FINISHED && state != v1::WORKER_STATE_UNSPECIFIED;
-}
-
-RunRegistry::RunRegistry(Storage& storage, metrics::CoordinatorMetrics* metrics, RegistryOptions options)
-    : storage_(storage), metrics_(metrics), options_(std::move(options)) {
-  const double t = now();
-  for (v1::Run& run : storage_.load_runs()) {
-    const std::string name = run.name();
-    runs_[name].run = std::move(run);
-  }
-  for (v1::Worker& worker : storage_.load_workers()) {
-    auto it = runs_.find(worker.run());
-    if (it != runs_.end()) it->second.workers[worker.rank()] = std::move(worker);
-  }
-  for (auto& [name, entry] : runs_) restore(entry, t);
-  publish_counts();
-}
-
-double RunRegistry::now() const {
-  if (options_.clock) return options_.clock();
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-void RunRegistry::restore(RunEntry& entry, double now) {
-  if (!is_active(entry.run.state())) {
-    entry.series_removed = now - entry.run.ended_time() > options_.retention_s;
-    if (entry.series_removed) return;
-  }
-  for (auto& [rank, worker] : entry.workers) {
-    if (is_active(entry.run.state()) && is_live(worker.state())) worker.set_last_heartbeat_time(now);
-    if (metrics_) {
-      metrics_->restore_worker_totals(worker.run(), rank, worker.data_wait_seconds_total(),
-                                      worker.comm_wait_seconds_total());
-    }
-  }
-  publish_progress(entry);
-}
 
 RunRegistry::RunEntry& RunRegistry::entry(const std::string& name) {
   auto it = runs_.find(name);
@@ -248,7 +179,7 @@ void RunRegistry::apply_metrics(RunEntry& e, v1::Worker& w, const v1::HeartbeatR
     w.set_data_wait_seconds_total(w.data_wait_seconds_total() + m.data_wait_seconds());
     w.set_comm_wait_seconds_total(w.comm_wait_seconds_total() + m.comm_wait_seconds());
     if (!e.run.has_latest() || m.step() >= e.run.latest().step()) *e.run.mutable_latest() = m;
-    if (metrics_ && !e.series_removed) metrics_->observe_worker_step(e.run.name(), w.rank(), to_report(m));
+    if (metrics_ && !e.series_removed) metrics_->observe_worker_step(e.run.name(), w.rank(), to_step_report(m));
     *w.mutable_latest() = std::move(m);
   }
 }
@@ -454,105 +385,6 @@ void RunRegistry::end_run(RunEntry& e, v1::RunState state, const std::string& re
   record_event(e, -1, v1::EVENT_TYPE_RUN_ENDED, e.run.latest().step(),
                state_name(state) + (reason.empty() ? "" : ": " + reason));
   publish_progress(e);
-}
-
-void RunRegistry::record_event(RunEntry& e, int32_t rank, v1::EventType type, int64_t step, const std::string& message,
-                               double value) {
-  v1::Event event;
-  event.set_run(e.run.name());
-  event.set_rank(rank);
-  event.set_type(type);
-  event.set_time(now());
-  event.set_step(step);
-  event.set_value(value);
-  event.set_message(message);
-  {
-    std::lock_guard<std::mutex> storage_lock(storage_mutex_);
-    storage_.append_event(event);
-  }
-  if (metrics_) metrics_->count_event(event_name(type));
-  log::info(log::str("run ", event.run(), " rank ", rank, ": ", event_name(type), " at step ", step,
-                     message.empty() ? "" : ": " + message));
-}
-
-void RunRegistry::save(RunEntry& e, double now) {
-  e.run.set_updated_time(now);
-  dirty_runs_.insert(e.run.name());
-  ++e.revision;
-  changed_.notify_all();
-}
-
-void RunRegistry::save_worker(const v1::Worker& w) { dirty_workers_.emplace(w.run(), w.rank()); }
-
-void RunRegistry::collect_dirty(std::vector<v1::Run>& runs, std::vector<v1::Worker>& workers) {
-  for (const std::string& name : dirty_runs_) {
-    auto it = runs_.find(name);
-    if (it != runs_.end()) runs.push_back(it->second.run);
-  }
-  for (const auto& [name, rank] : dirty_workers_) {
-    auto run = runs_.find(name);
-    if (run == runs_.end()) continue;
-    auto w = run->second.workers.find(rank);
-    if (w != run->second.workers.end()) workers.push_back(w->second);
-  }
-  dirty_runs_.clear();
-  dirty_workers_.clear();
-}
-
-void RunRegistry::write(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers) {
-  Storage::Transaction transaction(storage_);
-  for (const v1::Run& run : runs) storage_.save_run(run);
-  for (const v1::Worker& w : workers) storage_.save_worker(w);
-  transaction.commit();
-}
-
-void RunRegistry::write_dirty() {
-  std::vector<v1::Run> runs;
-  std::vector<v1::Worker> workers;
-  collect_dirty(runs, workers);
-  if (runs.empty() && workers.empty()) return;
-  std::lock_guard<std::mutex> storage_lock(storage_mutex_);
-  write(runs, workers);
-}
-
-void RunRegistry::flush() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  std::vector<v1::Run> runs;
-  std::vector<v1::Worker> workers;
-  collect_dirty(runs, workers);
-  if (runs.empty() && workers.empty()) return;
-  std::lock_guard<std::mutex> storage_lock(storage_mutex_);
-  lock.unlock();  // heartbeats go on while SQLite writes; storage_mutex_ keeps the order of writes
-  write(runs, workers);
-}
-
-RunRegistry::~RunRegistry() {
-  try {
-    flush();
-  } catch (const std::exception& e) {
-    log::error(log::str("coordinator: final database write failed: ", e.what()));
-  }
-}
-
-void RunRegistry::publish_counts() {
-  if (!metrics_) return;
-  std::map<std::string, int64_t> runs;
-  for (int s = v1::RunState_MIN + 1; s <= v1::RunState_MAX; ++s) runs[state_name(static_cast<v1::RunState>(s))] = 0;
-  std::map<std::string, int64_t> workers{{"live", 0}, {"lost", 0}, {"finished", 0}};
-  for (const auto& [name, e] : runs_) {
-    ++runs[state_name(e.run.state())];
-    if (!is_active(e.run.state())) continue;
-    for (const auto& [rank, w] : e.workers) {
-      ++workers[is_live(w.state()) ? "live" : w.state() == v1::WORKER_STATE_LOST ? "lost" : "finished"];
-    }
-  }
-  metrics_->set_runs_by_state(runs);
-  metrics_->set_workers_by_state(workers);
-}
-
-void RunRegistry::publish_progress(const RunEntry& e) {
-  if (!metrics_ || e.series_removed) return;
-  metrics_->set_run_progress(e.run.name(), to_report(e.run.latest()), e.run.images_per_second(), e.run.live_workers());
 }
 
 }  // namespace ijepa::coord

@@ -137,11 +137,4 @@ class RunRegistry {
   bool shutting_down_ = false;
 };
 
-// "running", "lost", ...: the lower-case state names used in metric labels and by ijepa-ctl.
-std::string state_name(v1::RunState state);
-std::string state_name(v1::WorkerState state);
-std::string event_name(v1::EventType type);
-bool is_active(v1::RunState state);
-bool is_live(v1::WorkerState state);
-
 }  // namespace ijepa::coord

@@ -6,6 +6,7 @@
 
 #include "common/errors.h"
 #include "common/log.h"
+#include "coord/records.h"
 #include "coord/validation.h"
 #include "metrics/coordinator_metrics.h"
 

@@ -52,7 +52,7 @@ std::unique_ptr<CoordinatorServer> start_server(const std::string& db, int port 
 
 // The run as the coordinator sees it, or an empty run when the call fails.
 v1::GetRunResponse run_on(int port, const std::string& name) {
-  auto stub = v1::Coordinator::NewStub(make_channel({testing::loopback(port)}));
+  auto stub = v1::Coordinator::NewStub(make_channel(testing::channel_to(testing::loopback(port))));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   v1::GetRunRequest request;
@@ -92,7 +92,7 @@ TEST(CoordinatorClient, StopRequestReachesTheRank) {
   CoordinatorClient client(config_for(server->port()), {"stopme", 0, 1, "", ""}, fast_options());
   ASSERT_TRUE(testing::wait_until([&] { return client.stats().registered; }));
   EXPECT_FALSE(client.stop_requested());
-  auto stub = v1::Coordinator::NewStub(make_channel({testing::loopback(server->port())}));
+  auto stub = v1::Coordinator::NewStub(make_channel(testing::channel_to(testing::loopback(server->port()))));
   grpc::ClientContext context;
   v1::StopRunRequest stop;
   stop.set_name("stopme");

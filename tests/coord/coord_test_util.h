@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "coord/channel.h"
 #include "test_util.h"
 
 namespace ijepa::testing {
@@ -35,6 +36,17 @@ inline int free_port() {
 }
 
 inline std::string loopback(int port) { return "127.0.0.1:" + std::to_string(port); }
+
+// Plaintext to ADDRESS, or TLS with the CA (and for mutual TLS a client certificate and key) given.
+inline coord::ChannelOptions channel_to(const std::string& address, const std::string& tls_ca = "",
+                                        const std::string& tls_cert = "", const std::string& tls_key = "") {
+  coord::ChannelOptions options;
+  options.address = address;
+  options.tls_ca = tls_ca;
+  options.tls_cert = tls_cert;
+  options.tls_key = tls_key;
+  return options;
+}
 
 inline std::string bin_path(const std::string& name) { return std::string(IJEPA_BIN_DIR) + "/" + name; }
 
@@ -89,18 +101,18 @@ class ChildProcess {
   bool exited_ = false;
 };
 
-struct CommandResult {
+struct ProcessResult {
   int code = -1;
   std::string out;
   std::string err;
 };
 
 // Runs ARGV to completion, capturing stdout and stderr separately (through files in DIR).
-inline CommandResult run_command(const std::vector<std::string>& argv, const TempDir& dir) {
+inline ProcessResult run_process(const std::vector<std::string>& argv, const TempDir& dir) {
   static int counter = 0;
   const std::string out = dir / ("cmd" + std::to_string(++counter) + ".out");
   const std::string err = out + ".err";
-  CommandResult result;
+  ProcessResult result;
   const pid_t pid = fork();
   if (pid == 0) {
     if (!freopen(out.c_str(), "w", stdout) || !freopen(err.c_str(), "w", stderr)) _exit(127);

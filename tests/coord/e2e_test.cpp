@@ -14,7 +14,7 @@ namespace {
 
 using testing::bin_path;
 using testing::loopback;
-using testing::run_command;
+using testing::run_process;
 using testing::wait_until;
 
 bool port_open(int port) {
@@ -87,7 +87,7 @@ std::vector<std::string> ctl(const std::string& address, std::vector<std::string
 
 // `ijepa-ctl show RUN --json`, parsed; null when the command fails.
 nlohmann::json show_json(const std::string& address, const std::string& run, const testing::TempDir& dir) {
-  const auto result = run_command(ctl(address, {"show", run, "--json"}), dir);
+  const auto result = run_process(ctl(address, {"show", run, "--json"}), dir);
   return result.code == 0 ? nlohmann::json::parse(result.out) : nlohmann::json();
 }
 
@@ -102,7 +102,7 @@ TEST(CoordinatorEndToEnd, CtlShowsAFinishedRunWithItsStepCount) {
     client.finish(Outcome::kFinished);
     ASSERT_TRUE(client.flush(std::chrono::seconds(30))) << client.stats().last_error;
   }
-  const auto runs = run_command(ctl(coordinator.address(), {"runs", "--json"}), dir);
+  const auto runs = run_process(ctl(coordinator.address(), {"runs", "--json"}), dir);
   ASSERT_EQ(runs.code, 0) << runs.err;
   const nlohmann::json listed = nlohmann::json::parse(runs.out);
   ASSERT_EQ(listed["runs"].size(), 1u);
@@ -110,19 +110,19 @@ TEST(CoordinatorEndToEnd, CtlShowsAFinishedRunWithItsStepCount) {
   EXPECT_EQ(listed["runs"][0]["state"], "finished");
   EXPECT_EQ(listed["runs"][0]["step"], 25);
 
-  const auto table = run_command(ctl(coordinator.address(), {"runs"}), dir);
+  const auto table = run_process(ctl(coordinator.address(), {"runs"}), dir);
   ASSERT_EQ(table.code, 0);
   EXPECT_NE(table.out.find("e2e-flow"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("finished"), std::string::npos);
 
-  const auto shown = run_command(ctl(coordinator.address(), {"show", "e2e-flow"}), dir);
+  const auto shown = run_process(ctl(coordinator.address(), {"show", "e2e-flow"}), dir);
   ASSERT_EQ(shown.code, 0);
   EXPECT_NE(shown.out.find("evaluation_result"), std::string::npos) << shown.out;
   EXPECT_NE(shown.out.find("25 (epoch 2)"), std::string::npos) << shown.out;
   const nlohmann::json detail = show_json(coordinator.address(), "e2e-flow", dir);
   EXPECT_EQ(detail["workers"][0]["state"], "finished");
 
-  const auto missing = run_command(ctl(coordinator.address(), {"show", "nope"}), dir);
+  const auto missing = run_process(ctl(coordinator.address(), {"show", "nope"}), dir);
   EXPECT_EQ(missing.code, 2);
   EXPECT_NE(missing.err.find("NOT_FOUND"), std::string::npos);
   EXPECT_TRUE(missing.out.empty());
@@ -136,7 +136,7 @@ TEST(CoordinatorEndToEnd, CtlWatchesAndStopsARun) {
   ASSERT_TRUE(wait_until([&] { return client.stats().steps_sent == 1; }));
   testing::ChildProcess watch(ctl(coordinator.address(), {"watch", "e2e-stop", "--json"}), dir / "watch.log");
 
-  const auto stop = run_command(ctl(coordinator.address(), {"stop", "e2e-stop", "--reason", "test over"}), dir);
+  const auto stop = run_process(ctl(coordinator.address(), {"stop", "e2e-stop", "--reason", "test over"}), dir);
   ASSERT_EQ(stop.code, 0) << stop.err;
   ASSERT_TRUE(wait_until([&] { return client.stop_requested(); }));
   EXPECT_EQ(client.stop_reason(), "test over");
@@ -147,7 +147,7 @@ TEST(CoordinatorEndToEnd, CtlWatchesAndStopsARun) {
   const std::string watched = testing::read_file(dir / "watch.log");
   EXPECT_NE(watched.find("\"state\":\"stopped\""), std::string::npos) << watched;
   EXPECT_NE(watched.find("stop_requested"), std::string::npos);
-  const auto again = run_command(ctl(coordinator.address(), {"stop", "e2e-stop"}), dir);
+  const auto again = run_process(ctl(coordinator.address(), {"stop", "e2e-stop"}), dir);
   EXPECT_EQ(again.code, 1);  // already ended
 }
 
@@ -199,13 +199,13 @@ TEST(CoordinatorEndToEnd, SilentWorkerIsLostAndItsRunStalls) {
 TEST(CoordinatorEndToEnd, TokenIsEnforced) {
   testing::TempDir dir;
   Coordinator coordinator(dir, {"--token", "s3cret"});
-  const auto anonymous = run_command(ctl(coordinator.address(), {"runs"}), dir);
+  const auto anonymous = run_process(ctl(coordinator.address(), {"runs"}), dir);
   EXPECT_EQ(anonymous.code, 1);
   EXPECT_NE(anonymous.err.find("UNAUTHENTICATED"), std::string::npos) << anonymous.err;
-  EXPECT_EQ(run_command(ctl(coordinator.address(), {"--token", "wrong", "runs"}), dir).code, 1);
-  EXPECT_EQ(run_command(ctl(coordinator.address(), {"--token", "s3cret", "runs"}), dir).code, 0);
+  EXPECT_EQ(run_process(ctl(coordinator.address(), {"--token", "wrong", "runs"}), dir).code, 1);
+  EXPECT_EQ(run_process(ctl(coordinator.address(), {"--token", "s3cret", "runs"}), dir).code, 0);
   setenv("IJEPA_COORDINATOR_TOKEN", "s3cret", 1);
-  const auto from_env = run_command(ctl(coordinator.address(), {"runs", "--json"}), dir);
+  const auto from_env = run_process(ctl(coordinator.address(), {"runs", "--json"}), dir);
   unsetenv("IJEPA_COORDINATOR_TOKEN");
   EXPECT_EQ(from_env.code, 0);
 
@@ -226,9 +226,9 @@ TEST(CoordinatorEndToEnd, MutualTlsIsEnforced) {
     args.insert(args.end(), more.begin(), more.end());
     return args;
   };
-  EXPECT_EQ(run_command(ctl(address, with(with(ca, cert), {"runs"})), dir).code, 0);
-  EXPECT_EQ(run_command(ctl(address, with(ca, {"runs", "--timeout", "3"})), dir).code, 1);
-  EXPECT_EQ(run_command(ctl(address, {"runs", "--timeout", "3"}), dir).code, 1);
+  EXPECT_EQ(run_process(ctl(address, with(with(ca, cert), {"runs"})), dir).code, 0);
+  EXPECT_EQ(run_process(ctl(address, with(ca, {"runs", "--timeout", "3"})), dir).code, 1);
+  EXPECT_EQ(run_process(ctl(address, {"runs", "--timeout", "3"}), dir).code, 1);
 
   common::CoordinatorConfig config = client_config(address);
   config.tls_ca = dir / "ca.pem";
@@ -242,18 +242,18 @@ TEST(CoordinatorEndToEnd, MutualTlsIsEnforced) {
 TEST(CoordinatorEndToEnd, BadFlagsExitWithCodeTwo) {
   testing::TempDir dir;
   const std::string coordinator = bin_path("ijepa-coordinator");
-  EXPECT_EQ(run_command({coordinator, "--listen", "127.0.0.1:0"}, dir).code, 2);  // no --db
-  const auto bad_listen = run_command({coordinator, "--db", dir / "c.db", "--listen", "nohost"}, dir);
+  EXPECT_EQ(run_process({coordinator, "--listen", "127.0.0.1:0"}, dir).code, 2);  // no --db
+  const auto bad_listen = run_process({coordinator, "--db", dir / "c.db", "--listen", "nohost"}, dir);
   EXPECT_EQ(bad_listen.code, 2);
   EXPECT_NE(bad_listen.err.find("--listen"), std::string::npos) << bad_listen.err;
-  const auto bad_tls = run_command({coordinator, "--db", dir / "c.db", "--listen", "127.0.0.1:0", "--metrics-listen",
+  const auto bad_tls = run_process({coordinator, "--db", dir / "c.db", "--listen", "127.0.0.1:0", "--metrics-listen",
                                     "", "--tls-cert", dir / "none.pem", "--tls-key", dir / "none.key"},
                                    dir);
   EXPECT_EQ(bad_tls.code, 2);
   EXPECT_NE(bad_tls.err.find("none."), std::string::npos) << bad_tls.err;
-  EXPECT_EQ(run_command({coordinator, "--db", dir / "c.db", "--heartbeat-timeout", "-1"}, dir).code, 2);
-  EXPECT_EQ(run_command({bin_path("ijepa-ctl"), "frobnicate"}, dir).code, 2);
-  EXPECT_EQ(run_command({bin_path("ijepa-ctl"), "show"}, dir).code, 2);
+  EXPECT_EQ(run_process({coordinator, "--db", dir / "c.db", "--heartbeat-timeout", "-1"}, dir).code, 2);
+  EXPECT_EQ(run_process({bin_path("ijepa-ctl"), "frobnicate"}, dir).code, 2);
+  EXPECT_EQ(run_process({bin_path("ijepa-ctl"), "show"}, dir).code, 2);
 }
 
 TEST(CoordinatorEndToEnd, PrometheusScrapesTheRunStep) {
@@ -294,7 +294,7 @@ TEST(CoordinatorEndToEnd, LoadGeneratorShortRunHasNoErrors) {
   testing::TempDir dir;
   Coordinator coordinator(dir);
   const auto load =
-      run_command({bin_path("ijepa-coord-load"), "--coordinator", coordinator.address(), "--workers", "40",
+      run_process({bin_path("ijepa-coord-load"), "--coordinator", coordinator.address(), "--workers", "40",
                    "--duration", "3", "--rate", "2", "--pid", std::to_string(coordinator.process().pid()), "--json"},
                   dir);
   ASSERT_EQ(load.code, 0) << load.out << load.err;

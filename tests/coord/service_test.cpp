@@ -229,7 +229,7 @@ TEST_F(ServiceTest, ServesStandardHealthChecks) {
   ServerOptions options;
   options.token = "s3cret";  // probes carry no token; health stays open
   start(options);
-  auto channel = make_channel({testing::loopback(server_->port())});
+  auto channel = make_channel(testing::channel_to(testing::loopback(server_->port())));
   grpc::ClientContext c;
   grpc::ByteBuffer request;
   grpc::ByteBuffer response;
@@ -248,7 +248,7 @@ TEST_F(ServiceTest, ServesStandardHealthChecks) {
 // grpc.reflection.v1alpha list_services ("*"): the reply names the coordinator's service.
 TEST_F(ServiceTest, ServesReflection) {
   start();
-  auto channel = make_channel({testing::loopback(server_->port())});
+  auto channel = make_channel(testing::channel_to(testing::loopback(server_->port())));
   grpc::ClientContext c;
   const grpc::internal::RpcMethod method("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
                                          grpc::internal::RpcMethod::BIDI_STREAMING);
@@ -290,14 +290,14 @@ class TlsTest : public ServiceTest {
 
 TEST_F(TlsTest, ServerCertificateOnly) {
   start(tls_options(false));
-  EXPECT_TRUE(can_list({"", "", certs_ / "ca.pem"}));
+  EXPECT_TRUE(can_list(testing::channel_to("", certs_ / "ca.pem")));
   EXPECT_FALSE(can_list({}));  // plaintext against TLS
 }
 
 TEST_F(TlsTest, MutualTlsNeedsAClientCertificate) {
   start(tls_options(true));
-  EXPECT_TRUE(can_list({"", "", certs_ / "ca.pem", certs_ / "client.pem", certs_ / "client.key"}));
-  EXPECT_FALSE(can_list({"", "", certs_ / "ca.pem"}));
+  EXPECT_TRUE(can_list(testing::channel_to("", certs_ / "ca.pem", certs_ / "client.pem", certs_ / "client.key")));
+  EXPECT_FALSE(can_list(testing::channel_to("", certs_ / "ca.pem")));
   EXPECT_FALSE(can_list({}));
 }
 
@@ -308,8 +308,9 @@ TEST_F(TlsTest, MissingOrMismatchedFilesAreInputErrors) {
   options = tls_options(false);
   options.tls_cert = certs_ / "missing.pem";
   EXPECT_THROW(start(options), common::InputError);
-  EXPECT_THROW(make_channel({"localhost:1", "", certs_ / "missing.pem"}), common::InputError);
-  EXPECT_THROW(make_channel({"localhost:1", "", "", certs_ / "client.pem", certs_ / "client.key"}), common::InputError);
+  EXPECT_THROW(make_channel(testing::channel_to("localhost:1", certs_ / "missing.pem")), common::InputError);
+  EXPECT_THROW(make_channel(testing::channel_to("localhost:1", "", certs_ / "client.pem", certs_ / "client.key")),
+               common::InputError);
 }
 
 TEST_F(ServiceTest, BadServerOptionsAreInputErrors) {

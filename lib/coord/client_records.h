@@ -1,0 +1,26 @@
+// Conversions from CoordinatorClient's plain types (client.h) to the protobuf records it sends. Values the
+// coordinator would refuse are made acceptable here (negative counts and non-finite times become 0, long text
+// is clipped), so one odd value never costs a whole batch of reports. Internal to lib/coord.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "coord/client.h"
+#include "ijepa/coordinator/v1/coordinator.pb.h"
+
+namespace ijepa::coord {
+
+namespace v1 = ::ijepa::coordinator::v1;
+
+v1::WorkerState to_proto(WorkerState state);
+v1::EventType to_proto(EventType type);
+v1::RunOutcome to_proto(Outcome outcome);
+// TIME: seconds since the Unix epoch. The loss passes unchanged: a NaN loss is news, not bad input.
+v1::StepMetrics to_proto(const metrics::StepReport& report, double time);
+v1::Event to_proto(EventType type, const std::string& message, int64_t step, double value, double time);
+
+// TEXT cut to the coordinator's limit on messages and reasons.
+std::string clipped(const std::string& text);
+
+}  // namespace ijepa::coord

@@ -1,0 +1,150 @@
+// RunRegistry, part two: where its state leaves memory. Loading at start, write-behind of heartbeat changes
+// (collected under mutex_, written under storage_mutex_ in snapshot order), events written through, and the
+// Prometheus series fed from the records.
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "common/log.h"
+#include "coord/records.h"
+#include "coord/run_registry.h"
+#include "metrics/coordinator_metrics.h"
+
+namespace ijepa::coord {
+
+RunRegistry::RunRegistry(Storage& storage, metrics::CoordinatorMetrics* metrics, RegistryOptions options)
+    : storage_(storage), metrics_(metrics), options_(std::move(options)) {
+  const double t = now();
+  for (v1::Run& run : storage_.load_runs()) {
+    const std::string name = run.name();
+    runs_[name].run = std::move(run);
+  }
+  for (v1::Worker& worker : storage_.load_workers()) {
+    auto it = runs_.find(worker.run());
+    if (it != runs_.end()) it->second.workers[worker.rank()] = std::move(worker);
+  }
+  for (auto& [name, entry] : runs_) restore(entry, t);
+  publish_counts();
+}
+
+double RunRegistry::now() const {
+  if (options_.clock) return options_.clock();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+void RunRegistry::restore(RunEntry& entry, double now) {
+  if (!is_active(entry.run.state())) {
+    entry.series_removed = now - entry.run.ended_time() > options_.retention_s;
+    if (entry.series_removed) return;
+  }
+  for (auto& [rank, worker] : entry.workers) {
+    if (is_active(entry.run.state()) && is_live(worker.state())) worker.set_last_heartbeat_time(now);
+    if (metrics_) {
+      metrics_->restore_worker_totals(worker.run(), rank, worker.data_wait_seconds_total(),
+                                      worker.comm_wait_seconds_total());
+    }
+  }
+  publish_progress(entry);
+}
+
+void RunRegistry::record_event(RunEntry& e, int32_t rank, v1::EventType type, int64_t step, const std::string& message,
+                               double value) {
+  v1::Event event;
+  event.set_run(e.run.name());
+  event.set_rank(rank);
+  event.set_type(type);
+  event.set_time(now());
+  event.set_step(step);
+  event.set_value(value);
+  event.set_message(message);
+  {
+    std::lock_guard<std::mutex> storage_lock(storage_mutex_);
+    storage_.append_event(event);
+  }
+  if (metrics_) metrics_->count_event(event_name(type));
+  log::info(log::str("run ", event.run(), " rank ", rank, ": ", event_name(type), " at step ", step,
+                     message.empty() ? "" : ": " + message));
+}
+
+void RunRegistry::save(RunEntry& e, double now) {
+  e.run.set_updated_time(now);
+  dirty_runs_.insert(e.run.name());
+  ++e.revision;
+  changed_.notify_all();
+}
+
+void RunRegistry::save_worker(const v1::Worker& w) { dirty_workers_.emplace(w.run(), w.rank()); }
+
+void RunRegistry::collect_dirty(std::vector<v1::Run>& runs, std::vector<v1::Worker>& workers) {
+  for (const std::string& name : dirty_runs_) {
+    auto it = runs_.find(name);
+    if (it != runs_.end()) runs.push_back(it->second.run);
+  }
+  for (const auto& [name, rank] : dirty_workers_) {
+    auto run = runs_.find(name);
+    if (run == runs_.end()) continue;
+    auto w = run->second.workers.find(rank);
+    if (w != run->second.workers.end()) workers.push_back(w->second);
+  }
+  dirty_runs_.clear();
+  dirty_workers_.clear();
+}
+
+void RunRegistry::write(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers) {
+  Storage::Transaction transaction(storage_);
+  for (const v1::Run& run : runs) storage_.save_run(run);
+  for (const v1::Worker& w : workers) storage_.save_worker(w);
+  transaction.commit();
+}
+
+void RunRegistry::write_dirty() {
+  std::vector<v1::Run> runs;
+  std::vector<v1::Worker> workers;
+  collect_dirty(runs, workers);
+  if (runs.empty() && workers.empty()) return;
+  std::lock_guard<std::mutex> storage_lock(storage_mutex_);
+  write(runs, workers);
+}
+
+void RunRegistry::flush() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  std::vector<v1::Run> runs;
+  std::vector<v1::Worker> workers;
+  collect_dirty(runs, workers);
+  if (runs.empty() && workers.empty()) return;
+  std::lock_guard<std::mutex> storage_lock(storage_mutex_);
+  lock.unlock();  // heartbeats go on while SQLite writes; storage_mutex_ keeps the order of writes
+  write(runs, workers);
+}
+
+RunRegistry::~RunRegistry() {
+  try {
+    flush();
+  } catch (const std::exception& e) {
+    log::error(log::str("coordinator: final database write failed: ", e.what()));
+  }
+}
+
+void RunRegistry::publish_counts() {
+  if (!metrics_) return;
+  std::map<std::string, int64_t> runs;
+  for (int s = v1::RunState_MIN + 1; s <= v1::RunState_MAX; ++s) runs[state_name(static_cast<v1::RunState>(s))] = 0;
+  std::map<std::string, int64_t> workers{{"live", 0}, {"lost", 0}, {"finished", 0}};
+  for (const auto& [name, e] : runs_) {
+    ++runs[state_name(e.run.state())];
+    if (!is_active(e.run.state())) continue;
+    for (const auto& [rank, w] : e.workers) {
+      ++workers[is_live(w.state()) ? "live" : w.state() == v1::WORKER_STATE_LOST ? "lost" : "finished"];
+    }
+  }
+  metrics_->set_runs_by_state(runs);
+  metrics_->set_workers_by_state(workers);
+}
+
+void RunRegistry::publish_progress(const RunEntry& e) {
+  if (!metrics_ || e.series_removed) return;
+  metrics_->set_run_progress(e.run.name(), to_step_report(e.run.latest()), e.run.images_per_second(),
+                             e.run.live_workers());
+}
+
+}  // namespace ijepa::coord

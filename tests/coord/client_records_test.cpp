@@ -1,0 +1,42 @@
+// The client's record conversion: whatever the trainer measures, the result passes the coordinator's
+// validation (so one odd value never costs a batch), and a NaN loss survives to be seen.
+#include "coord/client_records.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "coord/validation.h"
+
+namespace ijepa::coord {
+namespace {
+
+TEST(ClientRecords, OddMeasurementsStillPassValidation) {
+  metrics::StepReport report;
+  report.step = 3;
+  report.loss = std::nan("");
+  report.lr = std::numeric_limits<double>::infinity();
+  report.step_seconds = std::nan("");
+  report.data_wait_seconds = -1.0;
+  report.images = -5;
+  const v1::StepMetrics m = to_proto(report, 1.7e9);
+  EXPECT_NO_THROW(validate(m, "metrics"));
+  EXPECT_TRUE(std::isnan(m.loss()));
+  EXPECT_EQ(m.step(), 3);
+  EXPECT_EQ(m.step_seconds(), 0.0);
+  EXPECT_EQ(m.images(), 0);
+}
+
+TEST(ClientRecords, EventsAreClippedAndFinite) {
+  const v1::Event e = to_proto(EventType::kEvaluationResult, std::string(10000, 'x'), -1, std::nan(""), 1.7e9);
+  v1::ReportEventsRequest request;
+  request.set_run("r");
+  *request.add_events() = e;
+  EXPECT_NO_THROW(validate(request));
+  EXPECT_EQ(e.message().size(), kMaxTextBytes);
+  EXPECT_EQ(e.type(), v1::EVENT_TYPE_EVALUATION_RESULT);
+}
+
+}  // namespace
+}  // namespace ijepa::coord

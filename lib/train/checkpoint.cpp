@@ -32,12 +32,19 @@ void hash_value(common::Sha256& h, const IValue& v) {
     tag("T" + std::string(c10::toString(t.scalar_type())) + c10::str(t.sizes()));
     h.update(t.data_ptr(), t.numel() * t.element_size());
   } else if (v.isGenericDict()) {
-    const auto d = v.toGenericDict();
-    tag("D" + std::to_string(d.size()));
-    for (const auto& e : d) {
+    // The pickler writes dictionaries sorted by key, so the walk sorts too: the same content, the same hash.
+    std::vector<std::pair<std::string, IValue>> entries;
+    for (const auto& e : v.toGenericDict()) {
       if (e.key().isString() && e.key().toStringRef() == kChecksumKey) continue;
-      hash_value(h, e.key());
-      hash_value(h, e.value());
+      const std::string key =
+          e.key().isInt() ? c10::str(std::setw(20), std::setfill('0'), e.key().toInt()) : c10::str(e.key());
+      entries.emplace_back(key, e.value());
+    }
+    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    tag("D" + std::to_string(entries.size()));
+    for (const auto& [key, value] : entries) {
+      tag("K" + key);
+      hash_value(h, value);
     }
   } else if (v.isList() || v.isTuple()) {
     const auto items = v.isList() ? v.toListRef().vec() : v.toTupleRef().elements().vec();
@@ -153,7 +160,7 @@ GenericDict checkpoint_dict(JepaModels& models, AdamW& optimizer, const Training
   d.insert("encoder", model::state_dict(*models.encoder));
   d.insert("predictor", model::state_dict(*models.predictor));
   d.insert("target_encoder", model::state_dict(*models.target));
-  d.insert("opt", optimizer_state_dict(optimizer, info.lr, 0.0));
+  d.insert("opt", optimizer_state_dict(optimizer, info.lr, info.weight_decay));
   d.insert("scaler", IValue());
   // The reference stores epoch + 1 after finishing an epoch: the number of completed epochs.
   d.insert("epoch", position.epoch);

@@ -31,7 +31,8 @@ struct TrainingPosition {
 struct CheckpointInfo {
   int64_t batch_size = 0;  // per rank
   int64_t world_size = 1;
-  double lr = 0;
+  double lr = 0;            // of the last step, as the reference stores it
+  double weight_decay = 0;  // of the last step (the decayed groups' value in "opt")
   std::string config_yaml;
 };
 

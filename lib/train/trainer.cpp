@@ -425,7 +425,8 @@ std::optional<ExitReason> Trainer::Impl::stop_reason() {
 void Trainer::Impl::save_checkpoint(bool epoch_end) {
   flush_logs();  // the loss check comes before anything is saved
   if (rank_ != 0 || position_.step == last_saved_step_) return;
-  CheckpointInfo info{config_.data.batch_size, world_, schedules_->lr(std::max<int64_t>(1, position_.step)),
+  const int64_t s = std::max<int64_t>(1, position_.step);
+  CheckpointInfo info{config_.data.batch_size, world_, schedules_->lr(s), schedules_->weight_decay(s),
                       common::to_yaml(config_)};
   last_checkpoint_ = store_->save(models_, *optimizer_, position_, info, position_.epoch, epoch_end);
   last_saved_step_ = position_.step;

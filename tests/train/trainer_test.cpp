@@ -1,0 +1,155 @@
+// The trainer end to end on a tiny synthetic IDX dataset: exact resume, checkpoints that are refused when
+// corrupt, the CSV, and a non-finite loss that stops without overwriting the last good checkpoint.
+#include "train/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <sstream>
+
+#include "common/config.h"
+#include "common/errors.h"
+#include "common/sha256.h"
+#include "data/data_test_util.h"
+#include "dist/single_process_communicator.h"
+#include "test_util.h"
+
+namespace ijepa::train {
+namespace {
+
+using ijepa::testing::read_file;
+using ijepa::testing::TempDir;
+
+// Per row: epoch, itr, loss, mask-A, mask-B (the columns that do not depend on timing).
+std::vector<std::string> step_columns(const std::string& csv) {
+  std::vector<std::string> rows;
+  std::istringstream lines(csv);
+  std::string line;
+  std::getline(lines, line);  // header
+  while (std::getline(lines, line)) {
+    size_t cut = 0;
+    for (int i = 0; i < 5; ++i) cut = line.find(',', cut) + 1;
+    rows.push_back(line.substr(0, cut));
+  }
+  return rows;
+}
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::filesystem::create_directories(dir_ / "data");
+    data::testing::write_idx_pair(dir_ / "data", "train", 48, 28, 28, /*gzip=*/false);
+  }
+
+  // 48 images, batch 4: 12 steps per epoch, 2 epochs.
+  common::Config config(const std::string& run, std::vector<std::string> overrides = {}) const {
+    const std::string yaml = "data: {dataset: idx, root_path: " + (dir_ / "data") +
+                             ", batch_size: 4, crop_size: 28, num_workers: 1}\n"
+                             "mask: {patch_size: 4, min_keep: 4}\n"
+                             "meta: {model_name: vit_tiny, pred_depth: 1, pred_emb_dim: 96, threads: 1}\n"
+                             "optimization: {epochs: 2, warmup: 0.5}\n"
+                             "logging: {folder: " +
+                             (dir_ / run) +
+                             ", log_every: 5}\n"
+                             "checkpoint: {every_steps: 4, keep_last: 2}\n";
+    return common::parse_config(yaml, overrides);
+  }
+
+  TrainResult train(const common::Config& c) const {
+    dist::SingleProcessCommunicator comm;
+    Trainer trainer(c, comm);
+    return trainer.run();
+  }
+
+  nlohmann::json summary(const std::string& run) const {
+    return nlohmann::json::parse(read_file(dir_ / (run + "/summary.json")));
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(TrainerTest, AResumedRunIsBitIdenticalToAnUninterruptedOne) {
+  const auto straight = train(config("straight", {"optimization.max_steps=17"}));
+  EXPECT_EQ(straight.reason, ExitReason::kMaxSteps);
+  EXPECT_EQ(straight.steps, 17);
+
+  // Stopped inside the first epoch, resumed across the epoch boundary.
+  EXPECT_EQ(train(config("resumed", {"optimization.max_steps=7"})).steps, 7);
+  const auto resumed = train(config("resumed", {"optimization.max_steps=17", "meta.load_checkpoint=true"}));
+  EXPECT_EQ(resumed.steps, 17);
+
+  const auto a = summary("straight"), b = summary("resumed");
+  EXPECT_EQ(a["encoder_sha256"], b["encoder_sha256"]);
+  EXPECT_EQ(a["target_encoder_sha256"], b["target_encoder_sha256"]);
+  EXPECT_EQ(a["last_loss"], b["last_loss"]);
+  EXPECT_EQ(b["exit_reason"], "max_steps");
+  EXPECT_EQ(b["world_size"], 1);
+
+  // The resumed CSV reads as one run: one row per step, the reference's columns first.
+  const std::string csv = read_file(dir_ / "resumed/jepa_r0.csv");
+  EXPECT_EQ(csv.rfind("epoch,itr,loss,mask-A,mask-B,time (ms),step,lr,wd,momentum,images/s,step ms,data-wait ms\n", 0),
+            0u);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 18);
+  EXPECT_EQ(step_columns(read_file(dir_ / "straight/jepa_r0.csv")), step_columns(csv));
+}
+
+TEST_F(TrainerTest, CheckpointsRollAndTheLatestIsTheLastStep) {
+  train(config("roll", {"optimization.max_steps=10"}));
+  int steps = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_ / "roll")) {
+    steps += e.path().filename().string().rfind("jepa-step", 0) == 0;
+  }
+  EXPECT_EQ(steps, 2);  // keep_last
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "roll/jepa-step00000010.pth.tar"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "roll/jepa-step00000008.pth.tar"));
+  EXPECT_EQ(common::sha256_file(dir_ / "roll/jepa-latest.pth.tar"),
+            common::sha256_file(dir_ / "roll/jepa-step00000010.pth.tar"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "roll/params-ijepa.yaml"));
+}
+
+TEST_F(TrainerTest, ACorruptTruncatedOrMissingCheckpointIsAnErrorNeverAFreshStart) {
+  train(config("c", {"optimization.max_steps=4"}));
+  const std::string latest = dir_ / "c/jepa-latest.pth.tar";
+  const std::string bytes = read_file(latest);
+  const auto resume = [&] { return train(config("c", {"optimization.max_steps=8", "meta.load_checkpoint=true"})); };
+
+  // A flipped byte inside the tensor data: the file still loads, the checksum does not match.
+  std::string flipped = bytes;
+  flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 0x40);
+  ijepa::testing::write_file(latest, flipped);
+  try {
+    resume();
+    FAIL() << "a corrupt checkpoint was accepted";
+  } catch (const common::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(latest), std::string::npos) << e.what();
+  }
+
+  ijepa::testing::write_file(latest, bytes.substr(0, bytes.size() / 3));
+  EXPECT_THROW(resume(), common::InputError);
+
+  std::filesystem::remove(latest);
+  try {
+    resume();
+    FAIL() << "a missing checkpoint was accepted";
+  } catch (const common::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("no checkpoint to resume from"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(train(config("c", {"meta.load_checkpoint=true", "meta.read_checkpoint=nope.pth.tar"})),
+               common::InputError);
+}
+
+TEST_F(TrainerTest, ANonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
+  train(config("nan", {"optimization.max_steps=4"}));
+  const std::string latest = dir_ / "nan/jepa-latest.pth.tar";
+  const std::string good = common::sha256_file(latest);
+  const auto result = train(config("nan", {"optimization.max_steps=12", "meta.load_checkpoint=true",
+                                           "optimization.lr=1.0e+38", "optimization.start_lr=1.0e+38"}));
+  EXPECT_EQ(result.reason, ExitReason::kNonFiniteLoss);
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_EQ(common::sha256_file(latest), good);
+  EXPECT_EQ(summary("nan")["exit_reason"], "non_finite_loss");
+}
+
+}  // namespace
+}  // namespace ijepa::train

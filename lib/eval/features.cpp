@@ -1,0 +1,146 @@
+#include "eval/features.h"
+
+#include <ATen/autocast_mode.h>
+
+#include <functional>
+
+#include "common/errors.h"
+#include "data/loader.h"
+
+namespace ijepa::eval {
+
+namespace {
+
+// A view of some samples of another dataset.
+class SubsetDataset : public data::Dataset {
+ public:
+  SubsetDataset(std::shared_ptr<const data::Dataset> base, std::vector<int64_t> indices)
+      : base_(std::move(base)), indices_(std::move(indices)) {}
+  int64_t size() const override { return static_cast<int64_t>(indices_.size()); }
+  int channels() const override { return base_->channels(); }
+  int64_t num_classes() const override { return base_->num_classes(); }
+  int64_t label(int64_t i) const override { return base_->label(indices_.at(i)); }
+  data::Image load(int64_t i) const override { return base_->load(indices_.at(i)); }
+  std::string name(int64_t i) const override { return base_->name(indices_.at(i)); }
+
+ private:
+  std::shared_ptr<const data::Dataset> base_;
+  std::vector<int64_t> indices_;
+};
+
+// bf16 autocast for one forward pass, restoring the previous state. (train::AutocastGuard does the same for
+// the training step; eval may not depend on train, which calls into eval.)
+class BFloat16Autocast {
+ public:
+  BFloat16Autocast(torch::DeviceType device, bool enabled) : device_(device), enabled_(enabled) {
+    if (!enabled_) return;
+    was_enabled_ = at::autocast::is_autocast_enabled(device_);
+    previous_dtype_ = at::autocast::get_autocast_dtype(device_);
+    at::autocast::set_autocast_enabled(device_, true);
+    at::autocast::set_autocast_dtype(device_, at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~BFloat16Autocast() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_, was_enabled_);
+    at::autocast::set_autocast_dtype(device_, previous_dtype_);
+  }
+  BFloat16Autocast(const BFloat16Autocast&) = delete;
+  BFloat16Autocast& operator=(const BFloat16Autocast&) = delete;
+
+ private:
+  torch::DeviceType device_;
+  bool enabled_;
+  bool was_enabled_ = false;
+  at::ScalarType previous_dtype_ = at::kBFloat16;
+};
+
+// images: [B, C, H, W] on the device -> [B, F]
+using FeatureFn = std::function<torch::Tensor(const torch::Tensor& images)>;
+
+FeatureSet run_pass(const std::shared_ptr<const data::Dataset>& dataset, int64_t crop_size,
+                    const FeatureOptions& options, const FeatureFn& features_of) {
+  if (dataset->size() == 0) throw common::InputError("dataset has no samples");
+  data::LoaderOptions lo;
+  lo.batch_size = options.batch_size;
+  lo.train = false;
+  lo.num_workers = options.num_workers;
+  lo.transform.crop_size = static_cast<int>(crop_size);
+  data::Loader loader(dataset, lo);
+  loader.start(0);
+
+  const int64_t n = dataset->size();
+  FeatureSet out;
+  out.labels = torch::empty({n}, torch::kInt64);
+  out.num_classes = dataset->num_classes();
+  int64_t done = 0;
+  if (options.progress) options.progress(options.stage, 0, n);
+  while (auto batch = loader.next()) {
+    auto images = torch::from_blob(batch->images.data(), {batch->size, batch->channels, batch->height, batch->width},
+                                   torch::kFloat32)
+                      .to(options.device);
+    auto f = features_of(images).to(torch::kCPU, torch::kFloat32);  // [B, F]
+    if (!out.features.defined()) out.features = torch::empty({n, f.size(1)}, torch::kFloat32);
+    out.features.narrow(0, done, batch->size).copy_(f);
+    for (int64_t i = 0; i < batch->size; ++i) out.labels[done + i] = batch->labels[i];
+    done += batch->size;
+    if (options.progress) options.progress(options.stage, done, n);
+  }
+  return out;
+}
+
+}  // namespace
+
+Pooling parse_pooling(const std::string& name) {
+  if (name == "avg") return Pooling::kAvg;
+  if (name == "avg4") return Pooling::kAvgLast4;
+  throw common::InputError("--pooling: '" + name + "' is not one of avg, avg4");
+}
+
+std::string to_string(Pooling pooling) { return pooling == Pooling::kAvg ? "avg" : "avg4"; }
+
+std::shared_ptr<const data::Dataset> spread_subset(std::shared_ptr<const data::Dataset> dataset, int64_t max_samples) {
+  const int64_t n = dataset->size();
+  if (max_samples <= 0 || max_samples >= n) return dataset;
+  std::vector<int64_t> indices(max_samples);
+  for (int64_t i = 0; i < max_samples; ++i) indices[i] = i * n / max_samples;
+  return std::make_shared<SubsetDataset>(std::move(dataset), std::move(indices));
+}
+
+torch::Tensor pooled_features(model::VisionTransformer& encoder, const torch::Tensor& images, Pooling pooling) {
+  if (pooling == Pooling::kAvg) return encoder->forward(images).mean(1).to(torch::kFloat32);  // [B, D]
+  auto layers = encoder->last_block_outputs(images, 4);  // 4 x [B, N, D], the last one already normalised
+  std::vector<torch::Tensor> means;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    means.push_back((i + 1 < layers.size() ? encoder->norm(layers[i]) : layers[i]).mean(1).to(torch::kFloat32));
+  }
+  return torch::cat(means, 1);  // [B, 4D]
+}
+
+FeatureSet extract_features(model::VisionTransformer& encoder, std::shared_ptr<const data::Dataset> dataset,
+                            const FeatureOptions& options) {
+  const auto& config = encoder->config();
+  if (dataset->channels() != config.in_chans) {
+    throw common::InputError("model mismatch: the encoder takes " + std::to_string(config.in_chans) +
+                             "-channel images, the dataset has " + std::to_string(dataset->channels()));
+  }
+  torch::NoGradGuard no_grad;
+  const bool was_training = encoder->is_training();
+  encoder->eval();
+  encoder->to(options.device);
+  auto pool = [&](const torch::Tensor& images) {
+    BFloat16Autocast autocast(options.device.type(), options.bf16);
+    return pooled_features(encoder, images, options.pooling);
+  };
+  auto out = run_pass(dataset, config.img_size, options, pool);
+  encoder->train(was_training);
+  return out;
+}
+
+FeatureSet pixel_features(std::shared_ptr<const data::Dataset> dataset, int64_t crop_size,
+                          const FeatureOptions& options) {
+  return run_pass(dataset, crop_size, options, [](const torch::Tensor& images) { return images.flatten(1); });
+}
+
+}  // namespace ijepa::eval

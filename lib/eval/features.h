@@ -1,0 +1,58 @@
+// Frozen features for the probes: one pass of the data loader (eval transform, dataset order) through a frozen
+// encoder, or the normalised pixels themselves, cached in memory as one [N, F] matrix.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+#include "data/dataset.h"
+#include "eval/progress.h"
+#include "model/vit.h"
+
+namespace ijepa::eval {
+
+// How patch tokens become one vector: the mean over tokens of the last layer ([D]), or of each of the last 4
+// layers, concatenated ([4D]; each layer through the encoder's final LayerNorm, as DINO's probes do).
+enum class Pooling { kAvg, kAvgLast4 };
+
+// "avg" | "avg4"; InputError otherwise.
+Pooling parse_pooling(const std::string& name);
+std::string to_string(Pooling pooling);
+
+struct FeatureSet {
+  torch::Tensor features;  // [N, F] float32, CPU
+  torch::Tensor labels;    // [N] int64, CPU
+  int64_t num_classes = 0;
+};
+
+struct FeatureOptions {
+  Pooling pooling = Pooling::kAvg;
+  int64_t batch_size = 128;
+  int64_t num_workers = 2;  // decoding threads
+  bool bf16 = false;        // autocast the encoder to bfloat16 (features are stored as float32)
+  torch::Device device = torch::kCPU;
+  ProgressFn progress;             // optional
+  std::string stage = "features";  // name given to progress
+};
+
+// At most `max_samples` samples spread evenly over the dataset (indices i * size / max_samples), so that a
+// class-sorted dataset (an image folder) keeps every class; the dataset itself when max_samples is 0 or not
+// smaller than its size.
+std::shared_ptr<const data::Dataset> spread_subset(std::shared_ptr<const data::Dataset> dataset, int64_t max_samples);
+
+// images: [B, C, H, W] -> [B, F] float32 (F = D or 4D), in the caller's grad and autocast mode.
+torch::Tensor pooled_features(model::VisionTransformer& encoder, const torch::Tensor& images, Pooling pooling);
+
+// The encoder's pooled features of every sample, images at the encoder's img_size. The encoder runs in eval
+// mode under NoGradGuard and is moved to options.device (and left there). Throws InputError when the dataset's
+// channel count differs from the encoder's.
+FeatureSet extract_features(model::VisionTransformer& encoder, std::shared_ptr<const data::Dataset> dataset,
+                            const FeatureOptions& options);
+
+// The normalised pixels at crop_size x crop_size, flattened: [N, C * crop_size^2] (the raw-pixel baseline).
+FeatureSet pixel_features(std::shared_ptr<const data::Dataset> dataset, int64_t crop_size,
+                          const FeatureOptions& options);
+
+}  // namespace ijepa::eval

@@ -1,4 +1,9 @@
-// A Prometheus registry served over HTTP at /metrics (prometheus-cpp's civetweb Exposer).
+// A Prometheus registry served over HTTP at /metrics.
+//
+// A small server of our own rather than prometheus-cpp's civetweb Exposer: Debian's civetweb starts its threads
+// with a fixed ~100 KiB stack, and in a process that has loaded LibTorch (whose libraries need a large static TLS
+// block) pthread_create refuses that stack with EINVAL, so the Exposer cannot start inside ijepa-train. Scrapes
+// are rare and tiny, so one thread answering one request per connection is all /metrics needs.
 //
 // The listener binds exactly the host:port it is given (loopback unless configured otherwise); port 0 picks a
 // free port, which port() then reports.
@@ -8,7 +13,6 @@
 #include <string>
 
 namespace prometheus {
-class Exposer;
 class Registry;
 }  // namespace prometheus
 
@@ -27,8 +31,9 @@ class MetricsExporter {
   int port() const;
 
  private:
+  class Server;
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<prometheus::Exposer> exposer_;  // after registry_: stops serving before it goes
+  std::unique_ptr<Server> server_;  // after registry_: stops serving before it goes
 };
 
 // The registry in Prometheus text format, as a scrape would see it (tests, debugging).

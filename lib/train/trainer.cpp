@@ -24,6 +24,7 @@
 #include "train/checkpoint.h"
 #include "train/csv_log.h"
 #include "train/report.h"
+#include "train/run_reporter.h"
 #include "train/schedules.h"
 #include "train/step.h"
 
@@ -152,6 +153,7 @@ class Trainer::Impl {
   std::unique_ptr<Schedules> schedules_;
   std::unique_ptr<CheckpointStore> store_;
   std::unique_ptr<CsvLog> csv_;
+  std::unique_ptr<RunReporter> reporter_;
 
   TrainingPosition position_;
   int64_t last_saved_step_ = -1;
@@ -161,6 +163,7 @@ class Trainer::Impl {
   // Losses stay on the device until the next flush; rows wait for them.
   std::vector<torch::Tensor> pending_losses_;
   std::vector<CsvRow> pending_rows_;
+  std::vector<double> pending_comm_wait_s_;
   double epoch_loss_sum_ = 0;
   int64_t epoch_loss_count_ = 0;
   int64_t steps_this_run_ = 0;
@@ -182,6 +185,7 @@ Trainer::Impl::Impl(const common::Config& config, dist::Communicator& comm)
   build_models();
   resume();
   const int64_t resumed_step = config_.meta.load_checkpoint ? position_.step : -1;
+  reporter_ = std::make_unique<RunReporter>(config_, static_cast<int>(rank_), static_cast<int>(world_));
   csv_ = std::make_unique<CsvLog>(
       (fs::path(folder_) / (config_.logging.write_tag + "_r" + std::to_string(rank_) + ".csv")).string(), resumed_step);
 }
@@ -314,7 +318,9 @@ void Trainer::Impl::train_on(data::Batch& batch) {
   const auto step_start = Clock::now();
   if (sync_) sync_->zero_grad();
   auto loss = step_->forward_backward(images, masks);
+  const auto comm_start = Clock::now();
   if (sync_) sync_->finish();
+  const double comm_wait_s = seconds_since(comm_start);
   step_->update(lr, wd, momentum);
   keep_ranks_in_step(s);
   const double step_ms = 1e3 * seconds_since(step_start);
@@ -343,6 +349,7 @@ void Trainer::Impl::train_on(data::Batch& batch) {
   row.data_wait_ms = wait_ms;
   pending_losses_.push_back(loss);
   pending_rows_.push_back(row);
+  pending_comm_wait_s_.push_back(comm_wait_s);
   if (log_due()) flush_logs();
 }
 
@@ -369,8 +376,10 @@ void Trainer::Impl::flush_logs() {
     auto& row = pending_rows_[i];
     row.loss = values[i];
     csv_->write(row);
+    reporter_->step(row, config_.data.batch_size, pending_comm_wait_s_[i]);
     if (!std::isfinite(row.loss)) {
       csv_->flush();
+      reporter_->non_finite_loss(row.loss, row.step);
       throw NonFiniteLoss(log::str("loss is ", row.loss, " at step ", row.step, " (epoch ", row.epoch, ", itr ",
                                    row.itr, "); stopping without checkpointing this state"));
     }
@@ -407,19 +416,24 @@ void Trainer::Impl::flush_logs() {
   }
   pending_losses_.clear();
   pending_rows_.clear();
+  pending_comm_wait_s_.clear();
 }
 
 std::optional<ExitReason> Trainer::Impl::stop_reason() {
   if (config_.optimization.max_steps > 0 && position_.step >= config_.optimization.max_steps)
     return ExitReason::kMaxSteps;
-  // With several ranks a stop must happen at the same step everywhere, so ranks agree at log boundaries.
-  if (world_ == 1) return common::stop_signal() != 0 ? std::optional(ExitReason::kSignal) : std::nullopt;
-  if (!log_due()) return std::nullopt;
-  auto flag = torch::tensor({static_cast<double>(common::stop_signal())}, torch::kFloat64).to(comm_.device());
-  comm_.all_reduce(flag, dist::ReduceOp::kSum)->wait();
-  if (flag.item<double>() == 0) return std::nullopt;
-  if (common::stop_signal() == 0) common::request_stop(SIGTERM);  // another rank was signalled
-  return ExitReason::kSignal;
+  // A signal, or the coordinator's stop request (rank 0 sees it first). With several ranks a stop must happen at
+  // the same step everywhere, so ranks agree at log boundaries.
+  double flag = common::stop_signal() != 0 || reporter_->stop_requested() ? 1 : 0;
+  if (world_ > 1) {
+    if (!log_due()) return std::nullopt;
+    auto all = torch::tensor({flag}, torch::kFloat64).to(comm_.device());
+    comm_.all_reduce(all, dist::ReduceOp::kSum)->wait();
+    flag = all.item<double>();
+  }
+  if (flag == 0) return std::nullopt;
+  if (common::stop_signal() != 0) return ExitReason::kSignal;
+  return reporter_->stop_requested() || world_ == 1 ? ExitReason::kStopRequested : ExitReason::kSignal;
 }
 
 void Trainer::Impl::save_checkpoint(bool epoch_end) {
@@ -430,6 +444,7 @@ void Trainer::Impl::save_checkpoint(bool epoch_end) {
                       common::to_yaml(config_)};
   last_checkpoint_ = store_->save(models_, *optimizer_, position_, info, position_.epoch, epoch_end);
   last_saved_step_ = position_.step;
+  reporter_->checkpoint_written(last_checkpoint_, position_.step);
   log::info(log::str("checkpoint written: ", last_checkpoint_));
 }
 
@@ -471,10 +486,13 @@ TrainResult Trainer::Impl::finish(ExitReason reason) {
   result.steps = position_.step;
   result.last_loss = position_.last_loss;
   result.last_checkpoint = last_checkpoint_;
-  result.exit_code = reason == ExitReason::kNonFiniteLoss   ? 1
-                     : reason == ExitReason::kSignal        ? 128 + common::stop_signal()
-                     : reason == ExitReason::kStopRequested ? 143
-                                                            : 0;
+  // 128 + signal as a shell reports it; a rank stopped because another rank was signalled, or by the
+  // coordinator, exits as on SIGTERM.
+  const int signal = common::stop_signal() != 0 ? common::stop_signal() : SIGTERM;
+  result.exit_code = reason == ExitReason::kNonFiniteLoss                                    ? 1
+                     : reason == ExitReason::kSignal || reason == ExitReason::kStopRequested ? 128 + signal
+                                                                                             : 0;
+  reporter_->finish(to_string(reason), reason == ExitReason::kNonFiniteLoss);
   if (rank_ != 0) return result;
 
   RunSummary s;

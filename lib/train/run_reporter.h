@@ -1,0 +1,37 @@
+// Where a rank's progress goes besides the CSV and the console: the run coordinator (coordinator.address) and
+// this rank's own Prometheus /metrics (metrics.listen). Both are optional; neither ever makes a step wait. In a
+// build without the coordinator (IJEPA_WITH_COORDINATOR off) configuring either is an error at start.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/config.h"
+#include "train/csv_log.h"
+
+namespace ijepa::train {
+
+class RunReporter {
+ public:
+  // Throws InputError naming the key when the coordinator or metrics settings cannot be used.
+  RunReporter(const common::Config& config, int rank, int world_size);
+  ~RunReporter();
+  RunReporter(const RunReporter&) = delete;
+  RunReporter& operator=(const RunReporter&) = delete;
+
+  // One logged step of this rank; comm_wait_s is the time spent waiting for gradient synchronisation.
+  void step(const CsvRow& row, int64_t images, double comm_wait_s);
+  void checkpoint_written(const std::string& path, int64_t step);
+  void non_finite_loss(double loss, int64_t step);
+  void evaluation(const std::string& protocol, double accuracy, int64_t step);
+  // True once the coordinator asked this run to stop.
+  bool stop_requested() const;
+  // Ends the run at the coordinator (bounded wait for delivery). exit_reason: see ExitReason.
+  void finish(const std::string& exit_reason, bool failed);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ijepa::train

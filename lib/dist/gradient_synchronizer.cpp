@@ -135,7 +135,19 @@ void GradientSynchronizer::start_bucket(size_t bucket) {
     compressed_[bucket].copy_(payload);
     payload = compressed_[bucket];
   }
-  works_[bucket] = comm_.all_reduce(payload, ReduceOp::kAverage);
+  works_[bucket] = comm_.all_reduce(payload, prescaled_ ? ReduceOp::kSum : ReduceOp::kAverage);
+}
+
+void GradientSynchronizer::backward(const torch::Tensor& loss) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    prescaled_ = true;
+  }
+  if (comm_.world_size() == 1) {
+    loss.backward();
+  } else {
+    (loss * (1.0 / comm_.world_size())).backward();
+  }
 }
 
 void GradientSynchronizer::finish() {
@@ -158,6 +170,7 @@ void GradientSynchronizer::finish() {
   ready_.assign(parameters_.size(), 0);
   for (size_t b = 0; b < buckets_.size(); ++b) missing_[b] = static_cast<int64_t>(buckets_[b].slots.size());
   next_bucket_ = 0;
+  prescaled_ = false;
   stats_.last_exposed_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   stats_.exposed_seconds += stats_.last_exposed_seconds;
   ++stats_.steps;

@@ -13,7 +13,9 @@
 // Its bucket, and all later ones, can then only start in finish(), which costs overlap;
 // unused_parameters() names such parameters after each step so that the trainer can warn once.
 //
-// Per step:  sync.zero_grad();  loss.backward();  sync.finish();  optimizer.step();
+// Per step:  sync.zero_grad();  sync.backward(loss);  sync.finish();  optimizer.step();
+// sync.backward(loss) scales the loss by 1/world size so that the buckets are only summed; a plain
+// loss.backward() also works, and then each reduced bucket is scaled afterwards (one more pass over it).
 // Use sync.zero_grad(), never a LibTorch optimizer's zero_grad(): that one calls detach_() on each .grad,
 // which fails on a view. A .grad reset to undefined or replaced by another tensor still works (the hook
 // moves it back into its bucket, at the cost of a copy). One backward per step: a second gradient for a
@@ -60,6 +62,10 @@ class GradientSynchronizer {
 
   // Zeroes every bucket (all gradients) and points each .grad back at its bucket view.
   void zero_grad();
+  // loss.backward() on loss * (1 / world size): the gradients arrive pre-divided, so the buckets' all-reduce
+  // is a plain sum and no pass over the gradients follows it (the mean is exact for power-of-two world
+  // sizes, within rounding otherwise). loss: a scalar.
+  void backward(const torch::Tensor& loss);
   // After backward: starts the buckets not yet started, waits for all (the communicator's timeout applies)
   // and leaves each .grad holding the mean over ranks.
   void finish();
@@ -95,6 +101,7 @@ class GradientSynchronizer {
   std::vector<char> ready_;       // per parameter: gradient arrived this step
   std::vector<int64_t> missing_;  // per bucket: gradients still to come this step
   size_t next_bucket_ = 0;        // the next bucket to start
+  bool prescaled_ = false;        // this step's gradients come from backward(): sum, do not average
   std::vector<WorkHandle> works_;
   std::vector<std::string> unused_;
   SyncStats stats_;

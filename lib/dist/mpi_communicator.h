@@ -2,7 +2,7 @@
 // progress thread (mpi_engine.h). Works on its own duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN.
 //
 // bf16 sums use a custom MPI op that adds in fp32 and rounds to bf16 once per reduction step (MPI has no
-// bf16 type); averages divide the sum by the world size after it arrives. Counts above INT_MAX (or the
+// bf16 type); averages scale the sum by 1/world size after it arrives. Counts above INT_MAX (or the
 // max_count given for tests) are split into several collectives.
 #pragma once
 

@@ -12,12 +12,20 @@ namespace {
 constexpr int kQueryTag = 1;
 constexpr int kReplyTag = 2;
 constexpr int kReplyBytes = static_cast<int>(8 + kProgressWireBytes);  // round number, then the record
-// Idle, the thread still wakes this often to answer peers' progress queries.
-constexpr auto kIdleWait = std::chrono::milliseconds(5);
-// With collectives in flight it polls without sleeping for this long after the last event (small messages
-// finish within it), then sleeps between polls to leave the cores to backward.
-constexpr auto kSpinWindow = std::chrono::microseconds(1000);
-constexpr auto kPollSleep = std::chrono::microseconds(20);
+// Idle, the thread wakes this often: to answer peers' progress queries, and to take over collectives that
+// submit() posted (it does not wake the thread: a thread woken per collective competes with the caller for
+// the core, which costs milliseconds whenever the node is busy).
+constexpr auto kIdleWait = std::chrono::milliseconds(1);
+
+// With collectives in flight it polls without pausing (large messages advance a fragment per MPI call) and
+// tests every one of them in each pass: testing only the oldest starves the others (libnbc advances a
+// collective's schedule when that collective is tested). The side channel is polled every kChannelInterval.
+constexpr auto kChannelInterval = std::chrono::milliseconds(1);
+// At most this many collectives run at once; later ones start as these finish. Two hide one's latency
+// behind the other's transfer; more only interleave their memory traffic (a dozen 25 MiB buckets in flight
+// reduce no faster than two at a time, and evict each other from the caches).
+constexpr size_t kMaxInFlight = 2;
+constexpr auto kSendGrace = std::chrono::seconds(1);  // for replies still in flight at shutdown
 
 Clock::duration seconds(double s) {
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
@@ -41,9 +49,10 @@ class MpiWork : public Work {
       : engine_(std::move(engine)), task_(std::move(task)) {}
 
   void wait() override {
+    engine_->drive(*task_);
     {
       std::unique_lock<std::mutex> lock(task_->mutex);
-      if (task_->done_cv.wait_until(lock, task_->deadline, [&] { return task_->done; })) {
+      if (task_->done_cv.wait_until(lock, task_->deadline, [&] { return task_->done.load(); })) {
         if (!task_->error.empty()) throw DistError(task_->error);
         return;
       }
@@ -51,10 +60,7 @@ class MpiWork : public Work {
     throw CollectiveTimeout(engine_->fail_on_timeout(*task_));
   }
 
-  bool completed() override {
-    std::lock_guard<std::mutex> lock(task_->mutex);
-    return task_->done;
-  }
+  bool completed() override { return task_->done; }
 
  private:
   std::shared_ptr<MpiEngine> engine_;
@@ -94,7 +100,15 @@ WorkHandle MpiEngine::submit(const std::string& op, std::vector<MpiPhase> phases
     task->deadline = Clock::now() + seconds(timeout_s_);
     submitted_.push_back(task);
   }
-  wake_.notify_one();
+  // Post it from here unless the progress thread is in a pass (then it takes it in its next one); the
+  // thread drives it to completion unless a waiter does.
+  if (const std::unique_lock<std::mutex> progress(progress_mutex_, std::try_to_lock); progress.owns_lock()) {
+    try {
+      if (!closed_) poll_once();
+    } catch (const std::exception& e) {
+      fail_all(std::string("MPI progress failed: ") + e.what());
+    }
+  }
   return std::make_shared<MpiWork>(shared_from_this(), task);
 }
 
@@ -135,56 +149,86 @@ void MpiEngine::stop() {
 }
 
 void MpiEngine::run() {
-  auto last_event = Clock::now();
   std::optional<Clock::time_point> drain_deadline;
   try {
     while (true) {
-      std::optional<PeerQuery> new_query;
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        const bool busy = !posting_.empty() || !in_flight_.empty() || active_query_ || !sends_.empty();
-        if (!busy && submitted_.empty() && queries_.empty() && !stopping_) wake_.wait_for(lock, kIdleWait);
-        for (; !submitted_.empty(); submitted_.pop_front()) posting_.push_back(std::move(submitted_.front()));
-        if (!active_query_ && !queries_.empty()) {
-          new_query = std::move(queries_.front());
-          queries_.pop_front();
-        }
+        const bool idle = !busy_ && submitted_.empty() && queries_.empty();
+        if (!stopping_ && (idle || drivers_ > 0)) wake_.wait_for(lock, kIdleWait);
         if (stopping_ && !drain_deadline) {
           drain_deadline = Clock::now() + (failure_.empty() ? seconds(timeout_s_) : Clock::duration::zero());
         }
+        if (!stopping_ && drivers_ > 0) continue;
       }
-      if (new_query) start_peer_query(std::move(*new_query));
-      bool event = post_phases();
-      event = complete_in_flight() || event;
-      event = serve_queries() || event;
-      event = advance_peer_query() || event;
-
-      const auto now = Clock::now();
+      // Never queue behind a driver: each of its unlocks would wake this thread for nothing.
+      const std::unique_lock<std::mutex> progress(progress_mutex_, std::try_to_lock);
+      if (!progress.owns_lock()) continue;
+      const bool event = poll_once();
       if (drain_deadline) {
         if (posting_.empty() && in_flight_.empty()) break;
-        if (now >= *drain_deadline) {
+        if (Clock::now() >= *drain_deadline) {
           fail_all("the communicator was shut down while this collective was pending");
           break;
         }
       }
-      if (event) {
-        last_event = now;
-      } else if (now - last_event < kSpinWindow) {
-        std::this_thread::yield();
-      } else {
-        std::this_thread::sleep_for(kPollSleep);
-      }
+      if (!event && in_flight_.empty()) std::this_thread::yield();  // a peer query or replies pending
     }
+    const std::lock_guard<std::mutex> progress(progress_mutex_);
     shut_down_channel();
   } catch (const std::exception& e) {
+    const std::lock_guard<std::mutex> progress(progress_mutex_);
     fail_all(std::string("MPI progress thread failed: ") + e.what());
   }
+}
+
+void MpiEngine::drive(const MpiTask& task) {
+  ++drivers_;
+  try {
+    while (!task.done && Clock::now() < task.deadline) {
+      const std::unique_lock<std::mutex> progress(progress_mutex_, std::try_to_lock);
+      if (!progress.owns_lock()) {
+        std::this_thread::yield();  // the progress thread is ending its pass
+        continue;
+      }
+      if (closed_) break;
+      poll_once();
+    }
+  } catch (const std::exception& e) {
+    const std::lock_guard<std::mutex> progress(progress_mutex_);
+    fail_all(std::string("MPI progress failed: ") + e.what());
+  }
+  --drivers_;  // the progress thread resumes within kIdleWait; waking it now would cost a switch
+}
+
+bool MpiEngine::poll_once() {
+  std::optional<PeerQuery> new_query;
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    for (; !submitted_.empty(); submitted_.pop_front()) posting_.push_back(std::move(submitted_.front()));
+    if (!active_query_ && !queries_.empty()) {
+      new_query = std::move(queries_.front());
+      queries_.pop_front();
+    }
+  }
+  if (new_query) start_peer_query(std::move(*new_query));
+  bool event = post_phases();
+  event = complete_in_flight() || event;
+  const auto now = Clock::now();
+  if (in_flight_.empty() || now >= next_channel_poll_) {
+    event = serve_queries() || event;
+    event = advance_peer_query() || event;
+    next_channel_poll_ = now + kChannelInterval;
+  }
+  busy_ = !posting_.empty() || !in_flight_.empty() || active_query_ || !sends_.empty();
+  return event;
 }
 
 bool MpiEngine::post_phases() {
   bool event = false;
   while (!posting_.empty()) {
     const auto task = posting_.front();
+    if (task->next_phase == 0 && in_flight_.size() >= kMaxInFlight) break;
     try {
       if (!task->requests.empty()) {
         int done = 0;
@@ -310,8 +354,8 @@ bool MpiEngine::advance_peer_query() {
 void MpiEngine::finish_task(const std::shared_ptr<MpiTask>& task, const std::string& error) {
   {
     std::lock_guard<std::mutex> lock(task->mutex);
-    task->done = true;
     task->error = error;
+    task->done = true;
   }
   task->done_cv.notify_all();
   if (error.empty()) progress_.complete();
@@ -333,6 +377,7 @@ void MpiEngine::fail_all(const std::string& error) {
 }
 
 void MpiEngine::shut_down_channel() {
+  closed_ = true;
   cancel_receive(query_receive_);
   if (active_query_) {
     for (MPI_Request& receive : active_query_->receives) cancel_receive(receive);
@@ -345,10 +390,10 @@ void MpiEngine::shut_down_channel() {
     queries_.clear();
   }
   // Small sends complete locally at once; one still pending after a second has a peer that is gone.
-  const auto deadline = Clock::now() + std::chrono::seconds(1);
+  const auto deadline = Clock::now() + kSendGrace;
   while (!sends_.empty() && Clock::now() < deadline) {
     reap_sends();
-    std::this_thread::sleep_for(kPollSleep);
+    std::this_thread::yield();
   }
   if (!sends_.empty()) {
     log::warn(log::str("dist: ", sends_.size(), " progress messages undelivered at shutdown; skipping MPI_Finalize"));

@@ -9,6 +9,7 @@
 
 #include <mpi.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -34,7 +35,8 @@ using MpiPhase = std::function<void(std::vector<MPI_Request>& requests)>;
 
 // One collective as the engine runs it. Phases run one after another (each waits for the previous one's
 // requests); all phases of a task are posted before the first phase of any later task, so every rank posts
-// its MPI collectives in the same order. `finish` runs once on the engine thread after the last phase.
+// its MPI collectives in the same order. `finish` runs once after the last phase, on whichever thread
+// completes the collective (the progress thread or a waiter).
 struct MpiTask {
   std::string op;
   int64_t seq = 0;
@@ -46,11 +48,11 @@ struct MpiTask {
   size_t next_phase = 0;
   std::vector<MPI_Request> requests;
 
-  // Shared with waiters.
+  // Shared with waiters: `done` is set under `mutex` (for done_cv) and read without it while spinning.
   std::mutex mutex;
   std::condition_variable done_cv;
-  bool done = false;
-  std::string error;  // empty on success
+  std::atomic<bool> done{false};
+  std::string error;  // empty on success, set before done
 };
 
 class MpiEngine : public std::enable_shared_from_this<MpiEngine> {
@@ -63,6 +65,11 @@ class MpiEngine : public std::enable_shared_from_this<MpiEngine> {
   // Queues a collective; the returned handle's wait() honours the timeout. Throws DistError once the engine
   // has failed or stopped.
   WorkHandle submit(const std::string& op, std::vector<MpiPhase> phases, std::function<void()> finish);
+
+  // Drives progress on the calling thread until `task` is done or its deadline passes, while the progress
+  // thread steps aside (as MPI_Wait does): a waiter has nothing else to do, and handing work between two
+  // threads costs milliseconds whenever a node is busy.
+  void drive(const MpiTask& task);
 
   // Every rank's progress record (own record at rank()); nullopt for ranks that did not answer in wait_s.
   std::vector<std::optional<ProgressRecord>> query_peers(double wait_s);
@@ -99,7 +106,9 @@ class MpiEngine : public std::enable_shared_from_this<MpiEngine> {
   };
 
   void run();
-  // Each returns true when something completed or was posted.
+  // One pass: takes new work, posts, completes, serves the side channel (every kChannelInterval while
+  // collectives are in flight). These run under progress_mutex_ and return true when something happened.
+  bool poll_once();
   bool post_phases();
   bool complete_in_flight();
   bool serve_queries();  // answers peers' progress queries
@@ -123,10 +132,15 @@ class MpiEngine : public std::enable_shared_from_this<MpiEngine> {
   std::deque<std::shared_ptr<MpiTask>> submitted_;
   std::deque<PeerQuery> queries_;
   bool stopping_ = false;
-  std::string failure_;  // set once the engine has failed; later submits throw it
+  std::string failure_;            // set once the engine has failed; later submits throw it
+  std::atomic<int> drivers_{0};    // waiters in drive()
+  std::atomic<bool> busy_{false};  // collectives, a peer query or replies in flight
   std::thread thread_;
 
-  // Engine thread only.
+  // Whoever holds progress_mutex_: the progress thread, submit() posting, or a waiter in drive().
+  std::mutex progress_mutex_;
+  bool closed_ = false;  // the side channel is shut: no more MPI calls
+  Clock::time_point next_channel_poll_;
   std::deque<std::shared_ptr<MpiTask>> posting_;  // not all phases posted yet, in call order
   std::deque<std::shared_ptr<MpiTask>> in_flight_;
   MPI_Request query_receive_ = MPI_REQUEST_NULL;

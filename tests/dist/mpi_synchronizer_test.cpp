@@ -57,8 +57,14 @@ TEST_F(MpiSynchronizer, GradientsAreTheMeanOverRanksAndMatchOneProcessOnTheWhole
     const auto g1 = testing::gradients_of(shard, rows(x, 1), rows(y, 1));
     const auto g_whole = testing::gradients_of(whole, x, y);
 
+    // Steps 0 and 2 sum gradients of a pre-divided loss; step 1 averages plain ones.
     sync.zero_grad();
-    testing::loss_of(net, rows(x, rank_), rows(y, rank_), true).backward();
+    const torch::Tensor loss = testing::loss_of(net, rows(x, rank_), rows(y, rank_), true);
+    if (step % 2 == 0) {
+      sync.backward(loss);
+    } else {
+      loss.backward();
+    }
     sync.finish();
     EXPECT_EQ(sync.stats().last_buckets_started_in_backward, 3);
     const auto params = net->named_parameters();

@@ -58,6 +58,15 @@ TEST_F(SynchronizerTest, ReducedGradientsMatchPlainBackward) {
   EXPECT_GE(stats.exposed_seconds, stats.last_exposed_seconds);
 }
 
+TEST_F(SynchronizerTest, BackwardThroughTheSynchronizerGivesTheSameGradients) {
+  GradientSynchronizer sync(comm_, net_->named_parameters(), testing::small_buckets());
+  const auto [x, y] = testing::global_batch(6);
+  sync.zero_grad();
+  sync.backward(testing::loss_of(net_, x, y, true));
+  sync.finish();
+  expect_grads(net_, testing::gradients_of(reference_, x, y));
+}
+
 TEST_F(SynchronizerTest, WithoutOverlapEveryBucketStartsInFinish) {
   GradientSynchronizer sync(comm_, net_->named_parameters(), testing::small_buckets(), /*overlap=*/false);
   const auto [x, y] = testing::global_batch(4);

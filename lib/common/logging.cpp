@@ -3,9 +3,32 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <memory>
+#include <mutex>
 #include <string>
 
 namespace ijepa::common {
+
+namespace {
+// Until init_logging runs, messages still go to stderr (spdlog's own default writes to stdout, where the
+// binaries print JSON).
+std::shared_ptr<spdlog::logger> early_logger() {
+  static const auto logger = [] {
+    auto l = spdlog::stderr_color_mt("ijepa");
+    l->set_pattern("[%Y-%m-%d %H:%M:%S.%e] %^%l%$: %v");
+    return l;
+  }();
+  return logger;
+}
+
+spdlog::logger& current() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (spdlog::default_logger()->name().empty()) spdlog::set_default_logger(early_logger());
+  });
+  return *spdlog::default_logger_raw();
+}
+}  // namespace
 
 void init_logging(int rank, bool verbose) {
   auto logger = spdlog::stderr_color_mt("ijepa-r" + std::to_string(rank));
@@ -19,8 +42,8 @@ void init_logging(int rank, bool verbose) {
 
 namespace ijepa::log {
 
-void info(const std::string& message) { spdlog::info("{}", message); }
-void warn(const std::string& message) { spdlog::warn("{}", message); }
-void error(const std::string& message) { spdlog::error("{}", message); }
+void info(const std::string& message) { common::current().info("{}", message); }
+void warn(const std::string& message) { common::current().warn("{}", message); }
+void error(const std::string& message) { common::current().error("{}", message); }
 
 }  // namespace ijepa::log

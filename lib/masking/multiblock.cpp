@@ -13,6 +13,11 @@ namespace ijepa::masking {
 namespace {
 constexpr int kTriesBeforeRelaxing = 20;
 
+bool is_power_of_ten(int64_t n) {
+  while (n >= 10 && n % 10 == 0) n /= 10;
+  return n == 1;
+}
+
 // Python's round(): halves to even.
 int64_t round_half_even(double x) { return static_cast<int64_t>(std::nearbyint(x)); }
 
@@ -68,7 +73,11 @@ MultiBlockMaskSampler::Block MultiBlockMaskSampler::sample_block(BlockSize size,
       ++tries;
       ++relaxations_;
       timeout = kTriesBeforeRelaxing;
-      log::warn(log::str("mask sampler: no valid context block found, dropping a target constraint [", tries, "]"));
+      // The reference warns every time; on small grids that is every few batches, so warn at 1, 10, 100, ...
+      if (is_power_of_ten(relaxations_)) {
+        log::warn(log::str("mask sampler: no valid context block found, dropping a target constraint [", tries, "] (",
+                           relaxations_, " times so far)"));
+      }
     }
   }
 }

@@ -17,13 +17,15 @@ constexpr int kReplyBytes = static_cast<int>(8 + kProgressWireBytes);  // round 
 // the core, which costs milliseconds whenever the node is busy).
 constexpr auto kIdleWait = std::chrono::milliseconds(1);
 
-// With collectives in flight it polls without pausing (large messages advance a fragment per MPI call) and
-// tests every one of them in each pass: testing only the oldest starves the others (libnbc advances a
+// In the background (collectives in flight, nobody waiting) a pass that moved nothing is followed by a short
+// sleep: the thread shares the cores with backward, and polling flat out (even yielding) took compute
+// time from it without moving data faster. A waiter drives its collective itself, without pausing. Each
+// pass tests every collective in flight: testing only the oldest starves the others (libnbc advances a
 // collective's schedule when that collective is tested). The side channel is polled every kChannelInterval.
+constexpr auto kBackgroundPoll = std::chrono::microseconds(200);
 constexpr auto kChannelInterval = std::chrono::milliseconds(1);
 // At most this many collectives run at once; later ones start as these finish. Two hide one's latency
-// behind the other's transfer; more only interleave their memory traffic (a dozen 25 MiB buckets in flight
-// reduce no faster than two at a time, and evict each other from the caches).
+// behind the other's transfer; more only interleave their memory traffic.
 constexpr size_t kMaxInFlight = 2;
 constexpr auto kSendGrace = std::chrono::seconds(1);  // for replies still in flight at shutdown
 
@@ -172,7 +174,7 @@ void MpiEngine::run() {
           break;
         }
       }
-      if (!event && in_flight_.empty()) std::this_thread::yield();  // a peer query or replies pending
+      if (!event) std::this_thread::sleep_for(kBackgroundPoll);
     }
     const std::lock_guard<std::mutex> progress(progress_mutex_);
     shut_down_channel();

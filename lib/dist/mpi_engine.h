@@ -1,10 +1,12 @@
 // The progress thread of an MPI communicator (internal to lib/dist).
 //
 // MPI's non-blocking collectives (libnbc in Open MPI) only advance inside MPI calls, so a collective
-// started from a gradient hook would sit idle while backward computes. The engine owns one thread that
-// posts queued collectives in call order, drives them with MPI_Test until they complete, and answers the
-// peers' progress queries on a side channel (a second communicator), so that a stalled rank can learn which
-// ranks have not arrived even while those ranks compute, or while everyone is stuck.
+// started from a gradient hook would sit idle while backward computes. The engine posts collectives in call
+// order (submit() posts at once when it can), a thread drives them with MPI_Test in the background, and a
+// waiter drives them itself (as MPI_Wait does) while that thread steps aside, so no hand-off between
+// threads sits on the critical path. The thread also answers the peers' progress queries on a side channel
+// (a second communicator), so that a stalled rank can learn which ranks have not arrived even while those
+// ranks compute, or while everyone is stuck.
 #pragma once
 
 #include <mpi.h>

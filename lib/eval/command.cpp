@@ -197,6 +197,7 @@ int run_eval_command(const EvalCommandOptions& o, std::ostream& out, std::ostrea
       result = evaluate_pixels(train, test, crop, eval);
     } else {
       auto encoder = o.random_init ? random_init_encoder(o, imported, *train) : imported->encoder;
+      encoder->to(eval.device);
       report["model"] = model_json(encoder->config());
       report["pooling"] = to_string(eval.pooling);
       if (o.random_init) report["seed"] = o.seed;

@@ -19,7 +19,6 @@ FeatureOptions feature_options(const EvalOptions& o, const std::string& stage) {
   f.batch_size = o.batch_size;
   f.num_workers = o.num_workers;
   f.bf16 = o.bf16;
-  f.device = o.device;
   f.progress = o.progress;
   f.stage = stage;
   return f;

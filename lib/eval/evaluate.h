@@ -28,10 +28,10 @@ struct EvalOptions {
   Pooling pooling = Pooling::kAvg;
   int64_t max_train_samples = 0;  // 0: the whole split; otherwise spread evenly over it
   int64_t max_test_samples = 0;
-  int64_t batch_size = 128;  // feature extraction
-  int64_t num_workers = 2;   // decoding threads
-  bool bf16 = false;         // autocast feature extraction to bfloat16
-  torch::Device device = torch::kCPU;
+  int64_t batch_size = 128;            // feature extraction
+  int64_t num_workers = 2;             // decoding threads
+  bool bf16 = false;                   // autocast feature extraction to bfloat16
+  torch::Device device = torch::kCPU;  // where the probes run (features come from the encoder's own device)
   LinearProbeOptions linear;
   KnnOptions knn;
   ProgressFn progress;  // optional; stages "features train", "features test", "linear probe", "knn"
@@ -50,8 +50,9 @@ struct EvalResult {
   double knn_seconds = 0;
 };
 
-// Evaluates a frozen encoder (left in its mode, moved to options.device). The datasets must have the encoder's
-// channel count (InputError otherwise) and the same classes.
+// Evaluates a frozen encoder on the device it is on (its mode and place are left as they were). The datasets
+// must have the encoder's channel count and the same number of classes (InputError otherwise). Draws nothing
+// from the global generator.
 EvalResult evaluate(model::VisionTransformer& encoder, std::shared_ptr<const data::Dataset> train,
                     std::shared_ptr<const data::Dataset> test, const EvalOptions& options);
 

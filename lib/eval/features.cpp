@@ -59,7 +59,7 @@ class BFloat16Autocast {
 // images: [B, C, H, W] on the device -> [B, F]
 using FeatureFn = std::function<torch::Tensor(const torch::Tensor& images)>;
 
-FeatureSet run_pass(const std::shared_ptr<const data::Dataset>& dataset, int64_t crop_size,
+FeatureSet run_pass(const std::shared_ptr<const data::Dataset>& dataset, int64_t crop_size, torch::Device device,
                     const FeatureOptions& options, const FeatureFn& features_of) {
   if (dataset->size() == 0) throw common::InputError("dataset has no samples");
   data::LoaderOptions lo;
@@ -79,11 +79,11 @@ FeatureSet run_pass(const std::shared_ptr<const data::Dataset>& dataset, int64_t
   while (auto batch = loader.next()) {
     auto images = torch::from_blob(batch->images.data(), {batch->size, batch->channels, batch->height, batch->width},
                                    torch::kFloat32)
-                      .to(options.device);
+                      .to(device);
     auto f = features_of(images).to(torch::kCPU, torch::kFloat32);  // [B, F]
     if (!out.features.defined()) out.features = torch::empty({n, f.size(1)}, torch::kFloat32);
     out.features.narrow(0, done, batch->size).copy_(f);
-    for (int64_t i = 0; i < batch->size; ++i) out.labels[done + i] = batch->labels[i];
+    out.labels.narrow(0, done, batch->size).copy_(torch::from_blob(batch->labels.data(), {batch->size}, torch::kInt64));
     done += batch->size;
     if (options.progress) options.progress(options.stage, done, n);
   }
@@ -128,19 +128,20 @@ FeatureSet extract_features(model::VisionTransformer& encoder, std::shared_ptr<c
   torch::NoGradGuard no_grad;
   const bool was_training = encoder->is_training();
   encoder->eval();
-  encoder->to(options.device);
+  const torch::Device device = encoder->pos_embed.device();
   auto pool = [&](const torch::Tensor& images) {
-    BFloat16Autocast autocast(options.device.type(), options.bf16);
+    BFloat16Autocast autocast(device.type(), options.bf16);
     return pooled_features(encoder, images, options.pooling);
   };
-  auto out = run_pass(dataset, config.img_size, options, pool);
+  auto out = run_pass(dataset, config.img_size, device, options, pool);
   encoder->train(was_training);
   return out;
 }
 
 FeatureSet pixel_features(std::shared_ptr<const data::Dataset> dataset, int64_t crop_size,
                           const FeatureOptions& options) {
-  return run_pass(dataset, crop_size, options, [](const torch::Tensor& images) { return images.flatten(1); });
+  return run_pass(dataset, crop_size, torch::kCPU, options,
+                  [](const torch::Tensor& images) { return images.flatten(1); });
 }
 
 }  // namespace ijepa::eval

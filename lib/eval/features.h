@@ -14,7 +14,8 @@
 namespace ijepa::eval {
 
 // How patch tokens become one vector: the mean over tokens of the last layer ([D]), or of each of the last 4
-// layers, concatenated ([4D]; each layer through the encoder's final LayerNorm, as DINO's probes do).
+// layers, concatenated ([4D]; each layer through the encoder's final LayerNorm, as DINO's probes do; an encoder
+// with fewer blocks gives all of them).
 enum class Pooling { kAvg, kAvgLast4 };
 
 // "avg" | "avg4"; InputError otherwise.
@@ -30,9 +31,8 @@ struct FeatureSet {
 struct FeatureOptions {
   Pooling pooling = Pooling::kAvg;
   int64_t batch_size = 128;
-  int64_t num_workers = 2;  // decoding threads
-  bool bf16 = false;        // autocast the encoder to bfloat16 (features are stored as float32)
-  torch::Device device = torch::kCPU;
+  int64_t num_workers = 2;         // decoding threads
+  bool bf16 = false;               // autocast the encoder to bfloat16 (features are stored as float32)
   ProgressFn progress;             // optional
   std::string stage = "features";  // name given to progress
 };
@@ -45,9 +45,9 @@ std::shared_ptr<const data::Dataset> spread_subset(std::shared_ptr<const data::D
 // images: [B, C, H, W] -> [B, F] float32 (F = D or 4D), in the caller's grad and autocast mode.
 torch::Tensor pooled_features(model::VisionTransformer& encoder, const torch::Tensor& images, Pooling pooling);
 
-// The encoder's pooled features of every sample, images at the encoder's img_size. The encoder runs in eval
-// mode under NoGradGuard and is moved to options.device (and left there). Throws InputError when the dataset's
-// channel count differs from the encoder's.
+// The encoder's pooled features of every sample, images at the encoder's img_size, computed on the device the
+// encoder is on (it is not moved) in eval mode under NoGradGuard; its mode is restored. Throws InputError when
+// the dataset's channel count differs from the encoder's.
 FeatureSet extract_features(model::VisionTransformer& encoder, std::shared_ptr<const data::Dataset> dataset,
                             const FeatureOptions& options);
 

@@ -28,24 +28,34 @@ int64_t class_count(const FeatureSet& train, const FeatureSet& test) {
   return std::max(train.num_classes, seen);
 }
 
-// Head: optional BatchNorm without affine parameters, then Linear(F, classes).
+// Head: the features standardised by the training set's per-dimension mean and std (a fixed affine map, so the
+// head stays a linear classifier of the features; without it, features of small spread, such as a random
+// encoder's, leave the optimiser far from convergence), optional BatchNorm without affine parameters, then a
+// linear layer. Its parameters are drawn from the probe's own generator only (a torch::nn::Linear would draw
+// its default init from the global one, shifting the random stream of a trainer that evaluates between steps).
 struct LinearHeadImpl : torch::nn::Module {
-  LinearHeadImpl(int64_t features, int64_t classes, bool batchnorm, at::Generator& generator) {
+  LinearHeadImpl(const torch::Tensor& train_features, int64_t classes, bool batchnorm, at::Generator& generator) {
+    const int64_t features = train_features.size(1);
+    const auto spread = train_features.std(0);  // [F]
+    shift = register_buffer("shift", train_features.mean(0));
+    scale = register_buffer("scale", 1.0 / (spread + kStdFloor * spread.max().clamp_min(1e-12)));
     if (batchnorm) {
       norm = register_module("norm",
                              torch::nn::BatchNorm1d(torch::nn::BatchNormOptions(features).affine(false).eps(1e-6)));
     }
-    linear = register_module("linear", torch::nn::Linear(features, classes));
-    torch::NoGradGuard no_grad;
-    linear->weight.normal_(0.0, 0.01, generator);  // MAE's head init: small weights, zero bias
-    linear->bias.zero_();
+    // MAE's head init: small weights, zero bias.
+    weight = register_parameter("weight", torch::empty({classes, features}).normal_(0.0, 0.01, generator));
+    bias = register_parameter("bias", torch::zeros({classes}));
   }
   torch::Tensor forward(torch::Tensor x) {  // [B, F] -> [B, classes]
+    x = (x - shift) * scale;
     if (norm) x = norm(x);
-    return linear(x);
+    return torch::linear(x, weight, bias);
   }
+  // Dimensions that barely vary are not blown up: this fraction of the largest std is added to every std.
+  static constexpr double kStdFloor = 1e-3;
   torch::nn::BatchNorm1d norm{nullptr};
-  torch::nn::Linear linear{nullptr};
+  torch::Tensor shift, scale, weight, bias;
 };
 TORCH_MODULE(LinearHead);
 
@@ -70,7 +80,7 @@ LinearProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, 
     throw common::InputError("linear probe: epochs and batch size must be positive");
   }
   auto generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
-  LinearHead head(train.features.size(1), class_count(train, test), options.batchnorm, generator);
+  LinearHead head(train.features, class_count(train, test), options.batchnorm, generator);
   head->to(device);
   torch::optim::AdamW optimizer(head->parameters(),
                                 torch::optim::AdamWOptions(options.lr).weight_decay(options.weight_decay));

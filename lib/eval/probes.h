@@ -1,5 +1,6 @@
-// The two probes on cached features: a linear head (optionally after a BatchNorm without affine parameters,
-// MAE's linear probe) trained by AdamW with a cosine schedule, and DINO's weighted k-nearest-neighbour vote.
+// The two probes on cached features: a linear head on the standardised features (optionally after a BatchNorm
+// without affine parameters, MAE's linear probe) trained by AdamW with a cosine schedule, and DINO's weighted
+// k-nearest-neighbour vote.
 #pragma once
 
 #include <torch/torch.h>

@@ -166,7 +166,11 @@ TEST(Evaluate, FrozenRandomEncoderSeparatesSquares) {
     EXPECT_LE(done, total);
     if (stages.empty() || stages.back() != stage) stages.push_back(stage);
   };
+  torch::manual_seed(11);
+  const auto expected_draw = torch::rand({4});
+  torch::manual_seed(11);
   const auto r = evaluate(encoder, train, test, o);
+  EXPECT_TRUE(torch::equal(torch::rand({4}), expected_draw)) << "evaluation must not draw from the global generator";
   EXPECT_EQ(r.train_samples, 64);
   EXPECT_EQ(r.test_samples, 20);
   EXPECT_EQ(r.feature_dim, 32);

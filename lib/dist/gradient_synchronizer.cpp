@@ -66,10 +66,10 @@ GradientSynchronizer::GradientSynchronizer(Communicator& comm,
   buckets_ = plan_buckets(parameters_, mib_to_bytes(config.first_bucket_mb), mib_to_bytes(config.bucket_mb));
   layout_ = describe_layout(names_, parameters_, buckets_);
   verify_same_across_ranks(comm_, "parameter layout (names, shapes, dtypes, buckets)", layout_);
-  install(config);
+  install();
 }
 
-void GradientSynchronizer::install(const common::DistConfig& config) {
+void GradientSynchronizer::install() {
   const torch::NoGradGuard no_grad;
   bucket_of_.resize(parameters_.size());
   views_.resize(parameters_.size());

@@ -78,7 +78,7 @@ class GradientSynchronizer {
   SyncStats stats() const;
 
  private:
-  void install(const common::DistConfig& config);
+  void install();
   void on_gradient(int64_t index, const torch::Tensor& parameter);
   // Makes .grad the bucket view, moving a gradient that lives elsewhere into it (zero if undefined).
   void adopt_gradient(int64_t index);

@@ -20,8 +20,15 @@ int train(const ijepa::common::Config& config) {
   auto comm =
       ijepa::dist::make_communicator(config.dist, torch::Device(ijepa::train::resolve_device(config.meta.device)));
   ijepa::common::init_logging(comm->rank());
-  ijepa::train::Trainer trainer(config, *comm);
-  return trainer.run().exit_code;
+  try {
+    ijepa::train::Trainer trainer(config, *comm);
+    return trainer.run().exit_code;
+  } catch (const ijepa::dist::DistError& e) {
+    // A peer died or is stuck: end every rank of the job now. Returning instead would leave this rank
+    // unfinalised, which mpirun waits on for ever when it does not abort jobs itself.
+    comm->abort(e.what());
+    throw;  // the single-process backend's abort returns
+  }
 }
 
 }  // namespace

@@ -280,6 +280,33 @@ class YamlWriter {
   YAML::Emitter out_;
 };
 
+class KeyLineWriter {
+ public:
+  template <class Section>
+  void section(const char* name, Section& s) {
+    section_ = name;
+    visit(*this, s);
+  }
+  void operator()(const char* key, const Range& value) {
+    YAML::Emitter out;
+    out << YAML::Flow << YAML::BeginSeq << value[0] << value[1] << YAML::EndSeq;
+    line(key, out.c_str());
+  }
+  template <class T>
+  void operator()(const char* key, const T& value) {
+    YAML::Emitter out;
+    out << YAML::Flow << value;
+    line(key, out.c_str());
+  }
+  const std::string& text() const { return text_; }
+
+ private:
+  void line(const char* key, const char* value) { text_ += section_ + "." + key + ": " + value + "\n"; }
+
+  std::string section_;
+  std::string text_;
+};
+
 void apply_override(YAML::Node& root, const std::string& text, std::vector<std::string>& errors) {
   const auto eq = text.find('=');
   const auto dot = text.find('.');
@@ -499,6 +526,13 @@ std::string to_yaml(const Config& config) {
   visit_sections(writer, copy);
   writer.emitter() << YAML::EndMap;
   return std::string(writer.emitter().c_str()) + "\n";
+}
+
+std::string to_key_lines(const Config& config) {
+  KeyLineWriter writer;
+  Config copy = config;
+  visit_sections(writer, copy);
+  return writer.text();
 }
 
 }  // namespace ijepa::common

@@ -144,6 +144,10 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
 // The resolved config as YAML, every key present; loads back to the same Config.
 std::string to_yaml(const Config& config);
 
+// The resolved config as one "section.key: value" line per key (values in YAML flow style), so that a
+// line-by-line comparison of two configs names the key path that differs.
+std::string to_key_lines(const Config& config);
+
 // Where the training images are: root_path joined with image_folder (either may be empty).
 std::string dataset_path(const DataConfig& data);
 

@@ -179,7 +179,7 @@ Trainer::Impl::Impl(const common::Config& config, dist::Communicator& comm)
       device_(comm.device()),
       folder_(config.logging.folder) {
   if (config_.meta.threads > 0) at::set_num_threads(static_cast<int>(config_.meta.threads));
-  dist::verify_same_across_ranks(comm_, "config", common::to_yaml(config_));
+  dist::verify_same_across_ranks(comm_, "config", common::to_key_lines(config_));  // names the differing key
   prepare_folder();
   build_data();
   build_models();
@@ -212,6 +212,12 @@ void Trainer::Impl::build_data() {
   o.prefetch_batches = d.prefetch_batches;
   o.transform.crop_size = static_cast<int>(d.crop_size);
   o.transform.crop_scale = {d.crop_scale[0], d.crop_scale[1]};
+  // W ranks with batch B train exactly as one process with batch W*B on the same data (up to the order of
+  // floating-point sums; the dataset size a multiple of W, so nothing is padded): the sampler gives rank r
+  // positions r, r + W, ... of the epoch's permutation, so its batch b holds rows r, r + W, ... of the single
+  // process's batch b; each sample's crop is seeded by (seed, epoch, global position), not by rank; masks are
+  // drawn for the whole W*B batch by a generator every rank seeds alike, and strided the same way (rank_slice);
+  // the mean loss of B samples averaged over ranks is the mean over W*B, and so are the gradients.
   o.on_batch = [this](data::Batch& batch) {
     MaskAttachment a;
     a.masks = rank_slice(masks_->sample(batch.size * world_), rank_, world_);

@@ -119,6 +119,14 @@ TEST_F(ConfigTest, ResolvedYamlLoadsBackToTheSameConfig) {
   EXPECT_DOUBLE_EQ(back.dist.bucket_mb, 12.5);
 }
 
+TEST_F(ConfigTest, KeyLinesNameEveryKeyPathOnItsOwnLine) {
+  const std::string lines = to_key_lines(parse_config(minimal(), {"optimization.lr=0.002", "metrics.listen=''"}));
+  EXPECT_NE(lines.find("\noptimization.lr: 0.002\n"), std::string::npos) << lines;
+  EXPECT_NE(lines.find("\nmask.aspect_ratio: [0.75, 1.5]\n"), std::string::npos) << lines;
+  EXPECT_NE(lines.find("\nmetrics.listen: \"\"\n"), std::string::npos) << lines;
+  EXPECT_EQ(lines.rfind("data.batch_size: 64\n", 0), 0u) << lines;
+}
+
 TEST_F(ConfigTest, MissingFileAndBrokenYamlAreInputErrors) {
   EXPECT_THROW(load_config(dir_ / "missing.yaml"), InputError);
   write_file(dir_ / "broken.yaml", "data: [unclosed\n");

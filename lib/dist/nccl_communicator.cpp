@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -33,14 +34,19 @@ void nccl_check(ncclResult_t code, const char* call, const char* file, int line)
                   "): " + ncclGetErrorString(code) + " (" + ncclGetLastError(nullptr) + ")");
 }
 
+int gpu_for_local_rank(int local_rank, int visible) {
+  if (visible < 1) throw common::InputError("local rank " + std::to_string(local_rank) + ": no GPU is visible");
+  return local_rank % visible;
+}
+
 int gpu_for_local_rank(int local_rank) {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) count = 0;
-  if (local_rank >= count) {
-    throw common::InputError("local rank " + std::to_string(local_rank) +
-                             " has no GPU of its own: " + std::to_string(count) + " visible; start one rank per GPU");
-  }
-  return local_rank;
+  int visible = 0;
+  if (cudaGetDeviceCount(&visible) != cudaSuccess) visible = 0;
+  const int index = gpu_for_local_rank(local_rank, visible);
+  const char* mask = std::getenv("CUDA_VISIBLE_DEVICES");
+  log::info(log::str("dist: local rank ", local_rank, " uses GPU ", index, " of ", visible, " visible",
+                     mask ? " (CUDA_VISIBLE_DEVICES=" + std::string(mask) + ")" : std::string()));
+  return index;
 }
 
 namespace {

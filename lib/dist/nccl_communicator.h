@@ -46,8 +46,12 @@ class NcclCommunicator : public Communicator {
   std::shared_ptr<State> state_;
 };
 
-// The GPU of a local rank: its index, when that many GPUs are visible; throws common::InputError otherwise
-// (NCCL cannot give one GPU to two ranks).
+// The GPU of a local rank among `visible` GPUs: local_rank % visible. With one GPU per rank on the node that is
+// the rank's own; when the launcher gives each rank fewer (Kubernetes or Slurm exposing one GPU per rank through
+// CUDA_VISIBLE_DEVICES), it is device 0 of what the rank sees. Ranks that end up on one physical GPU are
+// refused by NCCL at init. Throws common::InputError when no GPU is visible.
+int gpu_for_local_rank(int local_rank, int visible);
+// The same for the GPUs this process sees (cudaGetDeviceCount); logs the choice.
 int gpu_for_local_rank(int local_rank);
 
 }  // namespace ijepa::dist

@@ -1,4 +1,4 @@
-// make_communicator's choice of backend, its errors, and launch detection from the environment.
+// make_communicator's choice of backend and GPU, its errors, and launch detection from the environment.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -8,6 +8,9 @@
 #include "common/errors.h"
 #include "dist/communicator.h"
 #include "dist/launch.h"
+#ifdef IJEPA_DIST_HAVE_NCCL
+#include "dist/nccl_communicator.h"
+#endif
 
 namespace ijepa::dist {
 namespace {
@@ -100,6 +103,15 @@ TEST(Factory, SingleProcessIsAnErrorWhenTheLauncherStartedSeveralRanks) {
   EXPECT_NE(input_error_of(with_backend("single"), torch::kCPU).find("the launcher started 2 ranks"),
             std::string::npos);
 }
+
+#ifdef IJEPA_DIST_HAVE_NCCL
+TEST(Factory, EachLocalRankGetsAGpuEvenWhenTheLauncherShowsItOnlyItsOwn) {
+  EXPECT_EQ(gpu_for_local_rank(3, 8), 3);
+  EXPECT_EQ(gpu_for_local_rank(3, 1), 0);  // CUDA_VISIBLE_DEVICES set per rank: its one GPU is device 0
+  EXPECT_EQ(gpu_for_local_rank(5, 4), 1);
+  EXPECT_THROW(gpu_for_local_rank(0, 0), common::InputError);
+}
+#endif
 
 }  // namespace
 }  // namespace ijepa::dist

@@ -113,6 +113,7 @@ void visit(V& v, CoordinatorConfig& c) {
 template <class V>
 void visit(V& v, MetricsConfig& c) {
   v("listen", c.listen);
+  v("port_offset", c.port_offset);
 }
 
 template <class V>
@@ -456,6 +457,7 @@ void validate_rest(const Config& c, std::vector<std::string>& errors) {
   if (!c.metrics.listen.empty() && c.metrics.listen.find(':') == std::string::npos) {
     errors.push_back("metrics.listen: expected host:port, got '" + c.metrics.listen + "'");
   }
+  check_one_of(errors, "metrics.port_offset", c.metrics.port_offset, {"global_rank", "local_rank", "none"});
   for (const auto& [key, path] : {std::pair{"coordinator.tls_ca", c.coordinator.tls_ca},
                                   {"coordinator.tls_cert", c.coordinator.tls_cert},
                                   {"coordinator.tls_key", c.coordinator.tls_key}}) {

@@ -110,7 +110,10 @@ struct CoordinatorConfig {
 };
 
 struct MetricsConfig {
-  std::string listen;  // host:port for this rank's /metrics; empty: off. Rank r listens on port + r.
+  std::string listen;  // host:port for this rank's /metrics; empty: off. The port is offset by port_offset:
+  // global_rank: port + rank (distinct over the job); local_rank: port + the rank's index on its node (the same
+  // ports on every node or pod, as a Kubernetes PodMonitor needs); none: the port as given (one rank per host).
+  std::string port_offset = "global_rank";
 };
 
 struct EvalConfig {

@@ -46,8 +46,8 @@ struct HostPort {
 };
 HostPort parse_host_port(const std::string& address, const std::string& what);
 
-// The address rank `rank` of a job listens on when the configured one is LISTEN: the port plus the rank
-// (port 0 stays 0). Throws common::InputError when the result leaves the port range.
+// The address a rank listens on when the configured one is LISTEN: the port plus `rank` (the rank's number
+// that metrics.port_offset picks; port 0 stays 0). Throws common::InputError when the result leaves the range.
 std::string listen_address_for_rank(const std::string& listen, int rank);
 
 }  // namespace ijepa::metrics

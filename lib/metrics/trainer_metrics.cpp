@@ -6,7 +6,7 @@
 
 namespace ijepa::metrics {
 
-TrainerMetrics::TrainerMetrics(const std::string& run, int rank, const std::string& listen)
+TrainerMetrics::TrainerMetrics(const std::string& run, int rank, const std::string& listen, int port_offset)
     : registry_(std::make_shared<prometheus::Registry>()), families_(std::make_unique<TrainFamilies>(*registry_)) {
   const prometheus::Labels labels{{"run", run}, {"rank", std::to_string(rank)}};
   step_ = std::make_unique<StepSeries>(*families_, labels);
@@ -16,7 +16,8 @@ TrainerMetrics::TrainerMetrics(const std::string& run, int rank, const std::stri
                   .Help("Reports the coordinator client dropped because its queue was full")
                   .Register(*registry_)
                   .Add(labels);
-  if (!listen.empty()) exporter_ = std::make_unique<MetricsExporter>(listen_address_for_rank(listen, rank), registry_);
+  if (!listen.empty())
+    exporter_ = std::make_unique<MetricsExporter>(listen_address_for_rank(listen, port_offset), registry_);
 }
 
 TrainerMetrics::~TrainerMetrics() = default;

@@ -1,7 +1,7 @@
 // A training rank's own /metrics: the ijepa_train_* families (train_families.h) with labels {run, rank}, plus
 // ijepa_coordinator_client_dropped_reports_total, served by an exporter on the configured address.
 //
-//   metrics::TrainerMetrics metrics(run_name, rank, config.metrics.listen);   // when listen is non-empty
+//   metrics::TrainerMetrics metrics(run_name, rank, config.metrics.listen, port_offset);   // listen non-empty
 //   ... after each step:  metrics.observe(report);
 //
 // Thread-safe; observe() costs a few atomic updates and never blocks on the network.
@@ -29,9 +29,9 @@ class WaitSeries;
 class TrainerMetrics {
  public:
   // Labels every series {run=RUN, rank=RANK}. LISTEN is the configured `metrics.listen` (host:port); this
-  // rank serves at port + rank (listen_address_for_rank). An empty LISTEN records without serving (tests).
-  // Throws common::InputError when the address is malformed or cannot be bound.
-  TrainerMetrics(const std::string& run, int rank, const std::string& listen);
+  // rank serves at port + PORT_OFFSET (listen_address_for_rank; metrics.port_offset picks it). An empty LISTEN
+  // records without serving (tests). Throws common::InputError when the address is malformed or cannot be bound.
+  TrainerMetrics(const std::string& run, int rank, const std::string& listen, int port_offset);
   ~TrainerMetrics();
   TrainerMetrics(const TrainerMetrics&) = delete;
   TrainerMetrics& operator=(const TrainerMetrics&) = delete;

@@ -16,14 +16,16 @@ namespace ijepa::train {
 
 class RunReporter::Impl {
  public:
-  Impl(const common::Config& config, int rank, int world_size) {
+  Impl(const common::Config& config, int rank, int local_rank, int world_size) {
     const std::string run = coord::CoordinatorClient::run_name_for(config.coordinator, config.logging.folder);
     if (!config.coordinator.address.empty()) {
       client_ = std::make_unique<coord::CoordinatorClient>(
           config.coordinator, coord::RunIdentity{run, rank, world_size, common::to_yaml(config), ""});
     }
     if (!config.metrics.listen.empty()) {
-      metrics_ = std::make_unique<metrics::TrainerMetrics>(run, rank, config.metrics.listen);
+      const std::string& offset = config.metrics.port_offset;
+      const int port_offset = offset == "global_rank" ? rank : offset == "local_rank" ? local_rank : 0;
+      metrics_ = std::make_unique<metrics::TrainerMetrics>(run, rank, config.metrics.listen, port_offset);
       log::info(log::str("rank ", rank, " serves /metrics on port ", metrics_->port()));
     }
   }
@@ -82,7 +84,7 @@ class RunReporter::Impl {
 
 class RunReporter::Impl {
  public:
-  Impl(const common::Config& config, int, int) {
+  Impl(const common::Config& config, int, int, int) {
     if (!config.coordinator.address.empty() || !config.metrics.listen.empty()) {
       throw common::InputError("coordinator.address/metrics.listen: this build has no coordinator or metrics support");
     }
@@ -97,8 +99,8 @@ class RunReporter::Impl {
 
 #endif
 
-RunReporter::RunReporter(const common::Config& config, int rank, int world_size)
-    : impl_(std::make_unique<Impl>(config, rank, world_size)) {}
+RunReporter::RunReporter(const common::Config& config, int rank, int local_rank, int world_size)
+    : impl_(std::make_unique<Impl>(config, rank, local_rank, world_size)) {}
 RunReporter::~RunReporter() = default;
 
 void RunReporter::step(const CsvRow& row, int64_t images, double comm_wait_s) { impl_->step(row, images, comm_wait_s); }

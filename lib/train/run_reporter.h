@@ -14,7 +14,8 @@ namespace ijepa::train {
 class RunReporter {
  public:
   // Throws InputError naming the key when the coordinator or metrics settings cannot be used.
-  RunReporter(const common::Config& config, int rank, int world_size);
+  // local_rank: the rank's index on its node (metrics.port_offset: local_rank).
+  RunReporter(const common::Config& config, int rank, int local_rank, int world_size);
   ~RunReporter();
   RunReporter(const RunReporter&) = delete;
   RunReporter& operator=(const RunReporter&) = delete;

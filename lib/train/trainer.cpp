@@ -185,7 +185,8 @@ Trainer::Impl::Impl(const common::Config& config, dist::Communicator& comm)
   build_models();
   resume();
   const int64_t resumed_step = config_.meta.load_checkpoint ? position_.step : -1;
-  reporter_ = std::make_unique<RunReporter>(config_, static_cast<int>(rank_), static_cast<int>(world_));
+  reporter_ =
+      std::make_unique<RunReporter>(config_, static_cast<int>(rank_), comm_.local_rank(), static_cast<int>(world_));
   csv_ = std::make_unique<CsvLog>(
       (fs::path(folder_) / (config_.logging.write_tag + "_r" + std::to_string(rank_) + ".csv")).string(), resumed_step);
 }

@@ -106,6 +106,7 @@ TEST_F(ConfigTest, ImpossibleValuesAreRejected) {
   EXPECT_TRUE(has_error(errors_of(minimal(), {"meta.model_name=vit_enormous"}),
                         "meta.model_name: 'vit_enormous' is not one of"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"data.use_horizontal_flip=true"}), "data.use_color_distortion"));
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"metrics.port_offset=pod"}), "metrics.port_offset: 'pod' is not one of"));
 }
 
 TEST_F(ConfigTest, ResolvedYamlLoadsBackToTheSameConfig) {

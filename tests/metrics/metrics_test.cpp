@@ -30,7 +30,7 @@ StepReport sample_step() {
 }
 
 TEST(TrainerMetrics, ExportsTheTrainFamiliesWithRunAndRank) {
-  TrainerMetrics metrics("fmnist", 1, "");
+  TrainerMetrics metrics("fmnist", 1, "", 1);
   metrics.observe(sample_step());
   metrics.observe(sample_step());
   metrics.set_client_dropped(3);
@@ -46,12 +46,18 @@ TEST(TrainerMetrics, ExportsTheTrainFamiliesWithRunAndRank) {
   EXPECT_EQ(metrics.port(), 0);
 }
 
-TEST(TrainerMetrics, ServesOverHttpAtPortPlusRank) {
+TEST(TrainerMetrics, ServesOverHttpAtPortPlusOffset) {
   const int base = testing::free_port();
-  TrainerMetrics metrics("r", 0, testing::loopback(base));
+  TrainerMetrics metrics("r", 0, testing::loopback(base), 0);
   EXPECT_EQ(metrics.port(), base);
   metrics.observe(sample_step());
   EXPECT_TRUE(contains(testing::http_get(metrics.port(), "/metrics"), "ijepa_train_step{rank=\"0\",run=\"r\"} 12"));
+  // Rank 3 as the first rank of its pod (metrics.port_offset: local_rank): the pod's fixed port, labelled rank 3.
+  const int pod_port = testing::free_port();
+  TrainerMetrics pod_first("r", 3, testing::loopback(pod_port), 0);
+  EXPECT_EQ(pod_first.port(), pod_port);
+  pod_first.observe(sample_step());
+  EXPECT_TRUE(contains(testing::http_get(pod_first.port(), "/metrics"), "ijepa_train_step{rank=\"3\",run=\"r\"} 12"));
 }
 
 TEST(CoordinatorMetrics, RunSeriesComeAndGo) {

@@ -119,6 +119,8 @@ void visit(V& v, MetricsConfig& c) {
 template <class V>
 void visit(V& v, EvalConfig& c) {
   v("every_epochs", c.every_epochs);
+  v("at_end", c.at_end);
+  v("baselines", c.baselines);
   v("protocol", c.protocol);
   v("max_train_samples", c.max_train_samples);
   v("max_test_samples", c.max_test_samples);
@@ -469,8 +471,9 @@ void validate_rest(const Config& c, std::vector<std::string>& errors) {
   }
   check_non_negative(errors, "eval.every_epochs", static_cast<double>(c.eval.every_epochs));
   check_one_of(errors, "eval.protocol", c.eval.protocol, {"linear", "knn", "both"});
-  check_positive(errors, "eval.max_train_samples", static_cast<double>(c.eval.max_train_samples));
-  check_positive(errors, "eval.max_test_samples", static_cast<double>(c.eval.max_test_samples));
+  check_non_negative(errors, "eval.max_train_samples", static_cast<double>(c.eval.max_train_samples));
+  check_non_negative(errors, "eval.max_test_samples", static_cast<double>(c.eval.max_test_samples));
+  if (c.eval.baselines && !c.eval.at_end) errors.push_back("eval.baselines: needs eval.at_end: true");
 }
 
 }  // namespace

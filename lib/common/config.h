@@ -116,10 +116,13 @@ struct MetricsConfig {
   std::string port_offset = "global_rank";
 };
 
+// Probes of the frozen target encoder: fitted on data.split of the training dataset, scored on its test split.
 struct EvalConfig {
-  int64_t every_epochs = 0;      // linear probe and kNN during pretraining every N epochs (0: off)
-  std::string protocol = "knn";  // linear | knn | both
-  int64_t max_train_samples = 10000;
+  int64_t every_epochs = 0;           // during pretraining, after every N-th epoch (0: off)
+  bool at_end = false;                // once more when the run ends (completed or optimization.max_steps)
+  bool baselines = false;             // at the end, also the encoder at its initialisation and raw pixels
+  std::string protocol = "knn";       // linear | knn | both
+  int64_t max_train_samples = 10000;  // samples spread evenly over the split; 0: all of it
   int64_t max_test_samples = 2000;
 };
 

@@ -108,6 +108,14 @@ std::shared_ptr<const data::Dataset> spread_subset(std::shared_ptr<const data::D
   return std::make_shared<SubsetDataset>(std::move(dataset), std::move(indices));
 }
 
+std::shared_ptr<const data::Dataset> strided_subset(std::shared_ptr<const data::Dataset> dataset, int64_t rank,
+                                                    int64_t world) {
+  if (world == 1) return dataset;
+  std::vector<int64_t> indices;
+  for (int64_t i = rank; i < dataset->size(); i += world) indices.push_back(i);
+  return std::make_shared<SubsetDataset>(std::move(dataset), std::move(indices));
+}
+
 torch::Tensor pooled_features(model::VisionTransformer& encoder, const torch::Tensor& images, Pooling pooling) {
   if (pooling == Pooling::kAvg) return encoder->forward(images).mean(1).to(torch::kFloat32);  // [B, D]
   auto layers = encoder->last_block_outputs(images, 4);  // 4 x [B, N, D], the last one already normalised

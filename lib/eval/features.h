@@ -42,6 +42,10 @@ struct FeatureOptions {
 // smaller than its size.
 std::shared_ptr<const data::Dataset> spread_subset(std::shared_ptr<const data::Dataset> dataset, int64_t max_samples);
 
+// Samples rank, rank + world, rank + 2 * world, ...: one rank's share when several ranks extract features together.
+std::shared_ptr<const data::Dataset> strided_subset(std::shared_ptr<const data::Dataset> dataset, int64_t rank,
+                                                    int64_t world);
+
 // images: [B, C, H, W] -> [B, F] float32 (F = D or 4D), in the caller's grad and autocast mode.
 torch::Tensor pooled_features(model::VisionTransformer& encoder, const torch::Tensor& images, Pooling pooling);
 

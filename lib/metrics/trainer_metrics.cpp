@@ -7,7 +7,10 @@
 namespace ijepa::metrics {
 
 TrainerMetrics::TrainerMetrics(const std::string& run, int rank, const std::string& listen, int port_offset)
-    : registry_(std::make_shared<prometheus::Registry>()), families_(std::make_unique<TrainFamilies>(*registry_)) {
+    : registry_(std::make_shared<prometheus::Registry>()),
+      families_(std::make_unique<TrainFamilies>(*registry_)),
+      run_(run),
+      rank_(std::to_string(rank)) {
   const prometheus::Labels labels{{"run", run}, {"rank", std::to_string(rank)}};
   step_ = std::make_unique<StepSeries>(*families_, labels);
   waits_ = std::make_unique<WaitSeries>(*families_, labels);
@@ -16,6 +19,10 @@ TrainerMetrics::TrainerMetrics(const std::string& run, int rank, const std::stri
                   .Help("Reports the coordinator client dropped because its queue was full")
                   .Register(*registry_)
                   .Add(labels);
+  eval_top1_ = &prometheus::BuildGauge()
+                    .Name("ijepa_train_eval_top1_ratio")
+                    .Help("Top-1 accuracy of the target encoder's frozen features on the test split, last evaluation")
+                    .Register(*registry_);
   if (!listen.empty())
     exporter_ = std::make_unique<MetricsExporter>(listen_address_for_rank(listen, port_offset), registry_);
 }
@@ -34,6 +41,10 @@ void TrainerMetrics::set_client_dropped(uint64_t total) {
   if (total <= dropped_seen_) return;
   dropped_->Increment(static_cast<double>(total - dropped_seen_));
   dropped_seen_ = total;
+}
+
+void TrainerMetrics::set_eval_top1(const std::string& protocol, double top1) {
+  eval_top1_->Add({{"run", run_}, {"rank", rank_}, {"protocol", protocol}}).Set(top1);
 }
 
 int TrainerMetrics::port() const { return exporter_ ? exporter_->port() : 0; }

@@ -1,5 +1,6 @@
 // A training rank's own /metrics: the ijepa_train_* families (train_families.h) with labels {run, rank}, plus
-// ijepa_coordinator_client_dropped_reports_total, served by an exporter on the configured address.
+// ijepa_coordinator_client_dropped_reports_total and, once the run evaluated its encoder (eval.*),
+// ijepa_train_eval_top1_ratio{protocol}, served by an exporter on the configured address.
 //
 //   metrics::TrainerMetrics metrics(run_name, rank, config.metrics.listen, port_offset);   // listen non-empty
 //   ... after each step:  metrics.observe(report);
@@ -11,6 +12,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
+
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
 
 #include "metrics/step_report.h"
 
@@ -42,6 +46,9 @@ class TrainerMetrics {
   // Publishes the coordinator client's cumulative count of reports it dropped (CoordinatorClient::stats()).
   void set_client_dropped(uint64_t total);
 
+  // The last evaluation's top-1 accuracy (a fraction) of the target encoder; protocol: linear | knn.
+  void set_eval_top1(const std::string& protocol, double top1);
+
   // The bound port of /metrics, 0 when not serving.
   int port() const;
 
@@ -54,6 +61,8 @@ class TrainerMetrics {
   std::unique_ptr<StepSeries> step_;
   std::unique_ptr<WaitSeries> waits_;
   prometheus::Counter* dropped_;
+  prometheus::Family<prometheus::Gauge>* eval_top1_;
+  std::string run_, rank_;
   std::mutex dropped_mutex_;
   uint64_t dropped_seen_ = 0;
   std::unique_ptr<MetricsExporter> exporter_;  // last: stops serving before the metrics go

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "common/files.h"
 
@@ -38,6 +39,62 @@ std::string format_progress(const ProgressLine& p) {
   return text;
 }
 
+namespace {
+
+const std::vector<std::pair<std::string, std::string>> kEvalFeatures = {
+    {"target", "pretrained"}, {"random_init", "random init"}, {"raw_pixels", "raw pixels"}};
+const std::vector<std::string> kEvalProtocols = {"linear", "knn"};
+
+const EvalRow* find_row(const std::vector<EvalRow>& rows, const std::string& features, const std::string& protocol) {
+  for (const auto& r : rows) {
+    if (r.features == features && r.protocol == protocol) return &r;
+  }
+  return nullptr;
+}
+
+// {"epoch", "step", "train_samples", "test_samples", FEATURES: {PROTOCOL: {"top1", "seconds"}}}
+nlohmann::json eval_json(const std::vector<EvalRow>& rows) {
+  const EvalRow& last = rows.back();
+  nlohmann::json j = {{"epoch", last.epoch},
+                      {"step", last.step},
+                      {"train_samples", last.train_samples},
+                      {"test_samples", last.test_samples}};
+  for (const auto& r : rows) j[r.features][r.protocol] = {{"top1", r.top1}, {"seconds", r.seconds}};
+  return j;
+}
+
+}  // namespace
+
+std::string format_eval_table(const std::vector<EvalRow>& rows) {
+  if (rows.empty()) return "";
+  const EvalRow& last = rows.back();
+  std::string text = "evaluation at step " + std::to_string(last.step) + " (epoch " + std::to_string(last.epoch) +
+                     "): top-1 on " + std::to_string(last.test_samples) + " test images, probes fitted on " +
+                     std::to_string(last.train_samples) + " train images\n";
+  char cell[64];
+  std::snprintf(cell, sizeof cell, "  %-12s", "");
+  text += cell;
+  for (const auto& protocol : kEvalProtocols) {
+    std::snprintf(cell, sizeof cell, " %8s", protocol.c_str());
+    text += cell;
+  }
+  for (const auto& [features, label] : kEvalFeatures) {
+    if (!find_row(rows, features, "linear") && !find_row(rows, features, "knn")) continue;
+    std::snprintf(cell, sizeof cell, "\n  %-12s", label.c_str());
+    text += cell;
+    for (const auto& protocol : kEvalProtocols) {
+      const EvalRow* r = find_row(rows, features, protocol);
+      if (r) {
+        std::snprintf(cell, sizeof cell, " %7.2f%%", 100 * r->top1);
+      } else {
+        std::snprintf(cell, sizeof cell, " %8s", "-");
+      }
+      text += cell;
+    }
+  }
+  return text;
+}
+
 void write_summary(const std::string& path, const RunSummary& s) {
   nlohmann::json j = {
       {"steps", s.steps},
@@ -57,6 +114,7 @@ void write_summary(const std::string& path, const RunSummary& s) {
       {"last_checkpoint", s.last_checkpoint},
       {"run_folder", s.run_folder},
   };
+  if (!s.eval.empty()) j["eval"] = eval_json(s.eval);
   common::write_file_atomic(path, j.dump(2) + "\n");
 }
 

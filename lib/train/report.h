@@ -3,6 +3,9 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "train/csv_log.h"
 
 namespace ijepa::train {
 
@@ -37,7 +40,13 @@ struct RunSummary {
   int64_t skipped_samples = 0;
   int64_t peak_rss_bytes = 0;
   std::string device, dtype, last_checkpoint, run_folder;
+  // The run's last evaluation, one row per features and protocol; summary.json's "eval" object when any.
+  std::vector<EvalRow> eval;
 };
+
+// The last evaluation as a table, one line per features (pretrained, random init, raw pixels) and a column per
+// protocol (top-1 in percent), under a line saying what was probed.
+std::string format_eval_table(const std::vector<EvalRow>& rows);
 
 // Writes summary.json atomically.
 void write_summary(const std::string& path, const RunSummary& s);

@@ -58,8 +58,12 @@ class RunReporter::Impl {
   void non_finite_loss(double loss, int64_t step) {
     if (client_) client_->report_event(coord::EventType::kNanLoss, "non-finite loss", step, loss);
   }
+  void evaluating() {
+    if (client_) client_->set_state(coord::WorkerState::kEvaluating);
+  }
   void evaluation(const std::string& protocol, double accuracy, int64_t step) {
-    if (client_) client_->report_event(coord::EventType::kEvaluationResult, protocol, step, accuracy);
+    if (client_) client_->report_event(coord::EventType::kEvaluationResult, protocol + " top-1", step, accuracy);
+    if (metrics_) metrics_->set_eval_top1(protocol, accuracy);
   }
 
   bool stop_requested() const { return client_ && client_->stop_requested(); }
@@ -92,6 +96,7 @@ class RunReporter::Impl {
   void step(const CsvRow&, int64_t, double) {}
   void checkpoint_written(const std::string&, int64_t) {}
   void non_finite_loss(double, int64_t) {}
+  void evaluating() {}
   void evaluation(const std::string&, double, int64_t) {}
   bool stop_requested() const { return false; }
   void finish(const std::string&, bool) {}
@@ -109,6 +114,7 @@ void RunReporter::finish(const std::string& exit_reason, bool failed) { impl_->f
 
 void RunReporter::checkpoint_written(const std::string& path, int64_t step) { impl_->checkpoint_written(path, step); }
 void RunReporter::non_finite_loss(double loss, int64_t step) { impl_->non_finite_loss(loss, step); }
+void RunReporter::evaluating() { impl_->evaluating(); }
 void RunReporter::evaluation(const std::string& protocol, double accuracy, int64_t step) {
   impl_->evaluation(protocol, accuracy, step);
 }

@@ -24,6 +24,9 @@ class RunReporter {
   void step(const CsvRow& row, int64_t images, double comm_wait_s);
   void checkpoint_written(const std::string& path, int64_t step);
   void non_finite_loss(double loss, int64_t step);
+  // An evaluation of the target encoder begins (the coordinator shows the rank as evaluating until the next step).
+  void evaluating();
+  // Its top-1 accuracy (a fraction) by protocol (linear | knn): an event at the coordinator, a gauge in /metrics.
   void evaluation(const std::string& protocol, double accuracy, int64_t step);
   // True once the coordinator asked this run to stop.
   bool stop_requested() const;

@@ -24,6 +24,7 @@
 #include "train/checkpoint.h"
 #include "train/csv_log.h"
 #include "train/report.h"
+#include "train/run_evaluator.h"
 #include "train/run_reporter.h"
 #include "train/schedules.h"
 #include "train/step.h"
@@ -134,6 +135,7 @@ class Trainer::Impl {
   std::optional<ExitReason> stop_reason();
   void save_checkpoint(bool epoch_end);
   TrainResult finish(ExitReason reason);
+  EvalPosition eval_position() const;
   bool log_due() const { return position_.step % config_.logging.log_every == 0; }
   int64_t total_steps() const;
 
@@ -154,6 +156,7 @@ class Trainer::Impl {
   std::unique_ptr<CheckpointStore> store_;
   std::unique_ptr<CsvLog> csv_;
   std::unique_ptr<RunReporter> reporter_;
+  std::unique_ptr<RunEvaluator> evaluator_;  // when eval.every_epochs or eval.at_end
 
   TrainingPosition position_;
   int64_t last_saved_step_ = -1;
@@ -187,6 +190,8 @@ Trainer::Impl::Impl(const common::Config& config, dist::Communicator& comm)
   const int64_t resumed_step = config_.meta.load_checkpoint ? position_.step : -1;
   reporter_ =
       std::make_unique<RunReporter>(config_, static_cast<int>(rank_), comm_.local_rank(), static_cast<int>(world_));
+  if (config_.eval.every_epochs > 0 || config_.eval.at_end)
+    evaluator_ = std::make_unique<RunEvaluator>(config_, comm_, *reporter_, dataset_, resumed_step);
   csv_ = std::make_unique<CsvLog>(
       (fs::path(folder_) / (config_.logging.write_tag + "_r" + std::to_string(rank_) + ".csv")).string(), resumed_step);
 }
@@ -469,6 +474,8 @@ TrainResult Trainer::Impl::run() {
         position_.batch_in_epoch = 0;
         epoch_started_ = false;
         save_checkpoint(/*epoch_end=*/true);
+        if (evaluator_ && evaluator_->due_after_epoch(position_.epoch))
+          evaluator_->evaluate_target(models_.target, eval_position());
         epoch_loss_sum_ = 0;
         epoch_loss_count_ = 0;
         continue;
@@ -488,6 +495,8 @@ TrainResult Trainer::Impl::run() {
 TrainResult Trainer::Impl::finish(ExitReason reason) {
   loader_->stop();
   if (reason != ExitReason::kNonFiniteLoss) save_checkpoint(/*epoch_end=*/false);
+  if (config_.eval.at_end && (reason == ExitReason::kCompleted || reason == ExitReason::kMaxSteps))
+    evaluator_->evaluate_at_end(models_.target, eval_position());
   TrainResult result;
   result.reason = reason;
   result.steps = position_.step;
@@ -520,12 +529,18 @@ TrainResult Trainer::Impl::finish(ExitReason reason) {
   s.dtype = config_.meta.use_bfloat16 ? "bf16" : "fp32";
   s.last_checkpoint = last_checkpoint_;
   s.run_folder = fs::absolute(folder_).string();
+  if (evaluator_) s.eval = evaluator_->last();
   const std::string path = (fs::path(folder_) / "summary.json").string();
   write_summary(path, s);
   log::info(log::str("run ", to_string(reason), " after ", s.steps, " steps (", s.images_per_second,
                      " img/s); results in ", s.run_folder, " (summary.json, ", config_.logging.write_tag,
                      "_r0.csv, checkpoints)"));
   return result;
+}
+
+// The epoch of the last step is 1-based as in the CSV: the one just finished at an epoch's end.
+EvalPosition Trainer::Impl::eval_position() const {
+  return {position_.batch_in_epoch > 0 ? position_.epoch + 1 : position_.epoch, position_.step, train_seconds_};
 }
 
 Trainer::Trainer(const common::Config& config, dist::Communicator& comm)

@@ -61,7 +61,7 @@ void RunRegistry::record_event(RunEntry& e, int32_t rank, v1::EventType type, in
     std::lock_guard<std::mutex> storage_lock(storage_mutex_);
     storage_.append_event(event);
   }
-  if (metrics_) metrics_->count_event(event_name(type));
+  if (metrics_) metrics_->count_event(event.run(), event_name(type));
   log::info(log::str("run ", event.run(), " rank ", rank, ": ", event_name(type), " at step ", step,
                      message.empty() ? "" : ": " + message));
 }

@@ -61,7 +61,7 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
                         .Register(*registry_)),
       events_(prometheus::BuildCounter()
                   .Name("ijepa_coordinator_events_total")
-                  .Help("Run events recorded, by type")
+                  .Help("Run events recorded, by run and type")
                   .Register(*registry_)),
       live_workers_(prometheus::BuildGauge()
                         .Name("ijepa_run_live_workers")
@@ -89,7 +89,12 @@ void CoordinatorMetrics::observe_rpc(const std::string& method, const std::strin
   rpc_duration_.Add({{"method", method}}, buckets).Observe(seconds);
 }
 
-void CoordinatorMetrics::count_event(const std::string& type) { events_.Add({{"type", type}}).Increment(); }
+void CoordinatorMetrics::count_event(const std::string& run, const std::string& type) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  prometheus::Counter*& counter = run_events_[run][type];
+  if (counter == nullptr) counter = &events_.Add({{"run", run}, {"type", type}});
+  counter->Increment();
+}
 
 CoordinatorMetrics::RunSeries& CoordinatorMetrics::run_series(const std::string& run) {
   auto& slot = runs_series_[run];
@@ -127,6 +132,10 @@ void CoordinatorMetrics::set_heartbeat_age(const std::string& run, int rank, dou
 void CoordinatorMetrics::remove_run(const std::string& run) {
   std::lock_guard<std::mutex> lock(mutex_);
   runs_series_.erase(run);
+  const auto events = run_events_.find(run);
+  if (events == run_events_.end()) return;
+  for (const auto& [type, counter] : events->second) events_.Remove(counter);
+  run_events_.erase(events);
 }
 
 }  // namespace ijepa::metrics

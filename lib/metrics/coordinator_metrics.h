@@ -4,7 +4,7 @@
 //   ijepa_coordinator_workers{state}                       gauge: workers by state (live, lost, finished)
 //   ijepa_coordinator_rpcs_total{method, code}             counter: RPCs by method and gRPC status
 //   ijepa_coordinator_rpc_duration_seconds{method}         histogram: handler latency
-//   ijepa_coordinator_events_total{type}                   counter: events recorded
+//   ijepa_coordinator_events_total{run, type}              counter: events recorded
 //   ijepa_run_live_workers{run}                            gauge
 //   ijepa_worker_heartbeat_age_seconds{run, rank}          gauge: time since the worker's last heartbeat
 //   ijepa_train_* (train_families.h)                       per run: progress gauges from the most advanced
@@ -52,7 +52,8 @@ class CoordinatorMetrics {
 
   // One finished RPC: its method name, gRPC status code name ("OK", "NOT_FOUND") and handler seconds.
   void observe_rpc(const std::string& method, const std::string& code, double seconds);
-  void count_event(const std::string& type);
+  // One event of RUN, by type (event names are a fixed set, so the series per run are bounded).
+  void count_event(const std::string& run, const std::string& type);
 
   // A run's summary: the most advanced report, the summed throughput and the count of live workers.
   void set_run_progress(const std::string& run, const StepReport& latest, double images_per_second, int live_workers);
@@ -79,6 +80,8 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Gauge>& heartbeat_age_;
   std::mutex mutex_;
   std::map<std::string, std::unique_ptr<RunSeries>> runs_series_;
+  // Apart from RunSeries so that an event does not start a run's progress series before its first report.
+  std::map<std::string, std::map<std::string, prometheus::Counter*>> run_events_;  // run -> type -> series
 };
 
 }  // namespace ijepa::metrics

@@ -263,7 +263,7 @@ TEST_F(RegistryTest, ReportedEventsAreRecorded) {
   const v1::Event& last = detail.events(detail.events_size() - 1);
   EXPECT_EQ(last.type(), v1::EVENT_TYPE_NAN_LOSS);
   EXPECT_EQ(last.step(), 9);
-  EXPECT_NE(scrape().find("ijepa_coordinator_events_total{type=\"nan_loss\"} 1"), std::string::npos);
+  EXPECT_NE(scrape().find("ijepa_coordinator_events_total{run=\"r\",type=\"nan_loss\"} 1"), std::string::npos);
 }
 
 TEST_F(RegistryTest, WatchSeesTheFirstStateAtOnceThenChanges) {

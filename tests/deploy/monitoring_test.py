@@ -281,10 +281,10 @@ def run(bin_dir, work, processes, panel_queries, alert_queries):
     def nan_alert_firing():
         alerts = json.loads(http_get(f"http://127.0.0.1:{prometheus_port}/api/v1/alerts") or "{}")
         return any(a["labels"].get("alertname") == "IjepaNanLoss" and a["state"] == "firing"
-                   for a in alerts.get("data", {}).get("alerts", []))
+                   and a["labels"].get("run") == "nan" for a in alerts.get("data", {}).get("alerts", []))
 
     try:
-        wait_for(nan_alert_firing, 30, "IjepaNanLoss did not fire")
+        wait_for(nan_alert_firing, 30, "IjepaNanLoss did not fire naming run nan")
     except TimeoutError as e:
         fail(str(e))
 

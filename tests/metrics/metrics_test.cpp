@@ -67,6 +67,9 @@ TEST(CoordinatorMetrics, RunSeriesComeAndGo) {
   metrics.observe_worker_step("a", 0, sample_step());
   metrics.set_heartbeat_age("a", 0, 1.5);
   metrics.observe_rpc("Heartbeat", "OK", 0.001);
+  metrics.count_event("a", "nan_loss");
+  metrics.count_event("a", "nan_loss");
+  metrics.count_event("b", "nan_loss");
   std::string text = serialize(*registry);
   EXPECT_TRUE(contains(text, "ijepa_train_step{run=\"a\"} 12")) << text;
   EXPECT_TRUE(contains(text, "ijepa_train_images_per_second{run=\"a\"} 1280"));
@@ -75,9 +78,11 @@ TEST(CoordinatorMetrics, RunSeriesComeAndGo) {
   EXPECT_TRUE(contains(text, "ijepa_worker_heartbeat_age_seconds{rank=\"0\",run=\"a\"} 1.5"));
   EXPECT_TRUE(contains(text, "ijepa_coordinator_rpcs_total{code=\"OK\",method=\"Heartbeat\"} 1"));
   EXPECT_TRUE(contains(text, "ijepa_coordinator_rpc_duration_seconds_count{method=\"Heartbeat\"} 1"));
+  EXPECT_TRUE(contains(text, "ijepa_coordinator_events_total{run=\"a\",type=\"nan_loss\"} 2"));
   metrics.remove_run("a");
   text = serialize(*registry);
   EXPECT_FALSE(contains(text, "run=\"a\"")) << text;
+  EXPECT_TRUE(contains(text, "ijepa_coordinator_events_total{run=\"b\",type=\"nan_loss\"} 1"));
   EXPECT_TRUE(contains(text, "ijepa_coordinator_rpcs_total"));
 }
 

@@ -20,14 +20,18 @@ int train(const ijepa::common::Config& config) {
   auto comm =
       ijepa::dist::make_communicator(config.dist, torch::Device(ijepa::train::resolve_device(config.meta.device)));
   ijepa::common::init_logging(comm->rank());
+  // With several ranks an error ends the whole job at once (the abort's log line names this rank): returning would
+  // leave this rank in MPI_Finalize while the others wait for it in a collective until dist.timeout_s, or for ever (a
+  // launcher that does not abort jobs itself waits on a rank that never finalised).
   try {
     ijepa::train::Trainer trainer(config, *comm);
     return trainer.run().exit_code;
+  } catch (const ijepa::common::InputError& e) {
+    if (comm->world_size() > 1) comm->abort(e.what(), 2);  // e.g. a dataset missing or a port busy on one node
+    throw;
   } catch (const ijepa::dist::DistError& e) {
-    // A peer died or is stuck: end every rank of the job now. Returning instead would leave this rank
-    // unfinalised, which mpirun waits on for ever when it does not abort jobs itself.
-    comm->abort(e.what());
-    throw;  // the single-process backend's abort returns
+    if (comm->world_size() > 1) comm->abort(e.what(), 1);  // a peer died or is stuck
+    throw;
   }
 }
 

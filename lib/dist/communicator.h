@@ -62,9 +62,10 @@ class Communicator {
   std::vector<int64_t> all_gather_int64(int64_t value);
 
   // Gives up without waiting for peers and ends every rank of the job, so that none is left waiting:
-  // the reason goes to the log, NCCL aborts its communicator, MPI calls MPI_Abort (which does not return).
-  // The single-process backend only marks itself unusable. Call after an unrecoverable DistError.
-  virtual void abort(const std::string& reason) = 0;
+  // the reason goes to the log, NCCL aborts its communicator, MPI calls MPI_Abort with exit_code (which the
+  // launcher exits with; MPI_Abort does not return). The single-process backend only marks itself unusable.
+  // Call after an unrecoverable DistError, or an error only this rank saw while the others go on.
+  virtual void abort(const std::string& reason, int exit_code) = 0;
 
   // This rank's record of collectives entered and completed.
   virtual ProgressTracker& progress() = 0;

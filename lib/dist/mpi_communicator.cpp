@@ -162,10 +162,10 @@ std::vector<std::string> MpiCommunicator::all_gather_bytes(const std::string& by
   return result;
 }
 
-void MpiCommunicator::abort(const std::string& reason) {
+void MpiCommunicator::abort(const std::string& reason, int exit_code) {
   log::error(log::str("dist: rank ", rank_, " aborting the job: ", reason));
   runtime_->mark_failed();
-  MPI_Abort(MPI_COMM_WORLD, 1);
+  MPI_Abort(MPI_COMM_WORLD, exit_code);
 }
 
 ProgressTracker& MpiCommunicator::progress() { return engine_->progress(); }

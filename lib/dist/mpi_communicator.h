@@ -38,7 +38,7 @@ class MpiCommunicator : public Communicator {
   WorkHandle broadcast(const torch::Tensor& tensor, int root) override;
   void barrier() override;
   std::vector<std::string> all_gather_bytes(const std::string& bytes) override;
-  void abort(const std::string& reason) override;
+  void abort(const std::string& reason, int exit_code) override;
 
   ProgressTracker& progress() override;
   std::vector<std::optional<ProgressRecord>> peer_progress(double wait_s) override;

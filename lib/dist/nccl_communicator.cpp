@@ -338,12 +338,12 @@ std::vector<std::string> NcclCommunicator::all_gather_bytes(const std::string& b
   return control_->all_gather_bytes(bytes);
 }
 
-void NcclCommunicator::abort(const std::string& reason) {
+void NcclCommunicator::abort(const std::string& reason, int exit_code) {
   {
     std::lock_guard<std::mutex> lock(state_->mutex);
     state_->fail_locked("aborted: " + reason, false);
   }
-  control_->abort(reason);
+  control_->abort(reason, exit_code);
 }
 
 std::vector<std::optional<ProgressRecord>> NcclCommunicator::peer_progress(double wait_s) {

@@ -34,7 +34,7 @@ class NcclCommunicator : public Communicator {
   WorkHandle broadcast(const torch::Tensor& tensor, int root) override;
   void barrier() override { control_->barrier(); }
   std::vector<std::string> all_gather_bytes(const std::string& bytes) override;
-  void abort(const std::string& reason) override;
+  void abort(const std::string& reason, int exit_code) override;
 
   ProgressTracker& progress() override { return control_->progress(); }
   std::vector<std::optional<ProgressRecord>> peer_progress(double wait_s) override;

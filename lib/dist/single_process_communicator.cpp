@@ -46,7 +46,7 @@ std::vector<std::string> SingleProcessCommunicator::all_gather_bytes(const std::
   return {bytes};
 }
 
-void SingleProcessCommunicator::abort(const std::string& reason) {
+void SingleProcessCommunicator::abort(const std::string& reason, int /*exit_code*/) {
   log::error("dist: aborting: " + reason);
   aborted_ = true;
 }

@@ -23,7 +23,7 @@ class SingleProcessCommunicator : public Communicator {
   WorkHandle broadcast(const torch::Tensor& tensor, int root) override;
   void barrier() override;
   std::vector<std::string> all_gather_bytes(const std::string& bytes) override;
-  void abort(const std::string& reason) override;
+  void abort(const std::string& reason, int exit_code) override;
 
   ProgressTracker& progress() override { return progress_; }
   std::vector<std::optional<ProgressRecord>> peer_progress(double wait_s) override;

@@ -44,7 +44,7 @@ int run(const std::string& scenario) {
     }
   } catch (const ijepa::dist::DistError& e) {
     std::cerr << "rank 0 failed: " << e.what() << std::endl;
-    comm.abort(e.what());
+    comm.abort(e.what(), 1);
   }
   std::cerr << "rank 0: no error" << std::endl;
   return 0;

@@ -56,7 +56,7 @@ TEST(SingleProcess, RejectsTensorsNoBackendTakes) {
 
 TEST(SingleProcess, AbortMakesLaterCallsFail) {
   SingleProcessCommunicator comm;
-  comm.abort("test");
+  comm.abort("test", 1);
   EXPECT_THROW(comm.barrier(), DistError);
   EXPECT_THROW(comm.all_reduce(torch::zeros({1}), ReduceOp::kSum), DistError);
 }

@@ -1,9 +1,14 @@
 // ijepa-train under `mpirun -np 2` on the CPU: two ranks with batch B train as one rank with batch 2B and log
 // the global mean loss; a stopped 2-rank run resumes bit-exactly; a killed rank makes the other fail soon with
-// a message naming it; ranks whose configs differ are refused at start. Every mpirun runs under `timeout`.
+// a message naming it; an input error on one rank ends the job at once; ranks whose configs differ are refused
+// at start. Every mpirun runs under `timeout`.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -71,6 +76,21 @@ pid_t rank_pid(const std::string& tag, int rank) {
     }
   }
   return -1;
+}
+
+// A socket listening on a loopback port the kernel picked (set in `port`); -1 on failure.
+int listening_socket(int& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 || listen(fd, 1) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    return -1;
+  }
+  port = ntohs(address.sin_port);
+  return fd;
 }
 
 class TrainMpiTest : public ::testing::Test {
@@ -215,6 +235,18 @@ TEST_F(TrainMpiTest, AKilledRankMakesTheOtherFailNamingItWithinTheTimeout) {
   EXPECT_NE(log.find("did not complete within 5 s on rank 0 of 2; not arrived and not answering"), std::string::npos)
       << log;
   EXPECT_NE(log.find("): rank 1"), std::string::npos) << log;
+}
+
+TEST_F(TrainMpiTest, AnInputErrorOnOneRankEndsTheJobAtOnceWithExitCodeTwo) {
+  // Rank 1's /metrics port (base + 1) is taken: only rank 1 fails, after rank 0 went on into training.
+  int taken = 0;
+  const int socket = listening_socket(taken);
+  ASSERT_GE(socket, 0);
+  const auto r = run_ranks(2, "busy", "--set metrics.listen=127.0.0.1:" + std::to_string(taken - 1));
+  close(socket);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("rank 1 aborting the job: metrics listen address"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("did not complete within"), std::string::npos) << "rank 0 waited for the timeout";
 }
 
 TEST_F(TrainMpiTest, RanksWithDifferentConfigsAreRefusedAtStartNamingTheKeyAndRank) {

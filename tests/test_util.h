@@ -14,12 +14,12 @@
 
 namespace ijepa::testing {
 
-// A fresh folder under the system temp dir, removed with the object.
+// A fresh folder under `parent` (by default the system temp dir), removed with the object.
 class TempDir {
  public:
-  TempDir() {
+  explicit TempDir(const std::filesystem::path& parent = std::filesystem::temp_directory_path()) {
     std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() / ("ijepa-test-" + std::to_string(rd()) + std::to_string(rd()));
+    path_ = parent / ("ijepa-test-" + std::to_string(rd()) + std::to_string(rd()));
     std::filesystem::create_directories(path_);
   }
   ~TempDir() {

@@ -74,6 +74,8 @@ RunEvaluator::RunEvaluator(const common::Config& config, dist::Communicator& com
   test_ = eval_subset(open_test_split(config.data), config.eval.max_test_samples, "eval.max_test_samples", world);
   options_.protocol = eval::parse_protocol(config.eval.protocol);
   options_.device = comm.device();
+  // The training batch fits the device; on the CPU, batches much larger run slower (cache, page faults).
+  feature_options_.batch_size = config.data.batch_size;
   feature_options_.num_workers = std::max<int64_t>(1, config.data.num_workers);
   feature_options_.bf16 = config.meta.use_bfloat16;
   if (comm.rank() == 0) {

@@ -12,6 +12,13 @@ namespace {
 torch::nn::LayerNorm layer_norm(int64_t dim) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6));
 }
+
+// ATen's linear, as torch.nn.Linear calls it: one fused addmm over the flattened tokens. The C++ frontend's
+// LinearImpl::forward takes matmul and then `output += bias` for inputs of more than 2 dims, which under autocast
+// adds the fp32 bias into the bf16 output through a conversion pass and costs a separate add in backward.
+torch::Tensor linear(const torch::nn::Linear& layer, const torch::Tensor& x) {
+  return at::linear(x, layer->weight, layer->bias);
+}
 }  // namespace
 
 torch::Tensor sincos_table(int64_t dim, int64_t grid) {
@@ -50,8 +57,12 @@ AttentionImpl::AttentionImpl(int64_t dim, int64_t num_heads) : num_heads_(num_he
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   // [B, N, 3, H, C/H] -> [3, B, H, N, C/H]
-  auto qkv_heads = qkv(x).reshape({B, N, 3, num_heads_, C / num_heads_}).permute({2, 0, 3, 1, 4});
-  const auto q = qkv_heads[0], k = qkv_heads[1], v = qkv_heads[2];  // [B, H, N, C/H]
+  // [B, N, 3, H, C/H] -> [3, B, H, N, C/H], laid out once so that the products below need no copies of q, k, v,
+  // and split by unbind, whose backward stacks the three gradients (indexing would give each its own zero-filled
+  // [3, B, H, N, C/H] buffer and sum them).
+  const auto qkv_heads =
+      linear(qkv, x).reshape({B, N, 3, num_heads_, C / num_heads_}).permute({2, 0, 3, 1, 4}).contiguous().unbind(0);
+  const auto &q = qkv_heads[0], &k = qkv_heads[1], &v = qkv_heads[2];  // [B, H, N, C/H]
   torch::Tensor out;
   if (x.is_cuda()) {
     out = at::scaled_dot_product_attention(q, k, v);  // fused (flash) kernels, same (C/H)^-0.5 scale
@@ -61,7 +72,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
     const double scale = 1.0 / std::sqrt(static_cast<double>(C / num_heads_));
     out = torch::matmul(torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1), v);
   }
-  return proj(out.transpose(1, 2).reshape({B, N, C}));
+  return linear(proj, out.transpose(1, 2).reshape({B, N, C}));
 }
 
 MlpImpl::MlpImpl(int64_t dim, int64_t hidden) {
@@ -69,7 +80,7 @@ MlpImpl::MlpImpl(int64_t dim, int64_t hidden) {
   fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return fc2(torch::gelu(fc1(x))); }
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return linear(fc2, torch::gelu(linear(fc1, x))); }
 
 BlockImpl::BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden) {
   // Registration (and so default-init draw) order of the reference: norm1, attn, norm2, mlp.
@@ -102,7 +113,9 @@ VisionTransformerImpl::VisionTransformerImpl(const ViTConfig& config) : config_(
 }
 
 torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& x) {
-  auto tokens = patch_embed(x);  // [B, N, D]
+  // The patch tokens are a transposed view of the convolution's output and the sum keeps that layout, so the
+  // residual stream would be non-contiguous and every LayerNorm on it would copy it first: lay it out once here.
+  auto tokens = patch_embed(x).contiguous();  // [B, N, D]
   if (tokens.size(1) == pos_embed.size(1)) return tokens + pos_embed;
   const auto grid = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(tokens.size(1)))));
   return tokens + sincos_table(config_.embed_dim, grid).to(tokens.device());
@@ -147,7 +160,7 @@ torch::Tensor PredictorImpl::forward(const torch::Tensor& x, const std::vector<t
   const int64_t batch = x.size(0) / nenc;
   const auto pos = predictor_pos_embed.expand({batch, -1, -1});  // [B, N, Dp]
 
-  auto context = predictor_embed(x) + apply_masks(pos, masks_x);  // [nenc*B, Kc, Dp]
+  auto context = linear(predictor_embed, x) + apply_masks(pos, masks_x);  // [nenc*B, Kc, Dp]
   const int64_t n_context = context.size(1);
 
   auto target_pos = repeat_interleave_batch(apply_masks(pos, masks), batch, nenc);  // [npred*nenc*B, Kp, Dp]
@@ -156,7 +169,7 @@ torch::Tensor PredictorImpl::forward(const torch::Tensor& x, const std::vector<t
   auto h = torch::cat({context.repeat({npred, 1, 1}), mask_tokens}, 1);
   for (const auto& block : *predictor_blocks) h = block->as<BlockImpl>()->forward(h);
   h = predictor_norm(h).narrow(1, n_context, h.size(1) - n_context);
-  return predictor_proj(h);  // [npred*nenc*B, Kp, D]
+  return linear(predictor_proj, h);  // [npred*nenc*B, Kp, D]
 }
 
 }  // namespace ijepa::model

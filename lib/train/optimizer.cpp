@@ -99,7 +99,7 @@ void AdamW::step(double lr, double weight_decay, const torch::Tensor& found_inf)
 void AdamW::zero_grad() {
   for (const auto& g : groups_) {
     for (const auto& p : g.params) {
-      if (p.grad().defined()) p.mutable_grad().zero_();
+      if (p.grad().defined()) p.mutable_grad().reset();
     }
   }
 }

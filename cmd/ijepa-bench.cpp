@@ -1,5 +1,6 @@
 // ijepa-bench: speed measurements.
 //   ijepa-bench step --workload a|b --dtype fp32|bf16 --threads N --steps K [--warmup W] [--device cpu|cuda] [--json]
+//                    [--profile [--trace FILE]]
 //       the whole training step of a benchmark workload (see lib/train/step_benchmark.h)
 //   ijepa-bench micro [--benchmark_filter=...]
 //       Google Benchmark micro-benchmarks: matrix products, mask sampling, the fused AdamW and the EMA
@@ -108,6 +109,8 @@ int main(int argc, char** argv) {
   step->add_option("--warmup", o.warmup, "untimed steps first");
   step->add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   step->add_flag("--json", json, "one JSON object on stdout");
+  step->add_flag("--profile", o.profile, "print the timed steps' ops by self time (stderr)");
+  step->add_option("--trace", o.trace_path, "with --profile: also write a Chrome trace to this file");
   app.add_subcommand("micro", "Google Benchmark micro-benchmarks (pass --benchmark_* flags after it)");
   try {
     app.parse(argc, argv);
@@ -117,7 +120,9 @@ int main(int argc, char** argv) {
   o.workload = workload[0];
   o.bf16 = dtype == "bf16";
   try {
-    print_step(o, ijepa::train::run_step_benchmark(o), json);
+    const auto result = ijepa::train::run_step_benchmark(o);
+    print_step(o, result, json);
+    if (o.profile) std::cerr << result.profile_table;
   } catch (const std::exception& e) {
     std::cerr << "ijepa-bench: error: " << e.what() << std::endl;
     return 1;

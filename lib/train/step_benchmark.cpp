@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <stdexcept>
 
 #include "masking/multiblock.h"
 #include "model/flops.h"
 #include "model/init.h"
+#include "train/op_profile.h"
 #include "train/report.h"
 #include "train/schedules.h"
 #include "train/step.h"
@@ -86,7 +88,9 @@ StepBenchResult run_step_benchmark(const StepBenchOptions& o) {
   std::vector<double> step_ms;
   StepBenchResult r;
   r.batch = w.batch;
+  std::unique_ptr<OpProfile> profile;
   for (int i = 0; i < o.warmup + o.steps; ++i) {
+    if (o.profile && i == o.warmup) profile = std::make_unique<OpProfile>();
     const auto t0 = Clock::now();
     auto masks = sampler.sample(w.batch);
     for (auto& m : masks.enc) m = m.to(device);
@@ -108,6 +112,7 @@ StepBenchResult run_step_benchmark(const StepBenchOptions& o) {
     r.context_tokens += static_cast<double>(masks.enc[0].size(1)) / o.steps;
     r.target_tokens += static_cast<double>(masks.pred[0].size(1)) / o.steps;
   }
+  if (profile) r.profile_table = profile->finish(o.trace_path, o.steps);
   std::sort(step_ms.begin(), step_ms.end());
   r.step_ms = step_ms[step_ms.size() / 2];
   r.images_per_second = static_cast<double>(w.batch) / (r.step_ms / 1e3);

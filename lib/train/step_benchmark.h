@@ -18,6 +18,8 @@ struct StepBenchOptions {
   int steps = 20;
   int warmup = 3;
   std::string device = "cpu";
+  bool profile = false;    // record the timed steps op by op (OpProfile); see profile_table
+  std::string trace_path;  // with profile: also write a Chrome trace here
 };
 
 struct StepBenchResult {
@@ -32,6 +34,7 @@ struct StepBenchResult {
   double context_tokens = 0, target_tokens = 0;  // mean per image and block
   int64_t peak_rss_bytes = 0;
   int64_t batch = 0;
+  std::string profile_table;  // with options.profile: ops by self time per step
 };
 
 StepBenchResult run_step_benchmark(const StepBenchOptions& options);

@@ -11,6 +11,7 @@
 
 #include <iostream>
 
+#include "common/omp_wait.h"
 #include "masking/multiblock.h"
 #include "model/init.h"
 #include "train/optimizer.h"
@@ -87,6 +88,7 @@ BENCHMARK(BM_UpdateTiny)->Unit(benchmark::kMillisecond);
 }  // namespace
 
 int main(int argc, char** argv) {
+  ijepa::common::use_passive_omp_wait(argv);  // see common/omp_wait.h
   if (argc >= 2 && std::string(argv[1]) == "micro") {
     argv[1] = argv[0];
     --argc, ++argv;

@@ -9,6 +9,7 @@
 #include "common/config.h"
 #include "common/errors.h"
 #include "common/logging.h"
+#include "common/omp_wait.h"
 #include "common/signals.h"
 #include "dist/communicator.h"
 #include "train/trainer.h"
@@ -38,6 +39,7 @@ int train(const ijepa::common::Config& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ijepa::common::use_passive_omp_wait(argv);  // see common/omp_wait.h
   CLI::App app{"I-JEPA pretraining (one rank)"};
   std::string config_path;
   std::vector<std::string> overrides;

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Side-by-side training-step speed: `ijepa-bench step` against the eager-PyTorch reference step
+# (bench_reference_step.py, the project's torch), same workload, dtype and threads, alternating runs.
+# Prints one JSON line per run; the table in BENCHMARKS.md is their medians.
+#   tests/reference/compare_step.sh [BIN_DIR] [ROUNDS] [THREADS]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${1:-$root/build/bin}
+rounds=${2:-3}
+threads=${3:-2}
+export OMP_NUM_THREADS=$threads
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # both sides alike; ijepa-bench would set it itself (common/omp_wait.h)
+for workload in a b; do
+  steps=$([[ $workload == a ]] && echo 20 || echo 6)
+  for dtype in bf16 fp32; do
+    for ((round = 1; round <= rounds; round++)); do
+      "$bin/ijepa-bench" step --workload $workload --dtype $dtype --threads "$threads" --steps "$steps" \
+        --warmup 2 --json 2>/dev/null
+      (cd "$root/tests/reference" && "$root/.venv/bin/python" bench_reference_step.py --workload $workload \
+        --dtype $dtype --threads "$threads" --steps "$steps" --warmup 2 2>/dev/null)
+    done
+  done
+done

@@ -8,6 +8,7 @@
 
 #include "data/data_test_util.h"
 #include "test_util.h"
+#include "tiny_config.h"
 
 namespace ijepa::train {
 namespace {
@@ -22,14 +23,8 @@ class TrainCliTest : public ::testing::Test {
   void SetUp() override {
     std::filesystem::create_directories(dir_ / "data");
     data::testing::write_idx_pair(dir_ / "data", "train", 64, 28, 28, /*gzip=*/true);
-    ijepa::testing::write_file(dir_ / "config.yaml",
-                               "data: {dataset: idx, root_path: " + (dir_ / "data") +
-                                   ", batch_size: 4, crop_size: 28, num_workers: 1}\n"
-                                   "mask: {patch_size: 4, min_keep: 4}\n"
-                                   "meta: {model_name: vit_tiny, pred_depth: 1, pred_emb_dim: 96, threads: 1}\n"
-                                   "optimization: {epochs: 50, warmup: 1}\n"
-                                   "logging: {folder: " +
-                                   (dir_ / "run") + ", log_every: 1}\n");
+    ijepa::testing::write_file(dir_ / "config.yaml", train::testing::tiny_config(dir_ / "data") +
+                                                         "logging: {folder: " + (dir_ / "run") + ", log_every: 1}\n");
   }
   std::string train(const std::string& args) const {
     return binary_path("ijepa-train") + " --config " + (dir_ / "config.yaml") + " " + args;

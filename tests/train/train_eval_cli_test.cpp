@@ -9,6 +9,7 @@
 
 #include "data/data_test_util.h"
 #include "test_util.h"
+#include "tiny_config.h"
 #ifdef IJEPA_TEST_WITH_METRICS
 #include "coord_test_util.h"
 #endif
@@ -28,13 +29,7 @@ class TrainEvalCliTest : public ::testing::Test {
     data::testing::write_idx_pair(dir_ / "data", "train", 64, 28, 28, /*gzip=*/true);
     data::testing::write_idx_pair(dir_ / "data", "t10k", 20, 28, 28, /*gzip=*/true);
     ijepa::testing::write_file(dir_ / "config.yaml",
-                               "data: {dataset: idx, root_path: " + (dir_ / "data") +
-                                   ", batch_size: 4, crop_size: 28, num_workers: 1}\n"
-                                   "mask: {patch_size: 4, min_keep: 4}\n"
-                                   "meta: {model_name: vit_tiny, pred_depth: 1, pred_emb_dim: 96, threads: 1}\n"
-                                   "optimization: {epochs: 50, warmup: 1}\n"
-                                   "logging: {folder: " +
-                                   (dir_ / "run") +
+                               train::testing::tiny_config(dir_ / "data") + "logging: {folder: " + (dir_ / "run") +
                                    ", log_every: 1}\n"
                                    "eval: {protocol: both, max_train_samples: 40, max_test_samples: 0}\n");
   }

@@ -19,6 +19,7 @@
 #include "data/data_test_util.h"
 #include "model/state_dict.h"
 #include "test_util.h"
+#include "tiny_config.h"
 
 namespace ijepa::train {
 namespace {
@@ -108,14 +109,9 @@ class TrainMpiTest : public ::testing::Test {
     std::filesystem::create_directories(dir_ / "data");
     // 32 images: 4 steps per epoch for 2 ranks x 4 and for 1 rank x 8, none padded.
     data::testing::write_idx_pair(dir_ / "data", "train", 32, 28, 28, /*gzip=*/false);
-    ijepa::testing::write_file(dir_ / "config.yaml",
-                               "data: {dataset: idx, root_path: " + (dir_ / "data") +
-                                   ", batch_size: 4, crop_size: 28, num_workers: 1}\n"
-                                   "mask: {patch_size: 4, min_keep: 4}\n"
-                                   "meta: {model_name: vit_tiny, pred_depth: 1, pred_emb_dim: 96, threads: 1}\n"
-                                   "optimization: {epochs: 50, warmup: 1}\n"
-                                   "logging: {log_every: 1}\n"
-                                   "dist: {backend: mpi, timeout_s: 60}\n");
+    ijepa::testing::write_file(dir_ / "config.yaml", train::testing::tiny_config(dir_ / "data") +
+                                                         "logging: {log_every: 1}\n"
+                                                         "dist: {backend: mpi, timeout_s: 60}\n");
   }
 
   // The ijepa-train command line of one rank writing into run folder `run`.

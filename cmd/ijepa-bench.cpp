@@ -88,7 +88,7 @@ BENCHMARK(BM_UpdateTiny)->Unit(benchmark::kMillisecond);
 }  // namespace
 
 int main(int argc, char** argv) {
-  ijepa::common::use_passive_omp_wait(argv);  // see common/omp_wait.h
+  ijepa::common::choose_omp_wait_policy(argv);  // see common/omp_wait.h
   if (argc >= 2 && std::string(argv[1]) == "micro") {
     argv[1] = argv[0];
     --argc, ++argv;

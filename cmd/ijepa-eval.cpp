@@ -11,7 +11,7 @@
 #include "eval/command.h"
 
 int main(int argc, char** argv) {
-  ijepa::common::use_passive_omp_wait(argv);  // see common/omp_wait.h
+  ijepa::common::choose_omp_wait_policy(argv);  // see common/omp_wait.h
   ijepa::eval::EvalCommandOptions o;
   auto& e = o.eval;
   CLI::App app{"ijepa-eval: linear probe and kNN on frozen I-JEPA features"};

@@ -39,7 +39,7 @@ int train(const ijepa::common::Config& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  ijepa::common::use_passive_omp_wait(argv);  // see common/omp_wait.h
+  ijepa::common::choose_omp_wait_policy(argv);  // see common/omp_wait.h
   CLI::App app{"I-JEPA pretraining (one rank)"};
   std::string config_path;
   std::vector<std::string> overrides;

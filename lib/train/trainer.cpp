@@ -12,6 +12,7 @@
 #include "common/errors.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/omp_wait.h"
 #include "common/signals.h"
 #include "data/dataset.h"
 #include "data/loader.h"
@@ -182,6 +183,9 @@ Trainer::Impl::Impl(const common::Config& config, dist::Communicator& comm)
       device_(comm.device()),
       folder_(config.logging.folder) {
   if (config_.meta.threads > 0) at::set_num_threads(static_cast<int>(config_.meta.threads));
+  if (rank_ == 0)
+    log::info(log::str(at::get_num_threads(), " intra-op thread(s) per rank, OpenMP wait policy ",
+                       common::omp_wait_policy_description()));
   dist::verify_same_across_ranks(comm_, "config", common::to_key_lines(config_));  // names the differing key
   prepare_folder();
   build_data();

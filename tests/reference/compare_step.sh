@@ -9,7 +9,8 @@ bin=${1:-$root/build/bin}
 rounds=${2:-3}
 threads=${3:-2}
 export OMP_NUM_THREADS=$threads
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # both sides alike; ijepa-bench would set it itself (common/omp_wait.h)
+# Both sides alike: by default what ijepa-bench chooses by itself on a quiet machine (common/omp_wait.h).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-ACTIVE}
 for workload in a b; do
   steps=$([[ $workload == a ]] && echo 20 || echo 6)
   for dtype in bf16 fp32; do

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include "common/errors.h"
 #include "common/log.h"
 
 #include <algorithm>
@@ -32,7 +33,27 @@ torch::Tensor to_tensor(const std::vector<std::vector<int64_t>>& rows) {
 }  // namespace
 
 MultiBlockMaskSampler::MultiBlockMaskSampler(const MaskSpec& spec, at::Generator positions)
-    : spec_(spec), positions_(std::move(positions)) {}
+    : spec_(spec), positions_(std::move(positions)) {
+  check_blocks_can_be_valid("mask.pred_mask_scale", spec_.pred_scale_min, spec_.pred_scale_max, spec_.aspect_min,
+                            spec_.aspect_max);
+  check_blocks_can_be_valid("mask.enc_mask_scale", spec_.enc_scale_min, spec_.enc_scale_max, 1.0, 1.0);
+}
+
+void MultiBlockMaskSampler::check_blocks_can_be_valid(const std::string& key, double scale_min, double scale_max,
+                                                      double aspect_min, double aspect_max) const {
+  // A block is valid with more than min_keep patches, so a draw whose block is no larger retries forever (the
+  // reference hangs there). The size is a function of one uniform number: scan its range.
+  constexpr int kSteps = 4096;
+  for (int i = 0; i <= kSteps; ++i) {
+    const double r = std::min(static_cast<double>(i) / kSteps, std::nextafter(1.0, 0.0));
+    const BlockSize size = block_size(r, scale_min, scale_max, aspect_min, aspect_max);
+    if (size.h * size.w > spec_.min_keep) continue;
+    throw common::InputError(log::str(key, ": some draws give a ", size.h, "x", size.w, " block of ",
+                                      spec_.grid_h, "x", spec_.grid_w, " patches, which can never hold more than ",
+                                      "mask.min_keep = ", spec_.min_keep, " patches; raise the scale or lower ",
+                                      "mask.min_keep"));
+  }
+}
 
 BlockSize MultiBlockMaskSampler::block_size(double r, double scale_min, double scale_max, double aspect_min,
                                             double aspect_max) const {

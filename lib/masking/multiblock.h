@@ -13,6 +13,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace ijepa::masking {
@@ -40,7 +41,8 @@ struct BatchMasks {
 class MultiBlockMaskSampler {
  public:
   // `positions` draws the block positions (and the corrected mode's subsets); the sampler keeps a handle
-  // to it, so pass a generator that no other thread uses.
+  // to it, so pass a generator that no other thread uses. Throws common::InputError, naming the key, when some
+  // draw of a block size gives a block that can never hold more than min_keep patches.
   MultiBlockMaskSampler(const MaskSpec& spec, at::Generator positions);
 
   // Masks for the next batch; advances the batch counter.
@@ -62,6 +64,8 @@ class MultiBlockMaskSampler {
     int64_t top, left, h, w;
     bool covers(int64_t row, int64_t col) const { return row >= top && row < top + h && col >= left && col < left + w; }
   };
+  void check_blocks_can_be_valid(const std::string& key, double scale_min, double scale_max, double aspect_min,
+                                 double aspect_max) const;
   // One block of `size`, valid with more than min_keep patches outside the first targets of `avoid`.
   Block sample_block(BlockSize size, const std::vector<Block>* avoid);
   int64_t randint(int64_t high);  // [0, high) from the position generator, as torch.randint

@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include "common/errors.h"
 #include "golden.h"
 
 namespace ijepa::masking {
@@ -38,7 +39,7 @@ void expect_masks(const BatchMasks& m, const nlohmann::json& enc, const nlohmann
 
 TEST(MaskGolden, BlockSizesMatchTheReference) {
   for (const auto& [name, grid] : {std::pair{"grid16", 16}, {"grid14", 14}, {"grid7", 7}}) {
-    MaskSpec s = spec_for(grid, 1, 10);
+    MaskSpec s = spec_for(grid, 1, 4);  // min_keep plays no part in the sizes (10 would not fit grid 7)
     MultiBlockMaskSampler sampler(s, at::make_generator<at::CPUGeneratorImpl>(0));
     for (const auto& entry : golden()["block_sizes"][name]) {
       auto g = at::make_generator<at::CPUGeneratorImpl>(entry["seed"].get<uint64_t>());
@@ -133,6 +134,28 @@ TEST(MaskSampler, StateRoundTripRepeatsTheSameMasks) {
   const auto again = b.sample(4);
   for (size_t i = 0; i < next.pred.size(); ++i) EXPECT_TRUE(torch::equal(next.pred[i], again.pred[i]));
   EXPECT_TRUE(torch::equal(next.enc[0], again.enc[0]));
+}
+
+// Blocks of 4 patches on a 7x7 grid can never exceed min_keep 4: the reference retries such a draw forever
+// (a hang at some batch), the sampler refuses the spec at construction, naming the key.
+TEST(MaskSampler, RejectsScalesWhoseBlocksCanNeverExceedMinKeep) {
+  MaskSpec s = spec_for(28, 4, 4);
+  s.pred_scale_min = 0.1;
+  s.pred_scale_max = 0.15;
+  try {
+    MultiBlockMaskSampler sampler(s, at::make_generator<at::CPUGeneratorImpl>(0));
+    FAIL() << "expected an InputError";
+  } catch (const common::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("mask.pred_mask_scale: some draws give a 2x2 block of 7x7 patches"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("mask.min_keep = 4"), std::string::npos) << e.what();
+  }
+  s.pred_scale_min = 0.15;  // the quickstart's scales: the smallest block is 2x3
+  EXPECT_NO_THROW(MultiBlockMaskSampler(s, at::make_generator<at::CPUGeneratorImpl>(0)));
+  s.min_keep = 49;
+  s.enc_scale_min = 0.85;
+  EXPECT_THROW(MultiBlockMaskSampler(s, at::make_generator<at::CPUGeneratorImpl>(0)), common::InputError);
 }
 
 }  // namespace

@@ -12,10 +12,12 @@
 
 namespace ijepa::eval {
 
+// The defaults train the head to convergence on frozen ViT features: 30 epochs at 1e-3 left it at 65% train
+// accuracy on 10000 Fashion-MNIST features, where 100 epochs at 1e-2 reach 73% (test 64% -> 72%).
 struct LinearProbeOptions {
-  int64_t epochs = 30;
+  int64_t epochs = 100;
   int64_t batch_size = 256;
-  double lr = 1e-3;  // peak; cosine decay to 0 over all steps, no warm-up
+  double lr = 1e-2;  // peak; cosine decay to 0 over all steps, no warm-up
   double weight_decay = 1e-4;
   bool batchnorm = false;  // BatchNorm1d(F, affine=false, eps=1e-6) before the linear layer
   uint64_t seed = 0;       // head initialisation and shuffling (a private generator)

@@ -80,8 +80,8 @@ double busy_cores(const cpu_set_t& cores, int local_ranks) {
 WaitPolicyChoice choose_wait_policy(const CoreShare& share) {
   const int demand = share.local_ranks * share.threads_per_rank;
   std::ostringstream why;
-  why << share.local_ranks << " rank(s) x " << share.threads_per_rank << " thread(s) on " << share.cores
-      << " core(s), " << std::setprecision(2) << share.busy_cores << " busy elsewhere";
+  why << share.local_ranks << " rank(s) x " << share.threads_per_rank << " thread(s) on " << share.cores << " core(s), "
+      << std::setprecision(2) << share.busy_cores << " busy elsewhere";
   // Half a core of slack for daemons and the like.
   const bool fits = demand <= share.cores && share.busy_cores + demand <= share.cores + 0.5;
   return {fits ? "ACTIVE" : "PASSIVE", why.str()};

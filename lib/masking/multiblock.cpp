@@ -48,10 +48,9 @@ void MultiBlockMaskSampler::check_blocks_can_be_valid(const std::string& key, do
     const double r = std::min(static_cast<double>(i) / kSteps, std::nextafter(1.0, 0.0));
     const BlockSize size = block_size(r, scale_min, scale_max, aspect_min, aspect_max);
     if (size.h * size.w > spec_.min_keep) continue;
-    throw common::InputError(log::str(key, ": some draws give a ", size.h, "x", size.w, " block of ",
-                                      spec_.grid_h, "x", spec_.grid_w, " patches, which can never hold more than ",
-                                      "mask.min_keep = ", spec_.min_keep, " patches; raise the scale or lower ",
-                                      "mask.min_keep"));
+    throw common::InputError(log::str(key, ": some draws give a ", size.h, "x", size.w, " block of ", spec_.grid_h, "x",
+                                      spec_.grid_w, " patches, which can never hold more than mask.min_keep = ",
+                                      spec_.min_keep, " patches; raise the scale or lower mask.min_keep"));
   }
 }
 

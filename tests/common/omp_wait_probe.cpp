@@ -1,5 +1,5 @@
-// Prints its OpenMP wait policy, how it was chosen, its pid, process name and arguments after common::choose_omp_wait_policy
-// (for omp_wait_test).
+// Prints its OpenMP wait policy, how it was chosen, its pid, process name and arguments after
+// common::choose_omp_wait_policy (for omp_wait_test).
 #include <unistd.h>
 
 #include <cstdio>

@@ -54,18 +54,21 @@ TEST(OmpWaitChoice, ReadsLocalRanksAndThreadsFromTheLauncher) {
 
 TEST(OmpWait, ReexecutesWithTheChosenPolicyKeepingPidNameAndArguments) {
   // 4096 threads cannot fit this machine's cores, so the choice is PASSIVE whatever the load.
-  const auto r = ijepa::testing::run_command("env -u OMP_WAIT_POLICY -u OMPI_COMM_WORLD_LOCAL_SIZE -u MPI_LOCALNRANKS -u SLURM_STEP_TASKS_PER_NODE "
-                                             "OMP_NUM_THREADS=4096 " +
-                                             kProbe + " one 'two words'");
+  const auto r = ijepa::testing::run_command(
+      "env -u OMP_WAIT_POLICY -u OMPI_COMM_WORLD_LOCAL_SIZE -u MPI_LOCALNRANKS -u SLURM_STEP_TASKS_PER_NODE "
+      "OMP_NUM_THREADS=4096 " +
+      kProbe + " one 'two words'");
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_EQ(r.output.substr(0, r.output.find('\n') + 1), "policy=PASSIVE same_pid=1 name=omp_wait_probe args=one,two words\n");
+  EXPECT_EQ(r.output.substr(0, r.output.find('\n') + 1),
+            "policy=PASSIVE same_pid=1 name=omp_wait_probe args=one,two words\n");
   EXPECT_NE(r.output.find("PASSIVE (chosen at start: 1 rank(s) x 4096 thread(s) on "), std::string::npos) << r.output;
 }
 
 TEST(OmpWait, LeavesAPolicyTheUserSetAlone) {
   const auto r = ijepa::testing::run_command("OMP_WAIT_POLICY=ACTIVE " + kProbe + " x");
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_EQ(r.output, "policy=ACTIVE same_pid=1 name=omp_wait_probe args=x\nACTIVE (OMP_WAIT_POLICY set by the user)\n");
+  EXPECT_EQ(r.output,
+            "policy=ACTIVE same_pid=1 name=omp_wait_probe args=x\nACTIVE (OMP_WAIT_POLICY set by the user)\n");
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 //     parameters of 1 MiB and the default bucket sizes) against one raw blocking MPI_Allreduce of the same
 //     bytes, fp32.
 //   mpirun -np 2 ijepa-dist-bench overlap [--layers 8] [--width 1024] [--batch 64] [--steps 8] [--rounds 5]
-//                                         [--threads 1] [--json]
+//                                         [--threads 1] [--bucket-mb 25] [--first-bucket-mb 1] [--json]
 //     How much of the gradient all-reduce hides behind backward: a stack of Linear layers trained with the
 //     buckets started from hooks (overlap) and, interleaved, all started in finish() (none).
 //
@@ -19,6 +19,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <functional>
 #include <iostream>
@@ -71,6 +72,8 @@ struct Options {
   int samples = 9;  // allreduce: fewest alternating samples per size
   int64_t layers = 8, width = 1024, batch = 64, steps = 8;
   int threads = 1;
+  int max_count = INT_MAX;         // elements per MPI call (MpiCommunicator splits larger collectives)
+  ijepa::common::DistConfig dist;  // overlap: bucket sizes
   bool json = false;
 };
 
@@ -160,11 +163,13 @@ nlohmann::json bench_overlap(MpiCommunicator& comm, const Options& options) {
   }
   torch::manual_seed(1 + comm.rank());
   const torch::Tensor x = torch::randn({options.batch, options.width});
-  const ijepa::common::DistConfig config;
+  const ijepa::common::DistConfig& config = options.dist;
   std::map<bool, std::vector<StepTimes>> times;
+  size_t buckets = 0;
   for (int round = 0; round < options.rounds; ++round) {
     for (bool overlap : {round % 2 == 0, round % 2 != 0}) {
       GradientSynchronizer sync(comm, net->named_parameters(), config, overlap);
+      buckets = sync.buckets().size();
       train_step(net, sync, x);  // warm-up
       for (int64_t s = 0; s < options.steps; ++s) {
         StepTimes t = train_step(net, sync, x);
@@ -175,7 +180,11 @@ nlohmann::json bench_overlap(MpiCommunicator& comm, const Options& options) {
       }
     }
   }
-  nlohmann::json result = {{"gradient_bytes", 0}, {"threads", options.threads}};
+  nlohmann::json result = {{"gradient_bytes", 0},
+                           {"threads", options.threads},
+                           {"bucket_mb", config.bucket_mb},
+                           {"first_bucket_mb", config.first_bucket_mb},
+                           {"buckets", buckets}};
   for (const auto& p : net->parameters())
     result["gradient_bytes"] = result["gradient_bytes"].get<int64_t>() + p.nbytes();
   for (bool overlap : {true, false}) {
@@ -195,10 +204,12 @@ nlohmann::json bench_overlap(MpiCommunicator& comm, const Options& options) {
 
 void print_overlap(const nlohmann::json& result, const Options& options, int world) {
   std::printf(
-      "Overlap, %d ranks x %d threads: %lld x Linear(%lld, %lld), batch %lld per rank, %.1f MiB of gradients\n\n",
+      "Overlap, %d ranks x %d threads: %lld x Linear(%lld, %lld), batch %lld per rank, %.1f MiB of gradients, "
+      "%d buckets of %g MiB (first %g MiB)\n\n",
       world, options.threads, static_cast<long long>(options.layers), static_cast<long long>(options.width),
       static_cast<long long>(options.width), static_cast<long long>(options.batch),
-      result["gradient_bytes"].get<double>() / (1 << 20));
+      result["gradient_bytes"].get<double>() / (1 << 20), result["buckets"].get<int>(), options.dist.bucket_mb,
+      options.dist.first_bucket_mb);
   std::printf("| buckets start | step | backward | finish() (exposed) |\n|---|---:|---:|---:|\n");
   for (const char* mode : {"overlap", "none"}) {
     std::printf("| %s | %.1f ms | %.1f ms | %.1f ms |\n", std::string(mode) == "overlap" ? "from hooks" : "in finish()",
@@ -210,7 +221,7 @@ void print_overlap(const nlohmann::json& result, const Options& options, int wor
 
 int run(const std::string& command, const Options& options) {
   torch::set_num_threads(options.threads);
-  MpiCommunicator comm(300.0);
+  MpiCommunicator comm(300.0, options.max_count);
   const nlohmann::json result = command == "allreduce" ? bench_allreduce(comm, options) : bench_overlap(comm, options);
   if (comm.rank() != 0) return 0;
   if (options.json) {
@@ -238,7 +249,12 @@ int main(int argc, char** argv) {
   overlap->add_option("--batch", options.batch, "rows per rank");
   overlap->add_option("--steps", options.steps, "timed steps per round");
   overlap->add_option("--threads", options.threads, "intra-op threads per rank");
+  overlap->add_option("--bucket-mb", options.dist.bucket_mb, "bucket size (MiB), as dist.bucket_mb")
+      ->capture_default_str();
+  overlap->add_option("--first-bucket-mb", options.dist.first_bucket_mb, "first bucket (MiB), as dist.first_bucket_mb")
+      ->capture_default_str();
   allreduce->add_option("--samples", options.samples, "fewest samples per size (small sizes take more)");
+  allreduce->add_option("--max-count", options.max_count, "elements per MPI call of the bucketed path");
   overlap->add_option("--rounds", options.rounds, "alternating rounds per variant");
   for (auto* command : {allreduce, overlap}) command->add_flag("--json", options.json, "print JSON on stdout");
   try {

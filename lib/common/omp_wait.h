@@ -2,7 +2,7 @@
 //
 // GNU OpenMP's threads spin at the end of every parallel region unless OMP_WAIT_POLICY says otherwise. A training
 // step runs thousands of short regions. When the process has its cores to itself, spinning (ACTIVE) is the
-// fastest: a bf16 step of benchmark workload (a) runs about 1.3x faster than with sleeping threads (PASSIVE).
+// fastest: bf16 steps ran 1.15-1.8x faster than with sleeping threads (PASSIVE) here (BENCHMARKS.md).
 // When another busy process shares the cores (a second rank, a neighbour's job, a build), the spinning teams burn
 // each other's time slices: on this project's 2-core machine that step took 15 s instead of 0.5 s beside another
 // 2-thread trainer. So the policy is chosen from how the cores are shared at start, unless the user set it.

@@ -31,14 +31,6 @@ cpu_set_t affinity() {
   return set;
 }
 
-// Ranks on this node as Open MPI, MPICH/Hydra or Slurm's srun tell them; 1 when none of them started us.
-int local_ranks() {
-  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_STEP_TASKS_PER_NODE"}) {
-    if (const int n = leading_int(name); n > 0) return n;
-  }
-  return 1;
-}
-
 struct CpuTimes {
   double idle = 0;
   double total = 0;
@@ -77,6 +69,13 @@ double busy_cores(const cpu_set_t& cores, int local_ranks) {
 
 }  // namespace
 
+int launcher_local_ranks() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_STEP_TASKS_PER_NODE"}) {
+    if (const int n = leading_int(name); n > 0) return n;
+  }
+  return 1;
+}
+
 WaitPolicyChoice choose_wait_policy(const CoreShare& share) {
   const int demand = share.local_ranks * share.threads_per_rank;
   std::ostringstream why;
@@ -94,7 +93,7 @@ CoreShare current_core_share() {
   // A rank bound to a subset of the node's cores (mpirun --bind-to, srun --cpu-bind) shares them with nobody
   // of its job; otherwise the node's ranks share the cores we see.
   const bool bound = share.cores < sysconf(_SC_NPROCESSORS_ONLN);
-  share.local_ranks = bound ? 1 : local_ranks();
+  share.local_ranks = bound ? 1 : launcher_local_ranks();
   const int threads = leading_int("OMP_NUM_THREADS");
   share.threads_per_rank = threads > 0 ? threads : share.cores;
   share.busy_cores = busy_cores(cores, share.local_ranks);

@@ -29,6 +29,9 @@ struct WaitPolicyChoice {
 // ACTIVE when every rank's threads fit the cores that other processes leave free; PASSIVE otherwise.
 WaitPolicyChoice choose_wait_policy(const CoreShare& share);
 
+// Ranks on this node as Open MPI, MPICH/Hydra or Slurm's srun tell them; 1 when none of them started us.
+int launcher_local_ranks();
+
 // Reads the share from the affinity mask, the launcher's environment and /proc/stat (sampled for 200 ms: the load
 // average would still count a build that just finished).
 CoreShare current_core_share();

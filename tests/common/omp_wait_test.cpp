@@ -39,16 +39,17 @@ TEST(OmpWaitChoice, SleepsWhenOtherProcessesAlreadyKeepTheCoresBusy) {
 TEST(OmpWaitChoice, ReadsLocalRanksAndThreadsFromTheLauncher) {
   unsetenv("OMPI_COMM_WORLD_LOCAL_SIZE");
   unsetenv("MPI_LOCALNRANKS");
+  unsetenv("SLURM_STEP_TASKS_PER_NODE");
+  EXPECT_EQ(ijepa::common::launcher_local_ranks(), 1);
   setenv("SLURM_STEP_TASKS_PER_NODE", "3(x2)", 1);
-  setenv("OMP_NUM_THREADS", "5", 1);
-  auto share = ijepa::common::current_core_share();
-  EXPECT_EQ(share.local_ranks, 3);
-  EXPECT_EQ(share.threads_per_rank, 5);
-  EXPECT_GE(share.cores, 1);
+  EXPECT_EQ(ijepa::common::launcher_local_ranks(), 3);
   setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2", 1);  // mpirun's word comes first
+  EXPECT_EQ(ijepa::common::launcher_local_ranks(), 2);
+  setenv("OMP_NUM_THREADS", "5", 1);
+  EXPECT_EQ(ijepa::common::current_core_share().threads_per_rank, 5);
   unsetenv("OMP_NUM_THREADS");
-  share = ijepa::common::current_core_share();
-  EXPECT_EQ(share.local_ranks, 2);
+  const auto share = ijepa::common::current_core_share();
+  EXPECT_GE(share.cores, 1);
   EXPECT_EQ(share.threads_per_rank, share.cores);  // LibTorch's default: one thread per core
 }
 

@@ -12,15 +12,16 @@
 namespace {
 
 using ijepa::common::choose_wait_policy;
-using ijepa::common::CoreShare;
 
 const std::string kProbe = OMP_WAIT_PROBE;
 
+std::string policy_for(int cores, int local_ranks, int threads_per_rank, double busy_cores) {
+  return choose_wait_policy({cores, local_ranks, threads_per_rank, busy_cores}).policy;
+}
+
 TEST(OmpWaitChoice, SpinsWhenTheThreadsFitIdleCores) {
-  EXPECT_EQ(choose_wait_policy({.cores = 2, .local_ranks = 1, .threads_per_rank = 2, .busy_cores = 0.3}).policy,
-            "ACTIVE");
-  EXPECT_EQ(choose_wait_policy({.cores = 16, .local_ranks = 4, .threads_per_rank = 4, .busy_cores = 0}).policy,
-            "ACTIVE");
+  EXPECT_EQ(policy_for(/*cores=*/2, /*local_ranks=*/1, /*threads_per_rank=*/2, /*busy_cores=*/0.3), "ACTIVE");
+  EXPECT_EQ(policy_for(16, 4, 4, 0), "ACTIVE");
 }
 
 TEST(OmpWaitChoice, SleepsWhenRanksOversubscribeTheCores) {
@@ -30,10 +31,8 @@ TEST(OmpWaitChoice, SleepsWhenRanksOversubscribeTheCores) {
 }
 
 TEST(OmpWaitChoice, SleepsWhenOtherProcessesAlreadyKeepTheCoresBusy) {
-  EXPECT_EQ(choose_wait_policy({.cores = 2, .local_ranks = 1, .threads_per_rank = 2, .busy_cores = 1.2}).policy,
-            "PASSIVE");
-  EXPECT_EQ(choose_wait_policy({.cores = 8, .local_ranks = 1, .threads_per_rank = 4, .busy_cores = 4.4}).policy,
-            "ACTIVE");
+  EXPECT_EQ(policy_for(2, 1, 2, 1.2), "PASSIVE");
+  EXPECT_EQ(policy_for(8, 1, 4, 4.4), "ACTIVE");  // within the half-core slack
 }
 
 TEST(OmpWaitChoice, ReadsLocalRanksAndThreadsFromTheLauncher) {

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -45,7 +46,11 @@ inline std::string read_file(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-inline std::string shared_path(const std::string& relative) { return std::string(IJEPA_SHARED_DIR) + "/" + relative; }
+// IJEPA_SHARED_DIR in the environment overrides the build's path (test binaries run on another machine).
+inline std::string shared_path(const std::string& relative) {
+  const char* dir = std::getenv("IJEPA_SHARED_DIR");
+  return std::string(dir && *dir ? dir : IJEPA_SHARED_DIR) + "/" + relative;
+}
 
 inline std::string binary_path(const std::string& name) { return std::string(IJEPA_BIN_DIR) + "/" + name; }
 

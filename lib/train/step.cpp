@@ -1,5 +1,6 @@
 #include "train/step.h"
 
+#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 
 namespace ijepa::train {
@@ -29,6 +30,11 @@ void ema_update(std::vector<torch::Tensor>& targets, const std::vector<torch::Te
 
 JepaStep::JepaStep(JepaModels& models, AdamW& optimizer, bool use_bfloat16)
     : models_(models), optimizer_(optimizer), bf16_(use_bfloat16) {
+  // The masks change the context and target token counts every step, and cuDNN's attention, which LibTorch 2.11
+  // picks for bf16 on an H200, builds an execution plan per new shape: 136 of a 195 ms bf16 step of workload (b)
+  // went to it there (BENCHMARKS.md). Flash and memory-efficient attention need no plan. Process-wide, as
+  // torch.backends.cuda.enable_cudnn_sdp(False) is.
+  if (models_.encoder->pos_embed.is_cuda()) at::globalContext().setSDPUseCuDNN(false);
   // The fixed positional table is identical in both models; only trainable parameters need the EMA.
   const auto targets = models_.target->named_parameters();
   for (const auto& p : models_.encoder->named_parameters()) {

@@ -304,6 +304,7 @@ class Trainer:
         self.wd_sched = CosineWD(wd, total, final_wd)
         self.momentum = iter(ema[0] + i * (ema[1] - ema[0]) / total for i in range(total + 1))
         self.bf16 = use_bfloat16
+        self.scaler = None  # the reference's torch.cuda.amp.GradScaler, made on the first bf16 step on a GPU
 
     def step(self, imgs, masks_enc, masks_pred):
         lr, wd = self.lr_sched.step(), self.wd_sched.step()
@@ -311,7 +312,9 @@ class Trainer:
             g["lr"] = lr
             if not g.get("WD_exclude", False):
                 g["weight_decay"] = wd
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        if self.bf16 and imgs.is_cuda and self.scaler is None:
+            self.scaler = torch.amp.GradScaler("cuda")
+        with torch.autocast(imgs.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             with torch.no_grad():
                 h = self.target(imgs)
                 h = F.layer_norm(h, (h.size(-1),))
@@ -319,8 +322,13 @@ class Trainer:
                 h = repeat_interleave_batch(apply_masks(h, masks_pred), B, repeat=len(masks_enc))
             z = self.predictor(self.encoder(imgs, masks_enc), masks_enc, masks_pred)
             loss = F.smooth_l1_loss(z, h)
-        loss.backward()
-        self.opt.step()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.opt.step()
         self.opt.zero_grad()
         m = next(self.momentum)
         with torch.no_grad():

@@ -7,8 +7,10 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "common/errors.h"
+#include "masking/block_geometry.h"
 
 namespace ijepa::common {
 
@@ -386,6 +388,7 @@ void validate_data(const DataConfig& d, std::vector<std::string>& errors) {
 
 void validate_mask(const Config& c, std::vector<std::string>& errors) {
   const MaskConfig& m = c.mask;
+  const size_t errors_before = errors.size();
   check_positive(errors, "mask.patch_size", static_cast<double>(m.patch_size));
   check_range(errors, "mask.enc_mask_scale", m.enc_mask_scale, 1e-6, 1.0);
   check_range(errors, "mask.pred_mask_scale", m.pred_mask_scale, 1e-6, 1.0);
@@ -405,7 +408,13 @@ void validate_mask(const Config& c, std::vector<std::string>& errors) {
   if (m.min_keep >= grid * grid) {
     errors.push_back("mask.min_keep: " + std::to_string(m.min_keep) + " is not smaller than the " +
                      std::to_string(grid) + "x" + std::to_string(grid) + " patch grid");
+    return;
   }
+  if (errors.size() != errors_before) return;  // the block sizes need valid scales and aspects
+  const masking::BlockRange pred{m.pred_mask_scale[0], m.pred_mask_scale[1], m.aspect_ratio[0], m.aspect_ratio[1]};
+  const masking::BlockRange enc{m.enc_mask_scale[0], m.enc_mask_scale[1], 1.0, 1.0};  // the context block is square
+  for (std::string& problem : masking::unreachable_block_problems(grid, grid, m.min_keep, pred, enc))
+    errors.push_back(std::move(problem));
 }
 
 void validate_meta(const MetaConfig& m, std::vector<std::string>& errors) {

@@ -19,9 +19,6 @@ bool is_power_of_ten(int64_t n) {
   return n == 1;
 }
 
-// Python's round(): halves to even.
-int64_t round_half_even(double x) { return static_cast<int64_t>(std::nearbyint(x)); }
-
 torch::Tensor to_tensor(const std::vector<std::vector<int64_t>>& rows) {
   const int64_t b = static_cast<int64_t>(rows.size());
   const int64_t k = rows.empty() ? 0 : static_cast<int64_t>(rows[0].size());
@@ -34,36 +31,13 @@ torch::Tensor to_tensor(const std::vector<std::vector<int64_t>>& rows) {
 
 MultiBlockMaskSampler::MultiBlockMaskSampler(const MaskSpec& spec, at::Generator positions)
     : spec_(spec), positions_(std::move(positions)) {
-  check_blocks_can_be_valid("mask.pred_mask_scale", spec_.pred_scale_min, spec_.pred_scale_max, spec_.aspect_min,
-                            spec_.aspect_max);
-  check_blocks_can_be_valid("mask.enc_mask_scale", spec_.enc_scale_min, spec_.enc_scale_max, 1.0, 1.0);
+  const auto problems =
+      unreachable_block_problems(spec_.grid_h, spec_.grid_w, spec_.min_keep, pred_range(), enc_range());
+  if (!problems.empty()) throw common::InputError(problems.front());
 }
 
-void MultiBlockMaskSampler::check_blocks_can_be_valid(const std::string& key, double scale_min, double scale_max,
-                                                      double aspect_min, double aspect_max) const {
-  // A block is valid with more than min_keep patches, so a draw whose block is no larger retries forever (the
-  // reference hangs there). The size is a function of one uniform number: scan its range.
-  constexpr int kSteps = 4096;
-  for (int i = 0; i <= kSteps; ++i) {
-    const double r = std::min(static_cast<double>(i) / kSteps, std::nextafter(1.0, 0.0));
-    const BlockSize size = block_size(r, scale_min, scale_max, aspect_min, aspect_max);
-    if (size.h * size.w > spec_.min_keep) continue;
-    throw common::InputError(log::str(key, ": some draws give a ", size.h, "x", size.w, " block of ", spec_.grid_h, "x",
-                                      spec_.grid_w, " patches, which can never hold more than mask.min_keep = ",
-                                      spec_.min_keep, " patches; raise the scale or lower mask.min_keep"));
-  }
-}
-
-BlockSize MultiBlockMaskSampler::block_size(double r, double scale_min, double scale_max, double aspect_min,
-                                            double aspect_max) const {
-  const double scale = scale_min + r * (scale_max - scale_min);
-  const auto keep = static_cast<int64_t>(static_cast<double>(spec_.grid_h * spec_.grid_w) * scale);
-  const double aspect = aspect_min + r * (aspect_max - aspect_min);
-  int64_t h = round_half_even(std::sqrt(static_cast<double>(keep) * aspect));
-  int64_t w = round_half_even(std::sqrt(static_cast<double>(keep) / aspect));
-  while (h >= spec_.grid_h) --h;
-  while (w >= spec_.grid_w) --w;
-  return {h, w};
+BlockSize MultiBlockMaskSampler::block_size(double r, const BlockRange& range) const {
+  return masking::block_size(spec_.grid_h, spec_.grid_w, r, range);
 }
 
 int64_t MultiBlockMaskSampler::randint(int64_t high) {
@@ -119,10 +93,9 @@ BatchMasks MultiBlockMaskSampler::sample(int64_t batch_size) {
   ++counter_;
   auto sizes = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(counter_));
   const double r_pred = at::rand({1}, sizes).item<float>();
-  const BlockSize pred_size =
-      block_size(r_pred, spec_.pred_scale_min, spec_.pred_scale_max, spec_.aspect_min, spec_.aspect_max);
+  const BlockSize pred_size = block_size(r_pred, pred_range());
   const double r_enc = at::rand({1}, sizes).item<float>();
-  const BlockSize enc_size = block_size(r_enc, spec_.enc_scale_min, spec_.enc_scale_max, 1.0, 1.0);
+  const BlockSize enc_size = block_size(r_enc, enc_range());
 
   // [image][mask] index lists, then every list cut to the batch's shortest.
   std::vector<std::vector<std::vector<int64_t>>> pred(batch_size), enc(batch_size);

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "masking/block_geometry.h"
+
 namespace ijepa::masking {
 
 struct MaskSpec {
@@ -27,10 +29,6 @@ struct MaskSpec {
   int64_t min_keep = 10;  // a block is valid with MORE than min_keep patches
   bool allow_overlap = false;
   bool corrected = false;
-};
-
-struct BlockSize {
-  int64_t h, w;
 };
 
 struct BatchMasks {
@@ -48,8 +46,13 @@ class MultiBlockMaskSampler {
   // Masks for the next batch; advances the batch counter.
   BatchMasks sample(int64_t batch_size);
 
-  // The reference's block size for one uniform number r: scale and aspect share r.
-  BlockSize block_size(double r, double scale_min, double scale_max, double aspect_min, double aspect_max) const;
+  // The reference's block size on this grid for one uniform number r: scale and aspect share r.
+  BlockSize block_size(double r, const BlockRange& range) const;
+  // The spec's target blocks (pred scale and aspect) and context block (enc scale, square).
+  BlockRange pred_range() const {
+    return {spec_.pred_scale_min, spec_.pred_scale_max, spec_.aspect_min, spec_.aspect_max};
+  }
+  BlockRange enc_range() const { return {spec_.enc_scale_min, spec_.enc_scale_max, 1.0, 1.0}; }
 
   // Exact-resume state: the batch counter (the next batch uses counter + 1) and the position generator.
   int64_t counter() const { return counter_; }
@@ -64,8 +67,6 @@ class MultiBlockMaskSampler {
     int64_t top, left, h, w;
     bool covers(int64_t row, int64_t col) const { return row >= top && row < top + h && col >= left && col < left + w; }
   };
-  void check_blocks_can_be_valid(const std::string& key, double scale_min, double scale_max, double aspect_min,
-                                 double aspect_max) const;
   // One block of `size`, valid with more than min_keep patches outside the first targets of `avoid`.
   Block sample_block(BlockSize size, const std::vector<Block>* avoid);
   int64_t randint(int64_t high);  // [0, high) from the position generator, as torch.randint

@@ -103,6 +103,11 @@ TEST_F(ConfigTest, ImpossibleValuesAreRejected) {
       has_error(errors_of(minimal(), {"data.root_path=/nonexistent/ijepa"}), "data.root_path/image_folder: dataset"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"data.batch_size=0"}), "data.batch_size: must be positive"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"mask.pred_mask_scale=[0.3, 0.2]"}), "mask.pred_mask_scale"));
+  // Target blocks of 2x2 patches on the 7x7 grid never hold more than min_keep 4: the reference would hang.
+  const auto small_blocks = errors_of(minimal(), {"mask.pred_mask_scale=[0.1, 0.15]", "data.batch_size=0"});
+  EXPECT_TRUE(has_error(small_blocks, "mask.pred_mask_scale: some draws give a 2x2 block of 7x7 patches"));
+  EXPECT_TRUE(has_error(small_blocks, "data.batch_size: must be positive")) << "reported together";
+  EXPECT_FALSE(has_error(errors_of(minimal(), {"mask.pred_mask_scale=[0.15, 0.2]"}), "mask.pred_mask_scale"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"meta.model_name=vit_enormous"}),
                         "meta.model_name: 'vit_enormous' is not one of"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"data.use_horizontal_flip=true"}), "data.use_color_distortion"));

@@ -45,8 +45,8 @@ TEST(MaskGolden, BlockSizesMatchTheReference) {
       auto g = at::make_generator<at::CPUGeneratorImpl>(entry["seed"].get<uint64_t>());
       const double r1 = at::rand({1}, g).item<float>();
       const double r2 = at::rand({1}, g).item<float>();
-      const auto p = sampler.block_size(r1, s.pred_scale_min, s.pred_scale_max, s.aspect_min, s.aspect_max);
-      const auto e = sampler.block_size(r2, s.enc_scale_min, s.enc_scale_max, 1.0, 1.0);
+      const auto p = sampler.block_size(r1, sampler.pred_range());
+      const auto e = sampler.block_size(r2, sampler.enc_range());
       EXPECT_EQ((std::vector<int64_t>{p.h, p.w}), entry["pred_hw"].get<std::vector<int64_t>>()) << name;
       EXPECT_EQ((std::vector<int64_t>{e.h, e.w}), entry["enc_hw"].get<std::vector<int64_t>>()) << name;
     }

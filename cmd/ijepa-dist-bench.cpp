@@ -72,7 +72,7 @@ struct Options {
   int samples = 9;  // allreduce: fewest alternating samples per size
   int64_t layers = 8, width = 1024, batch = 64, steps = 8;
   int threads = 1;
-  int max_count = INT_MAX;         // elements per MPI call (MpiCommunicator splits larger collectives)
+  ijepa::dist::MpiTuning mpi;      // how the MPI communicator cuts collectives (max count, ring)
   ijepa::common::DistConfig dist;  // overlap: bucket sizes
   bool json = false;
 };
@@ -221,7 +221,7 @@ void print_overlap(const nlohmann::json& result, const Options& options, int wor
 
 int run(const std::string& command, const Options& options) {
   torch::set_num_threads(options.threads);
-  MpiCommunicator comm(300.0, options.max_count);
+  MpiCommunicator comm(300.0, options.mpi);
   const nlohmann::json result = command == "allreduce" ? bench_allreduce(comm, options) : bench_overlap(comm, options);
   if (comm.rank() != 0) return 0;
   if (options.json) {
@@ -254,9 +254,15 @@ int main(int argc, char** argv) {
   overlap->add_option("--first-bucket-mb", options.dist.first_bucket_mb, "first bucket (MiB), as dist.first_bucket_mb")
       ->capture_default_str();
   allreduce->add_option("--samples", options.samples, "fewest samples per size (small sizes take more)");
-  allreduce->add_option("--max-count", options.max_count, "elements per MPI call of the bucketed path");
+  allreduce->add_option("--max-count", options.mpi.max_count, "elements per MPI call of the bucketed path");
   overlap->add_option("--rounds", options.rounds, "alternating rounds per variant");
-  for (auto* command : {allreduce, overlap}) command->add_flag("--json", options.json, "print JSON on stdout");
+  for (auto* command : {allreduce, overlap}) {
+    command->add_flag("--json", options.json, "print JSON on stdout");
+    command->add_option("--ring-min-bytes", options.mpi.ring_min_bytes, "all-reduces this large use the ring")
+        ->capture_default_str();
+    command->add_option("--ring-segment-bytes", options.mpi.ring_segment_bytes, "the ring's segment")
+        ->capture_default_str();
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

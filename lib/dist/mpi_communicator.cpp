@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "dist/collective_args.h"
 #include "dist/mpi_engine.h"
+#include "dist/mpi_ring.h"
 
 namespace ijepa::dist {
 namespace {
@@ -58,10 +59,14 @@ int local_rank_of(MPI_Comm comm) {
 
 }  // namespace
 
-MpiCommunicator::MpiCommunicator(double timeout_s, int max_count)
-    : runtime_(MpiRuntime::acquire()), timeout_s_(timeout_s), max_count_(max_count) {
+MpiCommunicator::MpiCommunicator(double timeout_s, MpiTuning tuning)
+    : runtime_(MpiRuntime::acquire()),
+      timeout_s_(timeout_s),
+      tuning_(tuning),
+      ring_scratch_(std::make_shared<RingScratch>()) {
   if (!(timeout_s > 0)) throw std::invalid_argument("MpiCommunicator: the timeout must be positive");
-  if (max_count < 1) throw std::invalid_argument("MpiCommunicator: max_count must be positive");
+  if (tuning.max_count < 1) throw std::invalid_argument("MpiCommunicator: max_count must be positive");
+  if (tuning.ring_segment_bytes < 16) throw std::invalid_argument("MpiCommunicator: ring segments under 16 bytes");
   IJEPA_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
   IJEPA_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &status_comm_));
   for (MPI_Comm comm : {comm_, status_comm_}) IJEPA_MPI_CHECK(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
@@ -83,30 +88,35 @@ MpiCommunicator::~MpiCommunicator() {
 WorkHandle MpiCommunicator::all_reduce(const torch::Tensor& tensor, ReduceOp op) {
   check_collective_tensor(tensor, torch::kCPU, "all_reduce");
   check_reducible(tensor, op);
-  const bool bf16 = tensor.scalar_type() == torch::kBFloat16;
-  const MPI_Datatype type = mpi_type(tensor.scalar_type());
-  const MPI_Op reduce = bf16 ? bf16_sum_ : MPI_SUM;
-  const MPI_Comm comm = comm_;
-  auto pieces = split_count(tensor.numel(), max_count_);
-  MpiPhase post = [tensor, type, reduce, comm, pieces](std::vector<MPI_Request>& requests) {
-    auto* base = static_cast<char*>(tensor.data_ptr());
-    for (const auto& [offset, count] : pieces) {
-      MPI_Request& request = requests.emplace_back(MPI_REQUEST_NULL);
-      IJEPA_MPI_CHECK(
-          MPI_Iallreduce(MPI_IN_PLACE, base + offset * tensor.element_size(), count, type, reduce, comm, &request));
-    }
-  };
+  std::vector<MpiPhase> phases;
+  if (world_ > 1 && static_cast<int64_t>(tensor.nbytes()) >= tuning_.ring_min_bytes) {
+    phases = ring_all_reduce_phases(tensor, comm_, rank_, world_, tuning_.ring_segment_bytes, ring_scratch_);
+  } else {
+    const bool bf16 = tensor.scalar_type() == torch::kBFloat16;
+    const MPI_Datatype type = mpi_type(tensor.scalar_type());
+    const MPI_Op reduce = bf16 ? bf16_sum_ : MPI_SUM;
+    const MPI_Comm comm = comm_;
+    auto pieces = split_count(tensor.numel(), tuning_.max_count);
+    phases.push_back([tensor, type, reduce, comm, pieces](std::vector<MPI_Request>& requests) {
+      auto* base = static_cast<char*>(tensor.data_ptr());
+      for (const auto& [offset, count] : pieces) {
+        MPI_Request& request = requests.emplace_back(MPI_REQUEST_NULL);
+        IJEPA_MPI_CHECK(
+            MPI_Iallreduce(MPI_IN_PLACE, base + offset * tensor.element_size(), count, type, reduce, comm, &request));
+      }
+    });
+  }
   std::function<void()> finish;
   // A multiply: a division by a scalar costs several times more on the CPU (and is the same for 2^k ranks).
   if (op == ReduceOp::kAverage && world_ > 1) finish = [tensor, scale = 1.0 / world_] { tensor.mul_(scale); };
-  return engine_->submit(describe_op("all_reduce", tensor), {std::move(post)}, std::move(finish));
+  return engine_->submit(describe_op("all_reduce", tensor), std::move(phases), std::move(finish));
 }
 
 WorkHandle MpiCommunicator::broadcast(const torch::Tensor& tensor, int root) {
   check_collective_tensor(tensor, torch::kCPU, "broadcast");
   check_root(root, world_);
   const MPI_Comm comm = comm_;
-  auto pieces = split_count(tensor.nbytes(), max_count_);
+  auto pieces = split_count(tensor.nbytes(), tuning_.max_count);
   MpiPhase post = [tensor, root, comm, pieces](std::vector<MPI_Request>& requests) {
     auto* base = static_cast<char*>(tensor.data_ptr());
     for (const auto& [offset, count] : pieces) {

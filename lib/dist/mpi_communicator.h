@@ -3,7 +3,8 @@
 //
 // bf16 sums use a custom MPI op that adds in fp32 and rounds to bf16 once per reduction step (MPI has no
 // bf16 type); averages scale the sum by 1/world size after it arrives. Counts above INT_MAX (or the
-// max_count given for tests) are split into several collectives.
+// max_count given for tests) are split into several collectives. All-reduces of ring_min_bytes and more run
+// as a segmented ring over point-to-point messages (mpi_ring.h), which moves large buffers faster.
 #pragma once
 
 #include <mpi.h>
@@ -17,12 +18,21 @@
 namespace ijepa::dist {
 
 class MpiEngine;
+struct RingScratch;
+
+// How collectives are cut up; the defaults are what BENCHMARKS.md measured best, the rest is for tests and
+// benchmarks. Every rank must use the same values.
+struct MpiTuning {
+  int max_count = INT_MAX;                    // most elements per MPI collective call
+  int64_t ring_min_bytes = int64_t{8} << 20;  // all-reduces this large run as a segmented ring
+  int64_t ring_segment_bytes = 512 << 10;     // the ring's unit of transfer and addition (cache-sized)
+};
 
 class MpiCommunicator : public Communicator {
  public:
   // Starts MPI if nobody has (MpiRuntime). Collective: every rank constructs its communicators in the same
-  // order. max_count: most elements per MPI call.
-  explicit MpiCommunicator(double timeout_s = 300.0, int max_count = INT_MAX);
+  // order.
+  explicit MpiCommunicator(double timeout_s = 300.0, MpiTuning tuning = {});
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;
@@ -46,7 +56,8 @@ class MpiCommunicator : public Communicator {
  private:
   std::shared_ptr<MpiRuntime> runtime_;
   double timeout_s_;
-  int max_count_;
+  MpiTuning tuning_;
+  std::shared_ptr<RingScratch> ring_scratch_;
   MPI_Comm comm_ = MPI_COMM_NULL;         // collectives
   MPI_Comm status_comm_ = MPI_COMM_NULL;  // the progress side channel
   MPI_Op bf16_sum_ = MPI_OP_NULL;

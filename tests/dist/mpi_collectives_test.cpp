@@ -64,7 +64,9 @@ TEST_F(MpiCollectives, AllReduceIntegersAndDoubles) {
 }
 
 TEST_F(MpiCollectives, CountsAboveTheLimitAreSplit) {
-  MpiCommunicator small(60.0, /*max_count=*/7);
+  MpiTuning tuning;
+  tuning.max_count = 7;
+  MpiCommunicator small(60.0, tuning);
   const torch::Tensor values = torch::arange(100, torch::kFloat) * (rank_ + 1);
   small.all_reduce(values, ReduceOp::kSum)->wait();
   EXPECT_TRUE(torch::equal(values, torch::arange(100, torch::kFloat) * 3));
@@ -74,6 +76,34 @@ TEST_F(MpiCollectives, CountsAboveTheLimitAreSplit) {
   const torch::Tensor sent = rank_ == 1 ? torch::arange(30, torch::kFloat) : torch::zeros({30});
   small.broadcast(sent, 1)->wait();  // 120 bytes in pieces of 7
   EXPECT_TRUE(torch::equal(sent, torch::arange(30, torch::kFloat)));
+}
+
+// The ring (forced on small tensors here) against MPI's own all-reduce: counts that do not split evenly over
+// the ranks or the segments, fewer elements than ranks, every dtype, sums and averages, several in flight.
+TEST_F(MpiCollectives, RingAllReduceMatchesMpiAllReduce) {
+  MpiTuning ring;
+  ring.ring_min_bytes = 0;
+  ring.ring_segment_bytes = 64;
+  MpiCommunicator ringed(60.0, ring);
+  for (int64_t count : {1, 2, 15, 16, 17, 1000, 4099}) {
+    torch::manual_seed(10 * count + rank_);
+    for (const auto dtype : {torch::kFloat, torch::kDouble, torch::kBFloat16, torch::kInt, torch::kLong}) {
+      const bool integral = dtype == torch::kInt || dtype == torch::kLong;
+      const torch::Tensor mine =
+          integral ? torch::randint(-1000, 1000, {count}, dtype) : torch::randn({count}).to(dtype);
+      const torch::Tensor expected = mine.clone(), got = mine.clone();
+      comm_.all_reduce(expected, ReduceOp::kSum)->wait();
+      ringed.all_reduce(got, ReduceOp::kSum)->wait();
+      EXPECT_TRUE(torch::equal(got, expected)) << count << " " << dtype;
+    }
+  }
+  const torch::Tensor a = torch::full({300}, 1.0 + rank_), b = torch::arange(301, torch::kFloat) * (rank_ + 1);
+  auto first = ringed.all_reduce(a, ReduceOp::kAverage);
+  auto second = ringed.all_reduce(b, ReduceOp::kSum);
+  second->wait();
+  first->wait();
+  EXPECT_TRUE(torch::equal(a, torch::full({300}, 1.5)));
+  EXPECT_TRUE(torch::equal(b, torch::arange(301, torch::kFloat) * 3));
 }
 
 TEST_F(MpiCollectives, ManyCollectivesInFlightCompleteInAnyWaitOrder) {

@@ -1,7 +1,14 @@
 #include "train/step.h"
 
 #include <ATen/Context.h>
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+
+#include "model/flops.h"
 
 namespace ijepa::train {
 
@@ -21,6 +28,22 @@ AutocastGuard::~AutocastGuard() {
   at::autocast::set_autocast_enabled(device_, was_enabled_);
   at::autocast::set_autocast_dtype(device_, previous_dtype_);
 }
+
+namespace {
+
+// The context path (encoder and predictor forward, recording autograd) took about 1.4x the time per FLOP of the
+// target encoder's no-grad forward (bf16, workload (a), this CPU): the split between the two threads weighs its
+// FLOPs by that.
+constexpr double kContextCostPerFlop = 1.4;
+
+// a and b side by side on two of the intra-op threads (ATen runs the ops inside each on that one thread).
+void side_by_side(const std::function<void()>& a, const std::function<void()>& b) {
+  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) (i == 0 ? a : b)();
+  });
+}
+
+}  // namespace
 
 void ema_update(std::vector<torch::Tensor>& targets, const std::vector<torch::Tensor>& sources, double momentum) {
   torch::NoGradGuard no_grad;
@@ -46,20 +69,65 @@ JepaStep::JepaStep(JepaModels& models, AdamW& optimizer, bool use_bfloat16)
 
 torch::Tensor JepaStep::targets(const torch::Tensor& images, const masking::BatchMasks& masks) {
   torch::NoGradGuard no_grad;
-  auto h = models_.target->forward(images);  // [B, N, D]
-  h = torch::layer_norm(h, {h.size(-1)});    // no parameters, eps 1e-5
-  h = model::apply_masks(h, masks.pred);     // [npred*B, Kp, D]
+  return target_blocks(models_.target->forward(images), masks);
+}
+
+torch::Tensor JepaStep::target_blocks(torch::Tensor h, const masking::BatchMasks& masks) const {
+  torch::NoGradGuard no_grad;
+  const int64_t batch = h.size(0);
+  h = torch::layer_norm(h, {h.size(-1)});  // [B, N, D]; no parameters, eps 1e-5
+  h = model::apply_masks(h, masks.pred);   // [npred*B, Kp, D]
   const auto nenc = static_cast<int64_t>(masks.enc.size());
-  return model::repeat_interleave_batch(h, images.size(0), nenc);  // [npred*nenc*B, Kp, D]
+  return model::repeat_interleave_batch(h, batch, nenc);  // [npred*nenc*B, Kp, D]
+}
+
+torch::Tensor JepaStep::predictions(const torch::Tensor& images, const masking::BatchMasks& masks) {
+  return models_.predictor->forward(models_.encoder->forward(images, masks.enc), masks.enc, masks.pred);
+}
+
+int64_t JepaStep::target_rows_on_their_own(int64_t batch, const masking::BatchMasks& masks) const {
+  const auto& encoder = models_.encoder->config();
+  const auto context = static_cast<double>(masks.enc[0].size(1)), target = static_cast<double>(masks.pred[0].size(1));
+  const auto nenc = static_cast<int64_t>(masks.enc.size()), npred = static_cast<int64_t>(masks.pred.size());
+  const double target_flops = model::encoder_flops(encoder, static_cast<double>(encoder.num_patches()));
+  const double context_flops = static_cast<double>(nenc) * model::encoder_flops(encoder, context) +
+                               model::predictor_flops(models_.predictor->config(), context, target, nenc, npred);
+  // One thread: k target rows; the other: the context path, then the other batch - k rows. Even at
+  // k = (batch + w * batch * context / target) / 2, w the context path's cost per FLOP relative to the target's.
+  const double k = 0.5 * static_cast<double>(batch) * (1.0 + kContextCostPerFlop * context_flops / target_flops);
+  return std::clamp<int64_t>(std::llround(k), 1, batch);
 }
 
 torch::Tensor JepaStep::forward_backward(const torch::Tensor& images, const masking::BatchMasks& masks) {
+  const auto device = images.device().type();
   torch::Tensor loss;
-  {
-    AutocastGuard autocast(images.device().type(), bf16_);
-    auto h = targets(images, masks);
-    auto z = models_.predictor->forward(models_.encoder->forward(images, masks.enc), masks.enc, masks.pred);
-    loss = torch::smooth_l1_loss(z, h);
+  if (device == torch::kCPU && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+    // Side by side on two threads: the target encoder's forward over most of the batch, and the context path
+    // followed by the target forward of the rest. ViT-sized matrix products gain little from a second thread
+    // within one op (BENCHMARKS.md), so two independent halves of the work finish sooner.
+    const int64_t batch = images.size(0);
+    const int64_t own = target_rows_on_their_own(batch, masks);
+    const bool grad = at::GradMode::is_enabled();
+    torch::Tensor z, h_own, h_rest;
+    side_by_side(
+        [&] {
+          const AutocastGuard autocast(device, bf16_);
+          const torch::NoGradGuard no_grad;
+          h_own = models_.target->forward(images.narrow(0, 0, own));
+        },
+        [&] {
+          const AutocastGuard autocast(device, bf16_);
+          const at::AutoGradMode grad_mode(grad);  // a pool thread has its own (thread-local) grad mode
+          z = predictions(images, masks);
+          const torch::NoGradGuard no_grad;
+          if (own < batch) h_rest = models_.target->forward(images.narrow(0, own, batch - own));
+        });
+    const AutocastGuard autocast(device, bf16_);
+    loss = torch::smooth_l1_loss(z, target_blocks(own < batch ? torch::cat({h_own, h_rest}) : h_own, masks));
+  } else {
+    const AutocastGuard autocast(device, bf16_);
+    const auto h = targets(images, masks);
+    loss = torch::smooth_l1_loss(predictions(images, masks), h);
   }
   loss.backward();
   return loss.detach();

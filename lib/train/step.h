@@ -57,6 +57,13 @@ class JepaStep {
   const torch::Tensor& last_skipped() const { return last_skipped_; }
 
  private:
+  // LayerNorm of the target encoder's output h [B, N, D], gathered at the target blocks.
+  torch::Tensor target_blocks(torch::Tensor h, const masking::BatchMasks& masks) const;
+  // The predictor's output for the target blocks, from the context encoder (records autograd).
+  torch::Tensor predictions(const torch::Tensor& images, const masking::BatchMasks& masks);
+  // How many of the batch's target-encoder rows run on a thread of their own, beside the context path.
+  int64_t target_rows_on_their_own(int64_t batch, const masking::BatchMasks& masks) const;
+
   JepaModels& models_;
   AdamW& optimizer_;
   bool bf16_;

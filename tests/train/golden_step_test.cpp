@@ -1,5 +1,6 @@
 // The whole training step against the reference's first three steps (fp32): same init, same masks, same
 // schedules, same losses to 1e-4 relative.
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include "golden.h"
@@ -30,6 +31,23 @@ TEST_P(GoldenSteps, ThreeStepsReproduceTheReferenceLosses) {
     EXPECT_NEAR(got.loss, expected["loss"].get<double>(), 1e-4 * expected["loss"].get<double>()) << "step " << i;
     EXPECT_NEAR(got.encoder_sum, expected["encoder_sum_after_step"].get<double>(), 1e-2) << "step " << i;
     EXPECT_NEAR(got.target_sum, expected["target_sum_after_step"].get<double>(), 1e-2) << "step " << i;
+  }
+}
+
+// With two intra-op threads the step runs the target encoder beside the context path (on a split batch): the
+// same steps as one thread, within fp32 rounding.
+TEST_P(GoldenSteps, TwoThreadsRunTheSameSteps) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  const auto one = testing::run_golden_steps(GetParam(), torch::kCPU, /*bf16=*/false);
+  at::set_num_threads(2);
+  const auto two = testing::run_golden_steps(GetParam(), torch::kCPU, /*bf16=*/false);
+  at::set_num_threads(threads);
+  ASSERT_EQ(one.steps.size(), two.steps.size());
+  for (size_t i = 0; i < one.steps.size(); ++i) {
+    EXPECT_NEAR(two.steps[i].loss, one.steps[i].loss, 1e-5 * one.steps[i].loss) << "step " << i;
+    EXPECT_NEAR(two.steps[i].encoder_sum, one.steps[i].encoder_sum, 1e-3) << "step " << i;
+    EXPECT_NEAR(two.steps[i].target_sum, one.steps[i].target_sum, 1e-3) << "step " << i;
   }
 }
 

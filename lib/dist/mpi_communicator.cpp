@@ -46,6 +46,20 @@ std::vector<std::pair<int64_t, int>> split_count(int64_t total, int max_count) {
   return pieces;
 }
 
+// MPI_Iallreduce (in place, `sum`) of the tensor, in calls of at most max_count elements.
+MpiPhase iallreduce_phase(const torch::Tensor& tensor, MPI_Op sum, MPI_Comm comm, int max_count) {
+  const MPI_Datatype type = mpi_type(tensor.scalar_type());
+  return
+      [tensor, type, sum, comm, pieces = split_count(tensor.numel(), max_count)](std::vector<MPI_Request>& requests) {
+        auto* base = static_cast<char*>(tensor.data_ptr());
+        for (const auto& [offset, count] : pieces) {
+          MPI_Request& request = requests.emplace_back(MPI_REQUEST_NULL);
+          IJEPA_MPI_CHECK(
+              MPI_Iallreduce(MPI_IN_PLACE, base + offset * tensor.element_size(), count, type, sum, comm, &request));
+        }
+      };
+}
+
 int local_rank_of(MPI_Comm comm) {
   MPI_Comm node = MPI_COMM_NULL;
   int rank = 0;
@@ -88,24 +102,11 @@ MpiCommunicator::~MpiCommunicator() {
 WorkHandle MpiCommunicator::all_reduce(const torch::Tensor& tensor, ReduceOp op) {
   check_collective_tensor(tensor, torch::kCPU, "all_reduce");
   check_reducible(tensor, op);
-  std::vector<MpiPhase> phases;
-  if (world_ > 1 && static_cast<int64_t>(tensor.nbytes()) >= tuning_.ring_min_bytes) {
-    phases = ring_all_reduce_phases(tensor, comm_, rank_, world_, tuning_.ring_segment_bytes, ring_scratch_);
-  } else {
-    const bool bf16 = tensor.scalar_type() == torch::kBFloat16;
-    const MPI_Datatype type = mpi_type(tensor.scalar_type());
-    const MPI_Op reduce = bf16 ? bf16_sum_ : MPI_SUM;
-    const MPI_Comm comm = comm_;
-    auto pieces = split_count(tensor.numel(), tuning_.max_count);
-    phases.push_back([tensor, type, reduce, comm, pieces](std::vector<MPI_Request>& requests) {
-      auto* base = static_cast<char*>(tensor.data_ptr());
-      for (const auto& [offset, count] : pieces) {
-        MPI_Request& request = requests.emplace_back(MPI_REQUEST_NULL);
-        IJEPA_MPI_CHECK(
-            MPI_Iallreduce(MPI_IN_PLACE, base + offset * tensor.element_size(), count, type, reduce, comm, &request));
-      }
-    });
-  }
+  const bool ring = world_ > 1 && static_cast<int64_t>(tensor.nbytes()) >= tuning_.ring_min_bytes;
+  const MPI_Op sum = tensor.scalar_type() == torch::kBFloat16 ? bf16_sum_ : MPI_SUM;
+  std::vector<MpiPhase> phases =
+      ring ? ring_all_reduce_phases(tensor, comm_, rank_, world_, tuning_.ring_segment_bytes, ring_scratch_)
+           : std::vector<MpiPhase>{iallreduce_phase(tensor, sum, comm_, tuning_.max_count)};
   std::function<void()> finish;
   // A multiply: a division by a scalar costs several times more on the CPU (and is the same for 2^k ranks).
   if (op == ReduceOp::kAverage && world_ > 1) finish = [tensor, scale = 1.0 / world_] { tensor.mul_(scale); };

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <tuple>
+#include <utility>
 
 #include "model/flops.h"
 
@@ -98,36 +100,47 @@ int64_t JepaStep::target_rows_on_their_own(int64_t batch, const masking::BatchMa
   return std::clamp<int64_t>(std::llround(k), 1, batch);
 }
 
+std::pair<torch::Tensor, torch::Tensor> JepaStep::forward_side_by_side(const torch::Tensor& images,
+                                                                       const masking::BatchMasks& masks) {
+  // ViT-sized matrix products gain little from a second thread within one op (BENCHMARKS.md), so two independent
+  // parts of the forward finish sooner side by side: the target encoder over most of the batch on one thread; the
+  // context path, then the target encoder over the rest, on the other.
+  const auto device = images.device().type();
+  const int64_t batch = images.size(0);
+  const int64_t own = target_rows_on_their_own(batch, masks);
+  const bool grad = at::GradMode::is_enabled();
+  torch::Tensor z, h_own, h_rest;
+  side_by_side(
+      [&] {
+        const AutocastGuard autocast(device, bf16_);
+        const torch::NoGradGuard no_grad;
+        h_own = models_.target->forward(images.narrow(0, 0, own));
+      },
+      [&] {
+        const AutocastGuard autocast(device, bf16_);
+        const at::AutoGradMode grad_mode(grad);  // a pool thread has its own (thread-local) grad mode
+        z = predictions(images, masks);
+        const torch::NoGradGuard no_grad;
+        if (own < batch) h_rest = models_.target->forward(images.narrow(0, own, batch - own));
+      });
+  const AutocastGuard autocast(device, bf16_);
+  return {z, target_blocks(own < batch ? torch::cat({h_own, h_rest}) : h_own, masks)};
+}
+
 torch::Tensor JepaStep::forward_backward(const torch::Tensor& images, const masking::BatchMasks& masks) {
   const auto device = images.device().type();
-  torch::Tensor loss;
+  torch::Tensor z, h;
   if (device == torch::kCPU && at::get_num_threads() > 1 && !at::in_parallel_region()) {
-    // Side by side on two threads: the target encoder's forward over most of the batch, and the context path
-    // followed by the target forward of the rest. ViT-sized matrix products gain little from a second thread
-    // within one op (BENCHMARKS.md), so two independent halves of the work finish sooner.
-    const int64_t batch = images.size(0);
-    const int64_t own = target_rows_on_their_own(batch, masks);
-    const bool grad = at::GradMode::is_enabled();
-    torch::Tensor z, h_own, h_rest;
-    side_by_side(
-        [&] {
-          const AutocastGuard autocast(device, bf16_);
-          const torch::NoGradGuard no_grad;
-          h_own = models_.target->forward(images.narrow(0, 0, own));
-        },
-        [&] {
-          const AutocastGuard autocast(device, bf16_);
-          const at::AutoGradMode grad_mode(grad);  // a pool thread has its own (thread-local) grad mode
-          z = predictions(images, masks);
-          const torch::NoGradGuard no_grad;
-          if (own < batch) h_rest = models_.target->forward(images.narrow(0, own, batch - own));
-        });
-    const AutocastGuard autocast(device, bf16_);
-    loss = torch::smooth_l1_loss(z, target_blocks(own < batch ? torch::cat({h_own, h_rest}) : h_own, masks));
+    std::tie(z, h) = forward_side_by_side(images, masks);
   } else {
     const AutocastGuard autocast(device, bf16_);
-    const auto h = targets(images, masks);
-    loss = torch::smooth_l1_loss(predictions(images, masks), h);
+    h = targets(images, masks);
+    z = predictions(images, masks);
+  }
+  torch::Tensor loss;
+  {
+    const AutocastGuard autocast(device, bf16_);
+    loss = torch::smooth_l1_loss(z, h);
   }
   loss.backward();
   return loss.detach();

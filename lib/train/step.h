@@ -9,6 +9,7 @@
 
 #include <torch/torch.h>
 
+#include <utility>
 #include <vector>
 
 #include "masking/multiblock.h"
@@ -63,6 +64,9 @@ class JepaStep {
   torch::Tensor predictions(const torch::Tensor& images, const masking::BatchMasks& masks);
   // How many of the batch's target-encoder rows run on a thread of their own, beside the context path.
   int64_t target_rows_on_their_own(int64_t batch, const masking::BatchMasks& masks) const;
+  // The predictions and the targets, computed on two of the intra-op threads (CPU).
+  std::pair<torch::Tensor, torch::Tensor> forward_side_by_side(const torch::Tensor& images,
+                                                               const masking::BatchMasks& masks);
 
   JepaModels& models_;
   AdamW& optimizer_;

@@ -74,13 +74,11 @@ int local_rank_of(MPI_Comm comm) {
 }  // namespace
 
 MpiCommunicator::MpiCommunicator(double timeout_s, MpiTuning tuning)
-    : runtime_(MpiRuntime::acquire()),
-      timeout_s_(timeout_s),
-      tuning_(tuning),
-      ring_scratch_(std::make_shared<RingScratch>()) {
+    : runtime_(MpiRuntime::acquire()), timeout_s_(timeout_s), tuning_(tuning) {
   if (!(timeout_s > 0)) throw std::invalid_argument("MpiCommunicator: the timeout must be positive");
   if (tuning.max_count < 1) throw std::invalid_argument("MpiCommunicator: max_count must be positive");
   if (tuning.ring_segment_bytes < 16) throw std::invalid_argument("MpiCommunicator: ring segments under 16 bytes");
+  ring_scratch_ = std::make_shared<RingScratch>(tuning.ring_segment_bytes);
   IJEPA_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
   IJEPA_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &status_comm_));
   for (MPI_Comm comm : {comm_, status_comm_}) IJEPA_MPI_CHECK(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));

@@ -81,8 +81,10 @@ std::vector<MpiPhase> ring_all_reduce_phases(const torch::Tensor& tensor, MPI_Co
                                              int64_t segment_bytes, std::shared_ptr<RingScratch> scratch) {
   const int64_t element_size = static_cast<int64_t>(tensor.element_size());
   const int64_t segment = std::max<int64_t>(1, segment_bytes / element_size);  // elements
-  if (scratch->bytes.size() < static_cast<size_t>(segment * element_size))
-    scratch->bytes.resize(segment * element_size);
+  if (scratch->bytes.size() < static_cast<size_t>(segment * element_size)) {
+    // Never resized here: a ring still in flight may be receiving into it.
+    throw std::logic_error("ring all-reduce: the scratch buffer is smaller than a segment");
+  }
   auto ring = std::make_shared<Ring>(Ring{tensor,
                                           comm,
                                           (rank + world - 1) % world,

@@ -26,12 +26,13 @@ namespace ijepa::dist {
 // task before the first phase of the next, and a ring's last use of the scratch (the addition of its last
 // segment) comes before its all-gather phases, so two rings never hold it at once.
 struct RingScratch {
-  std::vector<char> bytes;
+  explicit RingScratch(int64_t segment_bytes) : bytes(static_cast<size_t>(segment_bytes)) {}
+  std::vector<char> bytes;  // one segment of any dtype
 };
 
 // The phases of a sum all-reduce of `tensor` (contiguous CPU; float, double, bf16, int32 or int64) over the
 // ranks of `comm`, in segments of at most segment_bytes. Every rank must call it with the same count, dtype and
-// segment size, in the same task order.
+// segment size, in the same task order. `scratch` holds at least segment_bytes.
 std::vector<MpiPhase> ring_all_reduce_phases(const torch::Tensor& tensor, MPI_Comm comm, int rank, int world,
                                              int64_t segment_bytes, std::shared_ptr<RingScratch> scratch);
 

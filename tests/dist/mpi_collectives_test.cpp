@@ -168,6 +168,9 @@ TEST_F(MpiCollectives, RejectsArgumentsBeforeAnyRankCommunicates) {
   EXPECT_THROW(comm_.all_reduce(torch::zeros({4, 4}).t(), ReduceOp::kSum), std::invalid_argument);
   EXPECT_THROW(comm_.broadcast(torch::zeros({4}), 2), std::invalid_argument);
   EXPECT_THROW(MpiCommunicator(0.0), std::invalid_argument);
+  MpiTuning tiny_segments;
+  tiny_segments.ring_segment_bytes = 8;
+  EXPECT_THROW(MpiCommunicator(60.0, tiny_segments), std::invalid_argument);
 }
 
 }  // namespace

@@ -5,6 +5,19 @@
 
 namespace ijepa::train {
 
+ScheduleConfig golden_schedule(int64_t iterations_per_epoch, int64_t epochs) {
+  ScheduleConfig c;
+  c.iterations_per_epoch = iterations_per_epoch;
+  c.epochs = epochs;
+  c.warmup_epochs = 1;
+  c.start_lr = 2e-4;
+  c.lr = 1e-3;
+  c.final_lr = 1e-6;
+  c.weight_decay = 0.04;
+  c.final_weight_decay = 0.4;
+  return c;
+}
+
 // Every expression keeps the reference's operation order, so values agree to the last bit.
 Schedules::Schedules(const ScheduleConfig& config)
     : config_(config),

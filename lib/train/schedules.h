@@ -16,6 +16,10 @@ struct ScheduleConfig {
   double ema_start = 0.996, ema_end = 1.0;
 };
 
+// The schedule of the reference's golden runs (ijepa_golden.json), which the step benchmark uses too: one warm-up
+// epoch from lr 2e-4 to 1e-3, cosine to 1e-6; weight decay from 0.04 to 0.4.
+ScheduleConfig golden_schedule(int64_t iterations_per_epoch, int64_t epochs);
+
 class Schedules {
  public:
   explicit Schedules(const ScheduleConfig& config);

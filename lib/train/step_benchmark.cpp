@@ -68,16 +68,7 @@ StepBenchResult run_step_benchmark(const StepBenchOptions& o) {
   }
   AdamW optimizer(reference_param_groups(*models.encoder, *models.predictor));
   JepaStep step(models, optimizer, o.bf16);
-  ScheduleConfig sc;
-  sc.iterations_per_epoch = 1000;
-  sc.epochs = 10;
-  sc.warmup_epochs = 1;
-  sc.start_lr = 2e-4;
-  sc.lr = 1e-3;
-  sc.final_lr = 1e-6;
-  sc.weight_decay = 0.04;
-  sc.final_weight_decay = 0.4;
-  const Schedules schedules(sc);
+  const Schedules schedules(golden_schedule(1000, 10));
 
   masking::MaskSpec spec;
   spec.grid_h = spec.grid_w = enc.grid();

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <utility>
 
 #include "dist/communicator.h"
 #include "dist/gradient_synchronizer.h"
@@ -29,6 +30,21 @@ class Gpu : public ::testing::Test {
   void SetUp() override { ASSERT_TRUE(torch::cuda::is_available()) << "no CUDA device is visible"; }
   const torch::Device cuda_{torch::kCUDA, 0};
 };
+
+// Two copies of the tiny network with the same weights on the GPU: one behind a synchronizer, one for reference.
+struct NetPair {
+  dist::testing::TinyNet net = dist::testing::make_net(), reference = dist::testing::make_net();
+  explicit NetPair(torch::Device device) {
+    net->to(device);
+    reference->to(device);
+  }
+};
+
+// The tiny network's batch of `step` on the GPU.
+std::pair<torch::Tensor, torch::Tensor> batch_on(torch::Device device, int64_t step = 0) {
+  const auto [x, y] = dist::testing::global_batch(6, step);
+  return {x.to(device), y.to(device)};
+}
 
 std::unique_ptr<dist::Communicator> nccl_on_one_gpu() {
   return std::make_unique<dist::NcclCommunicator>(std::make_unique<dist::SingleProcessCommunicator>(torch::kCPU, 60.0),
@@ -75,16 +91,12 @@ TEST_F(Gpu, NcclCollectivesFollowWorkQueuedOnTheCallersStream) {
 
 TEST_F(Gpu, NcclBucketsGiveThePlainBackwardGradients) {
   const auto comm = nccl_on_one_gpu();
-  auto net = dist::testing::make_net();
-  auto reference = dist::testing::make_net();
-  net->to(cuda_);
-  reference->to(cuda_);
+  NetPair nets(cuda_);
+  auto& [net, reference] = nets;
   dist::GradientSynchronizer sync(*comm, net->named_parameters(), dist::testing::small_buckets());
   ASSERT_EQ(sync.buckets().size(), 3u);
   for (int64_t step = 0; step < 3; ++step) {
-    auto [x, y] = dist::testing::global_batch(6, step);
-    x = x.to(cuda_);
-    y = y.to(cuda_);
+    const auto [x, y] = batch_on(cuda_, step);
     sync.zero_grad();
     sync.backward(dist::testing::loss_of(net, x, y, /*use_aux=*/true));
     sync.finish();
@@ -97,16 +109,12 @@ TEST_F(Gpu, NcclBucketsGiveThePlainBackwardGradients) {
 
 TEST_F(Gpu, NcclBf16CompressedBucketsStayWithinBf16Rounding) {
   const auto comm = nccl_on_one_gpu();
-  auto net = dist::testing::make_net();
-  auto reference = dist::testing::make_net();
-  net->to(cuda_);
-  reference->to(cuda_);
+  NetPair nets(cuda_);
+  auto& [net, reference] = nets;
   auto config = dist::testing::small_buckets();
   config.compress_bf16 = true;
   dist::GradientSynchronizer sync(*comm, net->named_parameters(), config);
-  auto [x, y] = dist::testing::global_batch(6);
-  x = x.to(cuda_);
-  y = y.to(cuda_);
+  const auto [x, y] = batch_on(cuda_);
   sync.zero_grad();
   dist::testing::loss_of(net, x, y, true).backward();
   sync.finish();

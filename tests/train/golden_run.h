@@ -88,16 +88,7 @@ inline GoldenRun run_golden_steps(const GoldenCase& c, torch::Device device, boo
                           .reshape({c.batch, c.chans, c.img, c.img})
                           .to(device);
 
-  ScheduleConfig sc;
-  sc.iterations_per_epoch = 10;
-  sc.epochs = 2;
-  sc.warmup_epochs = 1;
-  sc.start_lr = 2e-4;
-  sc.lr = 1e-3;
-  sc.final_lr = 1e-6;
-  sc.weight_decay = 0.04;
-  sc.final_weight_decay = 0.4;
-  const Schedules schedules(sc);
+  const Schedules schedules(golden_schedule(10, 2));
 
   AdamW optimizer(reference_param_groups(*models.encoder, *models.predictor));
   JepaStep step(models, optimizer, bf16);

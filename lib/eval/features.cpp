@@ -1,11 +1,10 @@
 #include "eval/features.h"
 
-#include <ATen/autocast_mode.h>
-
 #include <functional>
 
 #include "common/errors.h"
 #include "data/loader.h"
+#include "model/autocast.h"
 
 namespace ijepa::eval {
 
@@ -26,34 +25,6 @@ class SubsetDataset : public data::Dataset {
  private:
   std::shared_ptr<const data::Dataset> base_;
   std::vector<int64_t> indices_;
-};
-
-// bf16 autocast for one forward pass, restoring the previous state. (train::AutocastGuard does the same for
-// the training step; eval may not depend on train, which calls into eval.)
-class BFloat16Autocast {
- public:
-  BFloat16Autocast(torch::DeviceType device, bool enabled) : device_(device), enabled_(enabled) {
-    if (!enabled_) return;
-    was_enabled_ = at::autocast::is_autocast_enabled(device_);
-    previous_dtype_ = at::autocast::get_autocast_dtype(device_);
-    at::autocast::set_autocast_enabled(device_, true);
-    at::autocast::set_autocast_dtype(device_, at::kBFloat16);
-    at::autocast::increment_nesting();
-  }
-  ~BFloat16Autocast() {
-    if (!enabled_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(device_, was_enabled_);
-    at::autocast::set_autocast_dtype(device_, previous_dtype_);
-  }
-  BFloat16Autocast(const BFloat16Autocast&) = delete;
-  BFloat16Autocast& operator=(const BFloat16Autocast&) = delete;
-
- private:
-  torch::DeviceType device_;
-  bool enabled_;
-  bool was_enabled_ = false;
-  at::ScalarType previous_dtype_ = at::kBFloat16;
 };
 
 // images: [B, C, H, W] on the device -> [B, F]
@@ -138,7 +109,7 @@ FeatureSet extract_features(model::VisionTransformer& encoder, std::shared_ptr<c
   encoder->eval();
   const torch::Device device = encoder->pos_embed.device();
   auto pool = [&](const torch::Tensor& images) {
-    BFloat16Autocast autocast(device.type(), options.bf16);
+    const model::AutocastGuard autocast(device.type(), options.bf16);
     return pooled_features(encoder, images, options.pooling);
   };
   auto out = run_pass(dataset, config.img_size, device, options, pool);

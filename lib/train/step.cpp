@@ -2,7 +2,6 @@
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
-#include <ATen/autocast_mode.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,26 +9,10 @@
 #include <tuple>
 #include <utility>
 
+#include "model/autocast.h"
 #include "model/flops.h"
 
 namespace ijepa::train {
-
-AutocastGuard::AutocastGuard(torch::DeviceType device, bool enabled) : device_(device), enabled_(enabled) {
-  if (!enabled_) return;
-  was_enabled_ = at::autocast::is_autocast_enabled(device_);
-  previous_dtype_ = at::autocast::get_autocast_dtype(device_);
-  at::autocast::set_autocast_enabled(device_, true);
-  at::autocast::set_autocast_dtype(device_, at::kBFloat16);
-  at::autocast::increment_nesting();
-}
-
-AutocastGuard::~AutocastGuard() {
-  if (!enabled_) return;
-  // Leaving the outermost region drops the cached bf16 copies of the weights, as torch.autocast does.
-  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  at::autocast::set_autocast_enabled(device_, was_enabled_);
-  at::autocast::set_autocast_dtype(device_, previous_dtype_);
-}
 
 namespace {
 
@@ -112,18 +95,18 @@ std::pair<torch::Tensor, torch::Tensor> JepaStep::forward_side_by_side(const tor
   torch::Tensor z, h_own, h_rest;
   side_by_side(
       [&] {
-        const AutocastGuard autocast(device, bf16_);
+        const model::AutocastGuard autocast(device, bf16_);
         const torch::NoGradGuard no_grad;
         h_own = models_.target->forward(images.narrow(0, 0, own));
       },
       [&] {
-        const AutocastGuard autocast(device, bf16_);
+        const model::AutocastGuard autocast(device, bf16_);
         const at::AutoGradMode grad_mode(grad);  // a pool thread has its own (thread-local) grad mode
         z = predictions(images, masks);
         const torch::NoGradGuard no_grad;
         if (own < batch) h_rest = models_.target->forward(images.narrow(0, own, batch - own));
       });
-  const AutocastGuard autocast(device, bf16_);
+  const model::AutocastGuard autocast(device, bf16_);
   return {z, target_blocks(own < batch ? torch::cat({h_own, h_rest}) : h_own, masks)};
 }
 
@@ -133,13 +116,13 @@ torch::Tensor JepaStep::forward_backward(const torch::Tensor& images, const mask
   if (device == torch::kCPU && at::get_num_threads() > 1 && !at::in_parallel_region()) {
     std::tie(z, h) = forward_side_by_side(images, masks);
   } else {
-    const AutocastGuard autocast(device, bf16_);
+    const model::AutocastGuard autocast(device, bf16_);
     h = targets(images, masks);
     z = predictions(images, masks);
   }
   torch::Tensor loss;
   {
-    const AutocastGuard autocast(device, bf16_);
+    const model::AutocastGuard autocast(device, bf16_);
     loss = torch::smooth_l1_loss(z, h);
   }
   loss.backward();

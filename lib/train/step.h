@@ -24,21 +24,6 @@ struct JepaModels {
   model::VisionTransformer target{nullptr};  // EMA of the encoder, requires_grad off
 };
 
-// Scoped autocast to bf16 for one device type; a no-op when disabled.
-class AutocastGuard {
- public:
-  AutocastGuard(torch::DeviceType device, bool enabled);
-  ~AutocastGuard();
-  AutocastGuard(const AutocastGuard&) = delete;
-  AutocastGuard& operator=(const AutocastGuard&) = delete;
-
- private:
-  torch::DeviceType device_;
-  bool enabled_;
-  bool was_enabled_ = false;
-  at::ScalarType previous_dtype_ = at::kBFloat16;
-};
-
 class JepaStep {
  public:
   JepaStep(JepaModels& models, AdamW& optimizer, bool use_bfloat16);

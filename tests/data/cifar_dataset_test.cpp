@@ -3,12 +3,13 @@
 
 #include <gtest/gtest.h>
 
-#include "common/errors.h"
 #include "data_test_util.h"
+#include "input_error.h"
 
 namespace ijepa::data {
 namespace {
 
+using ijepa::testing::expect_input_error;
 using ijepa::testing::TempDir;
 using ijepa::testing::write_file;
 using testing::cifar_record;
@@ -57,26 +58,17 @@ TEST(CifarDatasetTest, Cifar100UsesFineLabel) {
   EXPECT_EQ(open_dataset("cifar100", dir.path().string(), "test")->label(0), 5);
 }
 
-void expect_error_naming(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    FAIL() << "no InputError";
-  } catch (const common::InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
-
 TEST(CifarDatasetTest, TruncatedMissingAndBadLabel) {
   TempDir dir;
   write_file(dir / "test_batch.bin", cifar_record({1}, 0) + cifar_record({2}, 0).substr(0, 3000));
-  expect_error_naming([&] { open_dataset("cifar10", dir.path().string(), "test"); }, dir / "test_batch.bin");
-  expect_error_naming([&] { open_dataset("cifar10", dir.path().string(), "train"); }, dir / "data_batch_1.bin");
+  expect_input_error([&] { open_dataset("cifar10", dir.path().string(), "test"); }, {dir / "test_batch.bin"});
+  expect_input_error([&] { open_dataset("cifar10", dir.path().string(), "train"); }, {dir / "data_batch_1.bin"});
   // A CIFAR-10 file read as CIFAR-100 has the wrong record size.
   write_file(dir / "test.bin", cifar_record({1}, 0));
-  expect_error_naming([&] { open_dataset("cifar100", dir.path().string(), "test"); }, dir / "test.bin");
+  expect_input_error([&] { open_dataset("cifar100", dir.path().string(), "test"); }, {dir / "test.bin"});
   write_file(dir / "test.bin", cifar_record({1, 100}, 0));
-  expect_error_naming([&] { open_dataset("cifar100", dir.path().string(), "test"); }, "label 100");
-  expect_error_naming([&] { open_dataset("cifar10", dir / "absent", "test"); }, dir / "absent");
+  expect_input_error([&] { open_dataset("cifar100", dir.path().string(), "test"); }, {"label 100"});
+  expect_input_error([&] { open_dataset("cifar10", dir / "absent", "test"); }, {dir / "absent"});
 }
 
 }  // namespace

@@ -5,10 +5,12 @@
 
 #include "common/errors.h"
 #include "data_test_util.h"
+#include "input_error.h"
 
 namespace ijepa::data {
 namespace {
 
+using ijepa::testing::expect_input_error;
 using ijepa::testing::TempDir;
 using ijepa::testing::write_file;
 using testing::idx_bytes;
@@ -47,17 +49,6 @@ TEST(IdxDatasetTest, OpenDatasetFactory) {
   EXPECT_THROW(open_dataset("mnist", dir.path().string(), "train"), common::InputError);
 }
 
-// Expects InputError whose message contains `needle` (the file's path) and `what`.
-void expect_input_error(const std::function<void()>& f, const std::string& needle, const std::string& what) {
-  try {
-    f();
-    FAIL() << "no InputError";
-  } catch (const common::InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
-  }
-}
-
 class MalformedIdxTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -75,23 +66,23 @@ TEST_F(MalformedIdxTest, BadMagic) {
   std::string bytes = idx_bytes({4, 2, 2}, std::vector<uint8_t>(16, 9));
   bytes[2] = 0x0D;  // float values
   write_file(images_, bytes);
-  expect_input_error([&] { IdxDataset(images_, labels_); }, images_, "magic");
+  expect_input_error([&] { IdxDataset(images_, labels_); }, {images_, "magic"});
   write_file(images_, "GIF89a-not-idx-at-all");
-  expect_input_error([&] { IdxDataset(images_, labels_); }, images_, "magic");
+  expect_input_error([&] { IdxDataset(images_, labels_); }, {images_, "magic"});
   write_file(labels_, idx_bytes({4, 1}, {0, 1, 2, 3}));  // labels with 2 dimensions
   write_file(images_, idx_bytes({4, 2, 2}, std::vector<uint8_t>(16, 9)));
-  expect_input_error([&] { IdxDataset(images_, labels_); }, labels_, "magic");
+  expect_input_error([&] { IdxDataset(images_, labels_); }, {labels_, "magic"});
 }
 
 TEST_F(MalformedIdxTest, Truncated) {
   write_file(images_, idx_bytes({4, 2, 2}, std::vector<uint8_t>(15, 9)));
-  expect_input_error([&] { IdxDataset(images_, labels_); }, images_, "truncated");
+  expect_input_error([&] { IdxDataset(images_, labels_); }, {images_, "truncated"});
   write_file(images_, std::string("\0\0\x08\x03\0\0", 6));  // header cut short
-  expect_input_error([&] { IdxDataset(images_, labels_); }, images_, "truncated");
+  expect_input_error([&] { IdxDataset(images_, labels_); }, {images_, "truncated"});
   write_file(images_, idx_bytes({0xFFFFFFFF, 0xFFFFFFFF, 2}, {1, 2, 3}));  // absurd dims
-  expect_input_error([&] { IdxDataset(images_, labels_); }, images_, "truncated");
+  expect_input_error([&] { IdxDataset(images_, labels_); }, {images_, "truncated"});
   write_file(images_, idx_bytes({4, 2, 2}, std::vector<uint8_t>(17, 9)));
-  expect_input_error([&] { IdxDataset(images_, labels_); }, images_, "trailing");
+  expect_input_error([&] { IdxDataset(images_, labels_); }, {images_, "trailing"});
 }
 
 TEST_F(MalformedIdxTest, TruncatedGzip) {
@@ -99,22 +90,22 @@ TEST_F(MalformedIdxTest, TruncatedGzip) {
   testing::write_gzip(gz, idx_bytes({4, 2, 2}, std::vector<uint8_t>(16, 9)));
   std::string bytes = ijepa::testing::read_file(gz);
   write_file(gz, bytes.substr(0, bytes.size() - 10));
-  expect_input_error([&] { IdxDataset(gz, labels_); }, gz, "gzip");
+  expect_input_error([&] { IdxDataset(gz, labels_); }, {gz, "gzip"});
 }
 
 TEST_F(MalformedIdxTest, LabelCountMismatchAndRange) {
   write_file(labels_, idx_bytes({3}, {0, 1, 2}));
-  expect_input_error([&] { IdxDataset(images_, labels_); }, labels_, "3 labels for 4 images");
+  expect_input_error([&] { IdxDataset(images_, labels_); }, {labels_, "3 labels for 4 images"});
   write_file(labels_, idx_bytes({4}, {0, 1, 10, 3}));
-  expect_input_error([&] { IdxDataset(images_, labels_); }, labels_, "label 10 of sample 2");
+  expect_input_error([&] { IdxDataset(images_, labels_); }, {labels_, "label 10 of sample 2"});
 }
 
 TEST_F(MalformedIdxTest, MissingFiles) {
-  expect_input_error([&] { IdxDataset(dir_ / "nope", labels_); }, dir_ / "nope", "cannot open");
-  expect_input_error([&] { IdxDataset::open(dir_ / "absent", "train"); }, dir_ / "absent", "does not exist");
+  expect_input_error([&] { IdxDataset(dir_ / "nope", labels_); }, {dir_ / "nope", "cannot open"});
+  expect_input_error([&] { IdxDataset::open(dir_ / "absent", "train"); }, {dir_ / "absent", "does not exist"});
   std::filesystem::remove(labels_);
-  expect_input_error([&] { IdxDataset::open(dir_.path().string(), "train"); }, dir_.path().string(),
-                     "train-labels-idx1");
+  expect_input_error([&] { IdxDataset::open(dir_.path().string(), "train"); },
+                     {dir_.path().string(), "train-labels-idx1"});
 }
 
 }  // namespace

@@ -5,12 +5,13 @@
 
 #include <cstdlib>
 
-#include "common/errors.h"
 #include "data_test_util.h"
+#include "input_error.h"
 
 namespace ijepa::data {
 namespace {
 
+using ijepa::testing::expect_input_error;
 using ijepa::testing::TempDir;
 using ijepa::testing::write_file;
 using testing::encode_jpeg;
@@ -117,22 +118,13 @@ TEST_F(ImageFolderTest, IndexesSortedClassesAndFiles) {
   EXPECT_EQ(test->name(1), dir_ / "val/dog/y.jpeg");
 }
 
-void expect_error_naming(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    FAIL() << "no InputError";
-  } catch (const common::InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
-
 TEST_F(ImageFolderTest, MissingOrEmptyFoldersAreInputErrors) {
-  expect_error_naming([&] { ImageFolderDataset(dir_ / "absent", "train"); }, dir_ / "absent");
-  expect_error_naming([&] { ImageFolderDataset(dir_.path().string(), "holdout"); }, dir_ / "holdout");
+  expect_input_error([&] { ImageFolderDataset(dir_ / "absent", "train"); }, {dir_ / "absent"});
+  expect_input_error([&] { ImageFolderDataset(dir_.path().string(), "holdout"); }, {dir_ / "holdout"});
   std::filesystem::create_directories(dir_ / "empty");
-  expect_error_naming([&] { ImageFolderDataset(dir_.path().string(), "empty"); }, dir_ / "empty");
+  expect_input_error([&] { ImageFolderDataset(dir_.path().string(), "empty"); }, {dir_ / "empty"});
   std::filesystem::create_directories(dir_ / "val/zebra");
-  expect_error_naming([&] { ImageFolderDataset(dir_.path().string(), "test"); }, dir_ / "val/zebra");
+  expect_input_error([&] { ImageFolderDataset(dir_.path().string(), "test"); }, {dir_ / "val/zebra"});
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "common/errors.h"
 #include "dist/communicator.h"
 #include "dist/launch.h"
+#include "input_error.h"
 #ifdef IJEPA_DIST_HAVE_NCCL
 #include "dist/nccl_communicator.h"
 #endif
@@ -49,12 +50,7 @@ common::DistConfig with_backend(const std::string& backend) {
 }
 
 std::string input_error_of(const common::DistConfig& config, torch::Device device) {
-  try {
-    make_communicator(config, device);
-  } catch (const common::InputError& e) {
-    return e.what();
-  }
-  return "";
+  return ijepa::testing::input_error_of([&] { make_communicator(config, device); });
 }
 
 TEST(Launch, ReadsTheLaunchersVariables) {

@@ -15,12 +15,14 @@
 #include "eval/features.h"
 #include "eval/safetensors.h"
 #include "golden.h"
+#include "input_error.h"
 #include "model/vit_config.h"
 #include "test_util.h"
 
 namespace ijepa::eval {
 namespace {
 
+using ijepa::testing::input_error_of;
 using ijepa::testing::TempDir;
 
 const std::string kReferenceCheckpoint = ijepa::testing::shared_path("reference/checkpoint/jepa-latest.pth.tar");
@@ -37,17 +39,6 @@ torch::Tensor reference_input() {
 
 void expect_relative(double actual, double expected, double rel, const std::string& what) {
   EXPECT_NEAR(actual, expected, rel * std::max(1.0, std::abs(expected))) << what;
-}
-
-// What InputError says, or "" when none is thrown.
-template <class Fn>
-std::string input_error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const common::InputError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(ReferenceCheckpoint, BothEncodersReproduceTheRecordedOutputs) {

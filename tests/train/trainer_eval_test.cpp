@@ -5,14 +5,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include <sstream>
 #include <tuple>
 
 #include "common/config.h"
 #include "common/errors.h"
-#include "data/data_test_util.h"
-#include "dist/single_process_communicator.h"
 #include "test_util.h"
+#include "tiny_trainer.h"
 #include "train/report.h"
 #include "train/trainer.h"
 
@@ -20,61 +18,16 @@ namespace ijepa::train {
 namespace {
 
 using ijepa::testing::read_file;
-using ijepa::testing::TempDir;
+using testing::leading_columns;
+using testing::lines_of;
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-// The first `columns` fields of each line (those that do not depend on timing).
-std::vector<std::string> leading_columns(const std::string& csv, int columns) {
-  std::vector<std::string> out;
-  for (const auto& line : lines_of(csv)) {
-    std::istringstream fields(line);
-    std::string kept, field;
-    for (int i = 0; i < columns && std::getline(fields, field, ','); ++i) kept += (i > 0 ? "," : "") + field;
-    out.push_back(kept);
-  }
-  return out;
-}
-
-class TrainerEvalTest : public ::testing::Test {
+// Probes on all 48 train and 20 test images.
+class TrainerEvalTest : public testing::TinyTrainerTest {
  protected:
-  void SetUp() override {
-    std::filesystem::create_directories(dir_ / "data");
-    data::testing::write_idx_pair(dir_ / "data", "train", 48, 28, 28, /*gzip=*/false);
-    data::testing::write_idx_pair(dir_ / "data", "t10k", 20, 28, 28, /*gzip=*/false);
+  common::Config config(const std::string& run, const std::vector<std::string>& overrides = {}) const {
+    return TinyTrainerTest::config(run, overrides,
+                                   "eval: {protocol: both, max_train_samples: 0, max_test_samples: 0}\n");
   }
-
-  // 48 images, batch 4: 12 steps per epoch, 2 epochs; probes on all 48 train and 20 test images.
-  common::Config config(const std::string& run, std::vector<std::string> overrides = {}) const {
-    const std::string yaml = "data: {dataset: idx, root_path: " + (dir_ / "data") +
-                             ", batch_size: 4, crop_size: 28, num_workers: 1}\n"
-                             "mask: {patch_size: 4, min_keep: 4}\n"
-                             "meta: {model_name: vit_tiny, pred_depth: 1, pred_emb_dim: 96, threads: 1}\n"
-                             "optimization: {epochs: 2, warmup: 0.5}\n"
-                             "logging: {folder: " +
-                             (dir_ / run) +
-                             ", log_every: 5}\n"
-                             "checkpoint: {every_steps: 4, keep_last: 2}\n"
-                             "eval: {protocol: both, max_train_samples: 0, max_test_samples: 0}\n";
-    return common::parse_config(yaml, overrides);
-  }
-
-  TrainResult train(const common::Config& c) const {
-    dist::SingleProcessCommunicator comm;
-    Trainer trainer(c, comm);
-    return trainer.run();
-  }
-
-  nlohmann::json summary(const std::string& run) const {
-    return nlohmann::json::parse(read_file(dir_ / (run + "/summary.json")));
-  }
-
-  TempDir dir_;
 };
 
 TEST_F(TrainerEvalTest, EvaluatingLeavesTheTrajectoryUnchangedAndWritesTheEvalCsv) {

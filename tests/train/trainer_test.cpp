@@ -6,68 +6,18 @@
 
 #include <nlohmann/json.hpp>
 
-#include <sstream>
-
 #include "common/config.h"
 #include "common/errors.h"
 #include "common/sha256.h"
-#include "data/data_test_util.h"
-#include "dist/single_process_communicator.h"
 #include "test_util.h"
+#include "tiny_trainer.h"
 
 namespace ijepa::train {
 namespace {
 
 using ijepa::testing::read_file;
-using ijepa::testing::TempDir;
-
-// Per row: epoch, itr, loss, mask-A, mask-B (the columns that do not depend on timing).
-std::vector<std::string> step_columns(const std::string& csv) {
-  std::vector<std::string> rows;
-  std::istringstream lines(csv);
-  std::string line;
-  std::getline(lines, line);  // header
-  while (std::getline(lines, line)) {
-    size_t cut = 0;
-    for (int i = 0; i < 5; ++i) cut = line.find(',', cut) + 1;
-    rows.push_back(line.substr(0, cut));
-  }
-  return rows;
-}
-
-class TrainerTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::filesystem::create_directories(dir_ / "data");
-    data::testing::write_idx_pair(dir_ / "data", "train", 48, 28, 28, /*gzip=*/false);
-  }
-
-  // 48 images, batch 4: 12 steps per epoch, 2 epochs.
-  common::Config config(const std::string& run, std::vector<std::string> overrides = {}) const {
-    const std::string yaml = "data: {dataset: idx, root_path: " + (dir_ / "data") +
-                             ", batch_size: 4, crop_size: 28, num_workers: 1}\n"
-                             "mask: {patch_size: 4, min_keep: 4}\n"
-                             "meta: {model_name: vit_tiny, pred_depth: 1, pred_emb_dim: 96, threads: 1}\n"
-                             "optimization: {epochs: 2, warmup: 0.5}\n"
-                             "logging: {folder: " +
-                             (dir_ / run) +
-                             ", log_every: 5}\n"
-                             "checkpoint: {every_steps: 4, keep_last: 2}\n";
-    return common::parse_config(yaml, overrides);
-  }
-
-  TrainResult train(const common::Config& c) const {
-    dist::SingleProcessCommunicator comm;
-    Trainer trainer(c, comm);
-    return trainer.run();
-  }
-
-  nlohmann::json summary(const std::string& run) const {
-    return nlohmann::json::parse(read_file(dir_ / (run + "/summary.json")));
-  }
-
-  TempDir dir_;
-};
+using TrainerTest = testing::TinyTrainerTest;
+using testing::leading_columns;
 
 TEST_F(TrainerTest, AResumedRunIsBitIdenticalToAnUninterruptedOne) {
   const auto straight = train(config("straight", {"optimization.max_steps=17"}));
@@ -91,7 +41,7 @@ TEST_F(TrainerTest, AResumedRunIsBitIdenticalToAnUninterruptedOne) {
   EXPECT_EQ(csv.rfind("epoch,itr,loss,mask-A,mask-B,time (ms),step,lr,wd,momentum,images/s,step ms,data-wait ms\n", 0),
             0u);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 18);
-  EXPECT_EQ(step_columns(read_file(dir_ / "straight/jepa_r0.csv")), step_columns(csv));
+  EXPECT_EQ(leading_columns(read_file(dir_ / "straight/jepa_r0.csv"), 5), leading_columns(csv, 5));
 }
 
 TEST_F(TrainerTest, CheckpointsRollAndTheLatestIsTheLastStep) {

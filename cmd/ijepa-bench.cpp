@@ -13,7 +13,6 @@
 
 #include "common/omp_wait.h"
 #include "masking/multiblock.h"
-#include "model/init.h"
 #include "train/optimizer.h"
 #include "train/step.h"
 #include "train/step_benchmark.h"
@@ -76,8 +75,7 @@ BENCHMARK(BM_MaskSampling)->Args({7, 64})->Args({14, 16})->ArgNames({"grid", "ba
 void BM_UpdateTiny(benchmark::State& state) {
   torch::manual_seed(0);
   const auto enc = ijepa::model::vit_preset("vit_tiny", 28, 4, 1);
-  auto m = ijepa::model::build_models(enc, ijepa::model::predictor_for(enc, 96, 6));
-  ijepa::train::JepaModels models{m.encoder, m.predictor, ijepa::model::clone_as_target(m.encoder)};
+  auto models = ijepa::train::build_jepa_models(enc, ijepa::model::predictor_for(enc, 96, 6), torch::kCPU);
   ijepa::train::AdamW optimizer(ijepa::train::reference_param_groups(*models.encoder, *models.predictor));
   for (auto& p : optimizer.all_params()) p.mutable_grad() = torch::randn_like(p);
   ijepa::train::JepaStep step(models, optimizer, false);

@@ -89,6 +89,13 @@ std::vector<int64_t> MultiBlockMaskSampler::cut(const std::vector<int64_t>& indi
   return kept;
 }
 
+BatchMasks BatchMasks::to(const torch::Device& device) const {
+  BatchMasks out;
+  for (const auto& m : enc) out.enc.push_back(m.to(device));
+  for (const auto& m : pred) out.pred.push_back(m.to(device));
+  return out;
+}
+
 BatchMasks MultiBlockMaskSampler::sample(int64_t batch_size) {
   ++counter_;
   auto sizes = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(counter_));

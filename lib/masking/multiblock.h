@@ -34,6 +34,9 @@ struct MaskSpec {
 struct BatchMasks {
   std::vector<torch::Tensor> enc;   // num_enc masks, each [B, Kc] int64, ascending token indices
   std::vector<torch::Tensor> pred;  // num_pred masks, each [B, Kp] int64
+
+  // The same masks on `device` (the sampler draws them on the CPU).
+  BatchMasks to(const torch::Device& device) const;
 };
 
 class MultiBlockMaskSampler {

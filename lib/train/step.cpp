@@ -11,8 +11,19 @@
 
 #include "model/autocast.h"
 #include "model/flops.h"
+#include "model/init.h"
 
 namespace ijepa::train {
+
+JepaModels build_jepa_models(const model::ViTConfig& encoder, const model::PredictorConfig& predictor,
+                             const torch::Device& device) {
+  auto built = model::build_models(encoder, predictor);
+  JepaModels models{built.encoder, built.predictor, model::clone_as_target(built.encoder)};
+  models.encoder->to(device);
+  models.predictor->to(device);
+  models.target->to(device);
+  return models;
+}
 
 namespace {
 

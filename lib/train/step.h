@@ -24,6 +24,11 @@ struct JepaModels {
   model::VisionTransformer target{nullptr};  // EMA of the encoder, requires_grad off
 };
 
+// The reference's encoder and predictor (model::build_models, drawing from the global generator) and the target
+// encoder as the encoder's frozen copy, all three on `device`.
+JepaModels build_jepa_models(const model::ViTConfig& encoder, const model::PredictorConfig& predictor,
+                             const torch::Device& device);
+
 class JepaStep {
  public:
   JepaStep(JepaModels& models, AdamW& optimizer, bool use_bfloat16);

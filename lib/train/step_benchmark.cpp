@@ -10,7 +10,6 @@
 
 #include "masking/multiblock.h"
 #include "model/flops.h"
-#include "model/init.h"
 #include "train/op_profile.h"
 #include "train/report.h"
 #include "train/schedules.h"
@@ -52,6 +51,37 @@ double measure_matmul_flops(bool bf16, const std::string& device, int64_t n) {
   return 2.0 * static_cast<double>(n * n * n) * reps / (ms_since(start) / 1e3);
 }
 
+namespace {
+
+// One step of the benchmark, its phases timed separately.
+struct TimedStep {
+  double masks_ms = 0, forward_backward_ms = 0, update_ms = 0, total_ms = 0;
+  int64_t context_tokens = 0, target_tokens = 0;
+};
+
+TimedStep time_step(JepaStep& step, masking::MultiBlockMaskSampler& sampler, const torch::Tensor& images,
+                    const Schedules& schedules, int64_t s) {
+  const auto device = images.device();
+  TimedStep t;
+  const auto t0 = Clock::now();
+  const auto masks = sampler.sample(images.size(0)).to(device);
+  t.masks_ms = ms_since(t0);
+  const auto t1 = Clock::now();
+  step.forward_backward(images, masks);
+  synchronize(device);
+  t.forward_backward_ms = ms_since(t1);
+  const auto t2 = Clock::now();
+  step.update(schedules.lr(s), schedules.weight_decay(s), schedules.momentum(s));
+  synchronize(device);
+  t.update_ms = ms_since(t2);
+  t.total_ms = ms_since(t0);
+  t.context_tokens = masks.enc[0].size(1);
+  t.target_tokens = masks.pred[0].size(1);
+  return t;
+}
+
+}  // namespace
+
 StepBenchResult run_step_benchmark(const StepBenchOptions& o) {
   at::set_num_threads(o.threads);
   const Workload w = workload_of(o.workload);
@@ -59,13 +89,7 @@ StepBenchResult run_step_benchmark(const StepBenchOptions& o) {
   torch::manual_seed(0);
   const auto enc = model::vit_preset("vit_tiny", w.img, w.patch, w.chans);
   const auto pred = model::predictor_for(enc, 96, 6);
-  auto built = model::build_models(enc, pred);
-  JepaModels models{built.encoder, built.predictor, model::clone_as_target(built.encoder)};
-  for (auto* m :
-       {static_cast<torch::nn::Module*>(models.encoder.get()), static_cast<torch::nn::Module*>(models.predictor.get()),
-        static_cast<torch::nn::Module*>(models.target.get())}) {
-    m->to(device);
-  }
+  JepaModels models = build_jepa_models(enc, pred, device);
   AdamW optimizer(reference_param_groups(*models.encoder, *models.predictor));
   JepaStep step(models, optimizer, o.bf16);
   const Schedules schedules(golden_schedule(1000, 10));
@@ -82,26 +106,14 @@ StepBenchResult run_step_benchmark(const StepBenchOptions& o) {
   std::unique_ptr<OpProfile> profile;
   for (int i = 0; i < o.warmup + o.steps; ++i) {
     if (o.profile && i == o.warmup) profile = std::make_unique<OpProfile>();
-    const auto t0 = Clock::now();
-    auto masks = sampler.sample(w.batch);
-    for (auto& m : masks.enc) m = m.to(device);
-    for (auto& m : masks.pred) m = m.to(device);
-    const double masks_ms = ms_since(t0);
-    const auto t1 = Clock::now();
-    step.forward_backward(images, masks);
-    synchronize(device);
-    const double fb_ms = ms_since(t1);
-    const auto t2 = Clock::now();
-    step.update(schedules.lr(i + 1), schedules.weight_decay(i + 1), schedules.momentum(i + 1));
-    synchronize(device);
-    const double update_ms = ms_since(t2);
+    const TimedStep t = time_step(step, sampler, images, schedules, i + 1);
     if (i < o.warmup) continue;
-    step_ms.push_back(ms_since(t0));
-    r.masks_ms += masks_ms / o.steps;
-    r.forward_backward_ms += fb_ms / o.steps;
-    r.update_ms += update_ms / o.steps;
-    r.context_tokens += static_cast<double>(masks.enc[0].size(1)) / o.steps;
-    r.target_tokens += static_cast<double>(masks.pred[0].size(1)) / o.steps;
+    step_ms.push_back(t.total_ms);
+    r.masks_ms += t.masks_ms / o.steps;
+    r.forward_backward_ms += t.forward_backward_ms / o.steps;
+    r.update_ms += t.update_ms / o.steps;
+    r.context_tokens += static_cast<double>(t.context_tokens) / o.steps;
+    r.target_tokens += static_cast<double>(t.target_tokens) / o.steps;
   }
   if (profile) r.profile_table = profile->finish(o.trace_path, o.steps);
   std::sort(step_ms.begin(), step_ms.end());

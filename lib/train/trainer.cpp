@@ -20,7 +20,6 @@
 #include "dist/consistency.h"
 #include "dist/gradient_synchronizer.h"
 #include "masking/multiblock.h"
-#include "model/init.h"
 #include "model/state_dict.h"
 #include "train/checkpoint.h"
 #include "train/csv_log.h"
@@ -268,13 +267,7 @@ void Trainer::Impl::build_models() {
                              std::to_string(encoder.num_heads) + " heads");
   }
   torch::manual_seed(static_cast<uint64_t>(m.seed));
-  auto built = model::build_models(encoder, model::predictor_for(encoder, m.pred_emb_dim, m.pred_depth));
-  models_ = {built.encoder, built.predictor, model::clone_as_target(built.encoder)};
-  for (auto* module : {static_cast<torch::nn::Module*>(models_.encoder.get()),
-                       static_cast<torch::nn::Module*>(models_.predictor.get()),
-                       static_cast<torch::nn::Module*>(models_.target.get())}) {
-    module->to(device_);
-  }
+  models_ = build_jepa_models(encoder, model::predictor_for(encoder, m.pred_emb_dim, m.pred_depth), device_);
   optimizer_ = std::make_unique<AdamW>(reference_param_groups(*models_.encoder, *models_.predictor));
   if (world_ > 1)
     sync_ = std::make_unique<dist::GradientSynchronizer>(comm_, trainable_parameters(models_), config_.dist);
@@ -325,9 +318,7 @@ void Trainer::Impl::train_on(data::Batch& batch) {
   auto images =
       torch::from_blob(batch.images.data(), {batch.size, batch.channels, batch.height, batch.width}, torch::kFloat32)
           .to(device_);
-  masking::BatchMasks masks = attachment.masks;
-  for (auto& m : masks.enc) m = m.to(device_);
-  for (auto& m : masks.pred) m = m.to(device_);
+  const masking::BatchMasks masks = attachment.masks.to(device_);
 
   const int64_t s = position_.step + 1;
   const double lr = schedules_->lr(s), wd = schedules_->weight_decay(s), momentum = schedules_->momentum(s);

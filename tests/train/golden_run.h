@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "masking/multiblock.h"
-#include "model/init.h"
 #include "train/schedules.h"
 #include "train/step.h"
 
@@ -65,23 +64,15 @@ inline MaskLists lists_of(const std::vector<torch::Tensor>& masks) {
 inline GoldenRun run_golden_steps(const GoldenCase& c, torch::Device device, bool bf16, int steps = 3) {
   torch::manual_seed(0);
   const auto enc = model::vit_preset("vit_tiny", c.img, c.patch, c.chans);
-  auto built = model::build_models(enc, model::predictor_for(enc, 96, 2));
-  JepaModels models{built.encoder, built.predictor, model::clone_as_target(built.encoder)};
+  JepaModels models = build_jepa_models(enc, model::predictor_for(enc, 96, 2), device);
 
   masking::MaskSpec spec;
   spec.grid_h = spec.grid_w = enc.grid();
   spec.min_keep = c.min_keep;
   masking::MultiBlockMaskSampler sampler(spec, at::detail::getDefaultCPUGenerator());
-  auto masks = sampler.sample(c.batch);
-  GoldenRun run{lists_of(masks.enc), lists_of(masks.pred), {}};
-
-  for (auto* m :
-       {static_cast<torch::nn::Module*>(models.encoder.get()), static_cast<torch::nn::Module*>(models.predictor.get()),
-        static_cast<torch::nn::Module*>(models.target.get())}) {
-    m->to(device);
-  }
-  for (auto& m : masks.enc) m = m.to(device);
-  for (auto& m : masks.pred) m = m.to(device);
+  const auto cpu_masks = sampler.sample(c.batch);
+  GoldenRun run{lists_of(cpu_masks.enc), lists_of(cpu_masks.pred), {}};
+  const auto masks = cpu_masks.to(device);
   const int64_t n = c.batch * c.chans * c.img * c.img;
   const auto images = torch::sin(0.001 * torch::arange(n, torch::kFloat64))
                           .to(torch::kFloat32)

@@ -154,15 +154,47 @@ void print_human(const json& report, std::ostream& out) {
   }
 }
 
-}  // namespace
-
-int run_eval_command(const EvalCommandOptions& o, std::ostream& out, std::ostream& err) {
-  check_modes(o);
+// The probe options of the command line, parsed and checked.
+EvalOptions eval_options(const EvalCommandOptions& o) {
   EvalOptions eval = o.eval;
   eval.protocol = parse_protocol(o.protocol);
   eval.pooling = parse_pooling(o.pooling);
   eval.device = parse_device(o.device);
   eval.bf16 = parse_bf16(o.dtype);
+  return eval;
+}
+
+// Probes the dataset's features (of the encoder, or raw pixels) and adds the results to the report.
+void evaluate_dataset(const EvalCommandOptions& o, const EvalOptions& eval,
+                      const std::optional<ImportedEncoder>& imported, json& report) {
+  auto train = data::open_dataset(o.dataset, o.data_path, "train");
+  auto test = data::open_dataset(o.dataset, o.data_path, "test");
+  report["dataset"] = o.dataset;
+  report["data_path"] = o.data_path;
+  report["protocol"] = to_string(eval.protocol);
+  report["device"] = o.device;
+  report["dtype"] = o.dtype;
+  EvalResult result;
+  if (o.raw_pixels) {
+    const int64_t crop = o.crop_size > 0 ? o.crop_size : native_size(*train);
+    report["crop_size"] = crop;
+    result = evaluate_pixels(train, test, crop, eval);
+  } else {
+    auto encoder = o.random_init ? random_init_encoder(o, imported, *train) : imported->encoder;
+    encoder->to(eval.device);
+    report["model"] = model_json(encoder->config());
+    report["pooling"] = to_string(eval.pooling);
+    if (o.random_init) report["seed"] = o.seed;
+    result = evaluate(encoder, train, test, eval);
+  }
+  add_result(report, result, eval);
+}
+
+}  // namespace
+
+int run_eval_command(const EvalCommandOptions& o, std::ostream& out, std::ostream& err) {
+  check_modes(o);
+  EvalOptions eval = eval_options(o);
   const EncoderChoice which = parse_encoder_choice(o.encoder);
   if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
   ProgressBar bar(err);
@@ -182,29 +214,7 @@ int run_eval_command(const EvalCommandOptions& o, std::ostream& out, std::ostrea
     report["exported"] = o.export_safetensors;
     log::info("wrote " + o.export_safetensors);
   }
-  if (!o.dataset.empty()) {
-    auto train = data::open_dataset(o.dataset, o.data_path, "train");
-    auto test = data::open_dataset(o.dataset, o.data_path, "test");
-    report["dataset"] = o.dataset;
-    report["data_path"] = o.data_path;
-    report["protocol"] = to_string(eval.protocol);
-    report["device"] = o.device;
-    report["dtype"] = o.dtype;
-    EvalResult result;
-    if (o.raw_pixels) {
-      const int64_t crop = o.crop_size > 0 ? o.crop_size : native_size(*train);
-      report["crop_size"] = crop;
-      result = evaluate_pixels(train, test, crop, eval);
-    } else {
-      auto encoder = o.random_init ? random_init_encoder(o, imported, *train) : imported->encoder;
-      encoder->to(eval.device);
-      report["model"] = model_json(encoder->config());
-      report["pooling"] = to_string(eval.pooling);
-      if (o.random_init) report["seed"] = o.seed;
-      result = evaluate(encoder, train, test, eval);
-    }
-    add_result(report, result, eval);
-  }
+  if (!o.dataset.empty()) evaluate_dataset(o, eval, imported, report);
   if (o.json) {
     out << report.dump(1) << "\n";
   } else {

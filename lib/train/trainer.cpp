@@ -132,6 +132,7 @@ class Trainer::Impl {
   void train_on(data::Batch& batch);
   void keep_ranks_in_step(int64_t step);
   void flush_logs();
+  ProgressLine progress_line() const;
   std::optional<ExitReason> stop_reason();
   void save_checkpoint(bool epoch_end);
   TrainResult finish(ExitReason reason);
@@ -373,6 +374,33 @@ void Trainer::Impl::keep_ranks_in_step(int64_t step) {
   }
 }
 
+// The console line for the rows being flushed: the last step, with speed and ETA over all of them.
+ProgressLine Trainer::Impl::progress_line() const {
+  const CsvRow& last = pending_rows_.back();
+  double interval_s = 0, interval_images = 0;
+  for (const auto& r : pending_rows_)
+    interval_s += r.step_ms / 1e3, interval_images += r.images_per_second * r.step_ms / 1e3;
+  const auto rows = static_cast<double>(pending_rows_.size());
+  ProgressLine p;
+  p.epoch = last.epoch;
+  p.epochs = config_.optimization.epochs;
+  p.step = last.step;
+  p.total_steps = total_steps();
+  p.loss = last.loss;
+  p.epoch_mean_loss = epoch_loss_sum_ / static_cast<double>(std::max<int64_t>(1, epoch_loss_count_));
+  p.mask_a = last.mask_a;
+  p.mask_b = last.mask_b;
+  p.lr = last.lr;
+  p.wd = last.wd;
+  p.momentum = last.momentum;
+  p.images_per_second = interval_images / interval_s;
+  p.step_ms = 1e3 * interval_s / rows;
+  p.data_wait_ms = last.data_wait_ms;
+  p.eta_seconds = static_cast<double>(p.total_steps - p.step) * interval_s / rows;
+  p.peak_rss_bytes = peak_rss_bytes();
+  return p;
+}
+
 void Trainer::Impl::flush_logs() {
   if (pending_rows_.empty()) return;
   auto losses = torch::stack(pending_losses_).to(torch::kFloat32);
@@ -396,31 +424,7 @@ void Trainer::Impl::flush_logs() {
   csv_->flush();
   position_.last_loss = pending_rows_.back().loss;
 
-  const CsvRow& last = pending_rows_.back();
-  if (rank_ == 0) {
-    double interval_s = 0, interval_images = 0;
-    for (const auto& r : pending_rows_)
-      interval_s += r.step_ms / 1e3, interval_images += r.images_per_second * r.step_ms / 1e3;
-    ProgressLine p;
-    p.epoch = last.epoch;
-    p.epochs = config_.optimization.epochs;
-    p.step = last.step;
-    p.total_steps = total_steps();
-    p.loss = last.loss;
-    p.epoch_mean_loss = epoch_loss_sum_ / static_cast<double>(std::max<int64_t>(1, epoch_loss_count_));
-    p.mask_a = last.mask_a;
-    p.mask_b = last.mask_b;
-    p.lr = last.lr;
-    p.wd = last.wd;
-    p.momentum = last.momentum;
-    p.images_per_second = interval_images / interval_s;
-    p.step_ms = 1e3 * interval_s / static_cast<double>(pending_rows_.size());
-    p.data_wait_ms = last.data_wait_ms;
-    p.eta_seconds =
-        static_cast<double>(p.total_steps - p.step) * interval_s / static_cast<double>(pending_rows_.size());
-    p.peak_rss_bytes = peak_rss_bytes();
-    log::info(format_progress(p));
-  }
+  if (rank_ == 0) log::info(format_progress(progress_line()));
   pending_losses_.clear();
   pending_rows_.clear();
   pending_comm_wait_s_.clear();

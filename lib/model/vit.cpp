@@ -54,6 +54,22 @@ AttentionImpl::AttentionImpl(int64_t dim, int64_t num_heads) : num_heads_(num_he
   proj = register_module("proj", torch::nn::Linear(dim, dim));
 }
 
+namespace {
+
+// The reference's (q k^T) * (C/H)^-0.5. When that scale is a power of two (heads 4, 16, 64 or 256 wide, as in
+// ViT-tiny to -large) scaling q instead gives the same bits, forward and backward (a power of two commutes with
+// every rounding), and q [N, C/H] is the smaller tensor to multiply once the sequence is longer than a head.
+torch::Tensor scaled_scores(const torch::Tensor& q, const torch::Tensor& k) {
+  const int64_t head_width = q.size(-1), tokens = q.size(-2);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_width));
+  int exponent = 0;
+  const bool power_of_two = std::frexp(scale, &exponent) == 0.5;
+  if (power_of_two && tokens > head_width) return torch::matmul(q * scale, k.transpose(-2, -1));
+  return torch::matmul(q, k.transpose(-2, -1)) * scale;
+}
+
+}  // namespace
+
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   // [B, N, 3, H, C/H] -> [3, B, H, N, C/H]
@@ -69,8 +85,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   } else {
     // On CPU the explicit form is several times faster than the fused kernel in bf16 at ViT sequence lengths,
     // and it is the reference's arithmetic (softmax in fp32 under autocast).
-    const double scale = 1.0 / std::sqrt(static_cast<double>(C / num_heads_));
-    out = torch::matmul(torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1), v);
+    out = torch::matmul(torch::softmax(scaled_scores(q, k), -1), v);
   }
   return linear(proj, out.transpose(1, 2).reshape({B, N, C}));
 }

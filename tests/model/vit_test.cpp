@@ -1,6 +1,8 @@
 // Shapes, names and semantics of the encoder and predictor beyond the golden numbers.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "model/init.h"
 #include "model/vit.h"
 
@@ -67,6 +69,37 @@ TEST(VitForward, OtherResolutionsUseTheirOwnSinCosTable) {
   torch::manual_seed(2);
   VisionTransformer vit(vit_preset("vit_tiny", 16, 4, 3));
   EXPECT_EQ(vit->forward(torch::randn({1, 3, 24, 24})).sizes(), (std::vector<int64_t>{1, 36, 192}));
+}
+
+// The attention as the reference writes it, with the scores scaled after q k^T.
+torch::Tensor reference_attention(Attention& attn, const torch::Tensor& x, int64_t heads) {
+  const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
+  const auto qkv = at::linear(x, attn->qkv->weight, attn->qkv->bias)
+                       .reshape({B, N, 3, heads, C / heads})
+                       .permute({2, 0, 3, 1, 4})
+                       .contiguous()
+                       .unbind(0);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(C / heads));
+  const auto scores = torch::matmul(qkv[0], qkv[1].transpose(-2, -1)) * scale;
+  const auto out = torch::matmul(torch::softmax(scores, -1), qkv[2]).transpose(1, 2).reshape({B, N, C});
+  return at::linear(out, attn->proj->weight, attn->proj->bias);
+}
+
+TEST(VitAttention, ScalingTheQueriesGivesTheReferencesBitsForwardAndBackward) {
+  // Heads 64 wide (scale 1/8, a power of two) over 100 tokens: the module scales q, the reference the scores.
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    torch::manual_seed(0);
+    Attention attn(192, 3);
+    attn->to(dtype);
+    const auto x = torch::randn({2, 100, 192}).to(dtype);
+    const auto upstream = torch::randn({2, 100, 192}).to(dtype);
+    auto ours_in = x.clone().requires_grad_(), reference_in = x.clone().requires_grad_();
+    const auto ours = attn(ours_in), reference = reference_attention(attn, reference_in, 3);
+    EXPECT_TRUE(torch::equal(ours, reference)) << dtype;
+    (ours * upstream).sum().backward();
+    (reference * upstream).sum().backward();
+    EXPECT_TRUE(torch::equal(ours_in.grad(), reference_in.grad())) << dtype;
+  }
 }
 
 TEST(TargetEncoder, IsAnExactFrozenCopyAndDrawsNothing) {

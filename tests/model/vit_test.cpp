@@ -71,6 +71,25 @@ TEST(VitForward, OtherResolutionsUseTheirOwnSinCosTable) {
   EXPECT_EQ(vit->forward(torch::randn({1, 3, 24, 24})).sizes(), (std::vector<int64_t>{1, 36, 192}));
 }
 
+TEST(VitPatchEmbed, TheMatrixProductMatchesTheConvolutionAndRaggedImagesStillWork) {
+  torch::manual_seed(0);
+  PatchEmbed embed(4, 3, 192);
+  const auto x = torch::randn({2, 3, 28, 28});
+  auto ours_in = x.clone().requires_grad_(), conv_in = x.clone().requires_grad_();
+  const auto ours = embed(ours_in);
+  const auto conv = embed->proj(conv_in).flatten(2).transpose(1, 2);
+  ASSERT_EQ(ours.sizes(), conv.sizes());
+  EXPECT_TRUE(torch::allclose(ours, conv, 1e-5, 1e-6));
+  ours.sum().backward();
+  const auto weight_grad = embed->proj->weight.grad().clone();
+  embed->proj->weight.mutable_grad().zero_();
+  conv.sum().backward();
+  EXPECT_TRUE(torch::allclose(weight_grad, embed->proj->weight.grad(), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(ours_in.grad(), conv_in.grad(), 1e-5, 1e-6));
+  // 30 px is not a multiple of the patch: the convolution (which drops the last two rows and columns) is used.
+  EXPECT_EQ(embed(torch::randn({1, 3, 30, 30})).sizes(), (std::vector<int64_t>{1, 49, 192}));
+}
+
 // The attention as the reference writes it, with the scores scaled after q k^T.
 torch::Tensor reference_attention(Attention& attn, const torch::Tensor& x, int64_t heads) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);

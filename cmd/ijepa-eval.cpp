@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
   app.add_option("--dataset", o.dataset, "idx | cifar10 | cifar100 | imagefolder");
   app.add_option("--data-path", o.data_path, "folder of the dataset (train and test splits)");
   app.add_option("--protocol", o.protocol, "linear | knn | both")->capture_default_str();
-  app.add_option("--pooling", o.pooling, "avg (last layer) | avg4 (last 4 layers, concatenated)")
+  app.add_option("--pooling", o.pooling,
+                 "avg (last layer) | avg4 (last 4 layers, concatenated) | grid (last layer's token map, <= 7x7 cells)")
       ->capture_default_str();
   app.add_option("--max-train", e.max_train_samples, "train samples, spread over the split (0: all)")
       ->capture_default_str();

@@ -124,6 +124,7 @@ void visit(V& v, EvalConfig& c) {
   v("at_end", c.at_end);
   v("baselines", c.baselines);
   v("protocol", c.protocol);
+  v("pooling", c.pooling);
   v("max_train_samples", c.max_train_samples);
   v("max_test_samples", c.max_test_samples);
 }
@@ -480,6 +481,7 @@ void validate_rest(const Config& c, std::vector<std::string>& errors) {
   }
   check_non_negative(errors, "eval.every_epochs", static_cast<double>(c.eval.every_epochs));
   check_one_of(errors, "eval.protocol", c.eval.protocol, {"linear", "knn", "both"});
+  check_one_of(errors, "eval.pooling", c.eval.pooling, {"avg", "avg4", "grid"});
   check_non_negative(errors, "eval.max_train_samples", static_cast<double>(c.eval.max_train_samples));
   check_non_negative(errors, "eval.max_test_samples", static_cast<double>(c.eval.max_test_samples));
   if (c.eval.baselines && !c.eval.at_end) errors.push_back("eval.baselines: needs eval.at_end: true");

@@ -122,6 +122,7 @@ struct EvalConfig {
   bool at_end = false;                // once more when the run ends (completed or optimization.max_steps)
   bool baselines = false;             // at the end, also the encoder at its initialisation and raw pixels
   std::string protocol = "knn";       // linear | knn | both
+  std::string pooling = "avg";        // avg | avg4 | grid (eval/features.h)
   int64_t max_train_samples = 10000;  // samples spread evenly over the split; 0: all of it
   int64_t max_test_samples = 2000;
 };

@@ -66,10 +66,21 @@ FeatureSet run_pass(const std::shared_ptr<const data::Dataset>& dataset, int64_t
 Pooling parse_pooling(const std::string& name) {
   if (name == "avg") return Pooling::kAvg;
   if (name == "avg4") return Pooling::kAvgLast4;
-  throw common::InputError("--pooling: '" + name + "' is not one of avg, avg4");
+  if (name == "grid") return Pooling::kGrid;
+  throw common::InputError("pooling: '" + name + "' is not one of avg, avg4, grid");
 }
 
-std::string to_string(Pooling pooling) { return pooling == Pooling::kAvg ? "avg" : "avg4"; }
+std::string to_string(Pooling pooling) {
+  switch (pooling) {
+    case Pooling::kAvg:
+      return "avg";
+    case Pooling::kAvgLast4:
+      return "avg4";
+    case Pooling::kGrid:
+      return "grid";
+  }
+  return "?";
+}
 
 std::shared_ptr<const data::Dataset> spread_subset(std::shared_ptr<const data::Dataset> dataset, int64_t max_samples) {
   const int64_t n = dataset->size();
@@ -89,6 +100,13 @@ std::shared_ptr<const data::Dataset> strided_subset(std::shared_ptr<const data::
 
 torch::Tensor pooled_features(model::VisionTransformer& encoder, const torch::Tensor& images, Pooling pooling) {
   if (pooling == Pooling::kAvg) return encoder->forward(images).mean(1).to(torch::kFloat32);  // [B, D]
+  if (pooling == Pooling::kGrid) {
+    const auto tokens = encoder->forward(images).to(torch::kFloat32);  // [B, N, D], N = rows * cols
+    const int64_t rows = images.size(2) / encoder->config().patch_size;
+    const int64_t cols = images.size(3) / encoder->config().patch_size;
+    const auto map = tokens.transpose(1, 2).reshape({tokens.size(0), tokens.size(2), rows, cols});
+    return torch::adaptive_avg_pool2d(map, {std::min(rows, kGridCells), std::min(cols, kGridCells)}).flatten(1);
+  }
   auto layers = encoder->last_block_outputs(images, 4);  // 4 x [B, N, D], the last one already normalised
   std::vector<torch::Tensor> means;
   for (size_t i = 0; i < layers.size(); ++i) {

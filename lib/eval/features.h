@@ -15,10 +15,15 @@ namespace ijepa::eval {
 
 // How patch tokens become one vector: the mean over tokens of the last layer ([D]), or of each of the last 4
 // layers, concatenated ([4D]; each layer through the encoder's final LayerNorm, as DINO's probes do; an encoder
-// with fewer blocks gives all of them).
-enum class Pooling { kAvg, kAvgLast4 };
+// with fewer blocks gives all of them), or the last layer's token grid kept as a map: average-pooled to at most
+// kGridCells x kGridCells cells and flattened ([D * cells^2]; the whole grid when it is that small). The map is
+// the older linear-probe protocol for spatial features (a linear classifier on a feature map pooled to about
+// 9000 values: Zhang et al. 2017, Goyal et al. 2019); averaging over all tokens discards where things are, which
+// on small centred images such as Fashion-MNIST carries much of the class.
+enum class Pooling { kAvg, kAvgLast4, kGrid };
+constexpr int64_t kGridCells = 7;  // ViT-tiny (192 wide): 9408 features
 
-// "avg" | "avg4"; InputError otherwise.
+// "avg" | "avg4" | "grid"; InputError otherwise.
 Pooling parse_pooling(const std::string& name);
 std::string to_string(Pooling pooling);
 
@@ -46,7 +51,7 @@ std::shared_ptr<const data::Dataset> spread_subset(std::shared_ptr<const data::D
 std::shared_ptr<const data::Dataset> strided_subset(std::shared_ptr<const data::Dataset> dataset, int64_t rank,
                                                     int64_t world);
 
-// images: [B, C, H, W] -> [B, F] float32 (F = D or 4D), in the caller's grad and autocast mode.
+// images: [B, C, H, W] -> [B, F] float32 (F = D, 4D or D * cells^2), in the caller's grad and autocast mode.
 torch::Tensor pooled_features(model::VisionTransformer& encoder, const torch::Tensor& images, Pooling pooling);
 
 // The encoder's pooled features of every sample, images at the encoder's img_size, computed on the device the

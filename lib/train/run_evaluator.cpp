@@ -78,6 +78,7 @@ RunEvaluator::RunEvaluator(const common::Config& config, dist::Communicator& com
   feature_options_.batch_size = config.data.batch_size;
   feature_options_.num_workers = std::max<int64_t>(1, config.data.num_workers);
   feature_options_.bf16 = config.meta.use_bfloat16;
+  feature_options_.pooling = eval::parse_pooling(config.eval.pooling);
   if (comm.rank() == 0) {
     const auto path = std::filesystem::path(config.logging.folder) / (config.logging.write_tag + "_eval.csv");
     csv_ = std::make_unique<EvalCsvLog>(path.string(), resumed_step);
@@ -141,9 +142,9 @@ void RunEvaluator::probe(const std::string& features, const Extract& extract, co
     csv_->write(row);
     if (features == "target") reporter_.evaluation(protocol, *top1, at.step);
   }
-  log::info(log::str("eval at step ", at.step, " (epoch ", at.epoch, "), ", features, ": ", summary, " (",
-                     result.train_samples, " train / ", result.test_samples, " test images, ",
-                     static_cast<int64_t>(seconds_since(start) + 0.5), " s)"));
+  log::info(log::str("eval at step ", at.step, " (epoch ", at.epoch, "), ", features, " (", result.feature_dim,
+                     " features): ", summary, " (", result.train_samples, " train / ", result.test_samples,
+                     " test images, ", static_cast<int64_t>(seconds_since(start) + 0.5), " s)"));
 }
 
 void RunEvaluator::evaluate_target(model::VisionTransformer& target, const EvalPosition& at) {

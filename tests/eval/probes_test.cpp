@@ -198,6 +198,25 @@ TEST(Evaluate, ProtocolsPoolingAndLimits) {
   EXPECT_EQ(r.test_samples, 8);
 }
 
+TEST(PooledFeatures, GridKeepsTheTokenMapAndPoolsALargerOneToSevenBySeven) {
+  torch::NoGradGuard no_grad;
+  auto encoder = small_encoder();  // 16x16 images, 4x4 patches: a 4x4 grid of 32-wide tokens
+  const auto images = torch::randn({3, 1, 16, 16});
+  const auto tokens = encoder->forward(images);  // [3, 16, 32]
+  const auto grid = pooled_features(encoder, images, Pooling::kGrid);
+  ASSERT_EQ(grid.sizes(), (std::vector<int64_t>{3, 32 * 16}));
+  // feature d * 16 + t is token t's dimension d: the whole map, nothing averaged
+  EXPECT_TRUE(torch::equal(grid.view({3, 32, 16}), tokens.transpose(1, 2)));
+
+  const auto large = torch::randn({2, 1, 36, 36});  // a 9x9 grid (other sizes get the sin-cos table of their grid)
+  const auto large_tokens = encoder->forward(large).transpose(1, 2).reshape({2, 32, 9, 9});
+  const auto pooled = pooled_features(encoder, large, Pooling::kGrid);
+  ASSERT_EQ(pooled.sizes(), (std::vector<int64_t>{2, 32 * kGridCells * kGridCells}));
+  // cell (0, 0) of 7 over 9 rows and columns averages rows and columns 0-1 (adaptive pooling's bins)
+  EXPECT_TRUE(torch::allclose(pooled.view({2, 32, 7, 7}).select(3, 0).select(2, 0),
+                              large_tokens.narrow(2, 0, 2).narrow(3, 0, 2).mean({2, 3})));
+}
+
 TEST(Evaluate, RawPixelsAndChannelMismatch) {
   const auto train = std::make_shared<SquaresDataset>(40, 1);
   const auto test = std::make_shared<SquaresDataset>(12, 1);
@@ -228,6 +247,8 @@ TEST(SpreadSubset, TakesEvenlySpacedSamples) {
 TEST(Parsing, NamesAreCheckedWithTheirFlag) {
   EXPECT_EQ(parse_protocol("knn"), Protocol::kKnn);
   EXPECT_EQ(parse_pooling("avg4"), Pooling::kAvgLast4);
+  EXPECT_EQ(parse_pooling("grid"), Pooling::kGrid);
+  EXPECT_EQ(to_string(Pooling::kGrid), "grid");
   EXPECT_EQ(parse_encoder_choice("context"), EncoderChoice::kContext);
   EXPECT_THROW(parse_protocol("svm"), common::InputError);
   EXPECT_THROW(parse_pooling("cls"), common::InputError);

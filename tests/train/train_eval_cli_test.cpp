@@ -41,13 +41,13 @@ class TrainEvalCliTest : public ::testing::Test {
 
 TEST_F(TrainEvalCliTest, BadEvalKeysExitTwoNamingEachKey) {
   const auto r =
-      run_command(train("--set eval.protocol=svm --set eval.max_train_samples=-5 "
+      run_command(train("--set eval.protocol=svm --set eval.pooling=cls --set eval.max_train_samples=-5 "
                         "--set eval.max_test_samples=-1 --set eval.baselines=true --set eval.every_epochs=-2"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   for (const char* message :
-       {"eval.protocol: 'svm' is not one of linear, knn, both", "eval.max_train_samples: must not be negative",
-        "eval.max_test_samples: must not be negative", "eval.baselines: needs eval.at_end: true",
-        "eval.every_epochs: must not be negative"}) {
+       {"eval.protocol: 'svm' is not one of linear, knn, both", "eval.pooling: 'cls' is not one of avg, avg4, grid",
+        "eval.max_train_samples: must not be negative", "eval.max_test_samples: must not be negative",
+        "eval.baselines: needs eval.at_end: true", "eval.every_epochs: must not be negative"}) {
     EXPECT_NE(r.output.find(message), std::string::npos) << message << "\n" << r.output;
   }
   EXPECT_EQ(run_command(train("--set eval.at_end=maybe")).exit_code, 2);
@@ -70,6 +70,13 @@ TEST_F(TrainEvalCliTest, AtTheEndItPrintsTheTableBesideTheBaselinesAndWritesThem
     EXPECT_TRUE(e[features]["linear"].contains("top1")) << e.dump(1);
     EXPECT_TRUE(e[features]["knn"].contains("top1")) << e.dump(1);
   }
+}
+
+TEST_F(TrainEvalCliTest, GridPoolingProbesTheWholeTokenMap) {
+  const auto r = run_command(train("--set optimization.max_steps=1 --set eval.at_end=true --set eval.pooling=grid"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // ViT-tiny on 28x28 images in 4x4 patches: 7x7 tokens of 192, kept as they are (avg pooling: 192 features)
+  EXPECT_NE(r.output.find("target (9408 features): linear top-1 "), std::string::npos) << r.output;
 }
 
 #ifdef IJEPA_TEST_WITH_METRICS

@@ -9,6 +9,7 @@ import argparse
 import csv
 
 W, H, LEFT, RIGHT, TOP, BOTTOM = 640, 400, 70, 170, 30, 50
+LINE = 14  # label spacing, pixels
 
 
 def main():
@@ -47,9 +48,12 @@ def main():
         svg.append(f'<text x="{LEFT - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{100 * t:.0f}</text>')
         m = x_hi * i / 5
         svg.append(f'<text x="{x(m):.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{m:.0f}</text>')
+    label_y = {}  # baselines' labels from the top down, at least a line apart when their values are close
+    for name, top1 in sorted(baselines.items(), key=lambda item: -item[1]):
+        label_y[name] = max(y(top1) + 4, max(label_y.values(), default=-LINE) + LINE)
     for (name, top1), color in zip(baselines.items(), ["#d62728", "#7f7f7f", "#2ca02c"]):
         svg.append(f'<line x1="{LEFT}" y1="{y(top1):.1f}" x2="{W - RIGHT}" y2="{y(top1):.1f}" stroke="{color}" '
-                   f'stroke-dasharray="6 4"/><text x="{W - RIGHT + 6}" y="{y(top1) + 4:.1f}" fill="{color}">'
+                   f'stroke-dasharray="6 4"/><text x="{W - RIGHT + 6}" y="{label_y[name]:.1f}" fill="{color}">'
                    f'{name.replace("_", " ")} {100 * top1:.1f}</text>')
     points = " ".join(f"{x(m):.1f},{y(t):.1f}" for m, t, _, _ in curve)
     svg.append(f'<polyline points="{points}" fill="none" stroke="#1f77b4" stroke-width="2"/>')

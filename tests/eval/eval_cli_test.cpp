@@ -109,6 +109,15 @@ TEST(EvalCli, BaselinesRandomInitAndRawPixels) {
       dir, "--random-init --model vit_tiny --patch-size 14 --dataset idx --protocol knn --data-path " + (dir / "idx"));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("knn top-1: "), std::string::npos) << r.out;
+
+  r = run_eval(dir,
+               "--random-init --model vit_tiny --patch-size 14 --dataset idx --protocol knn --pooling grid "
+               "--json --data-path " +
+                   (dir / "idx"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  report = nlohmann::json::parse(r.out);
+  EXPECT_EQ(report["pooling"], "grid");
+  EXPECT_EQ(report["feature_dim"], 192 * 2 * 2) << "the 2x2 token map of 28x28 images in 14x14 patches";
 }
 
 TEST(EvalCli, BadInputExitsTwoWithOneLine) {

@@ -52,7 +52,8 @@ const EvalRow* find_row(const std::vector<EvalRow>& rows, const std::string& fea
   return nullptr;
 }
 
-// {"epoch", "step", "train_samples", "test_samples", FEATURES: {PROTOCOL: {"top1", "seconds"}}}
+// {"epoch", "step", "train_samples", "test_samples", FEATURES: {PROTOCOL: {"top1", "seconds"}}} ("pooling" is
+// the caller's)
 nlohmann::json eval_json(const std::vector<EvalRow>& rows) {
   const EvalRow& last = rows.back();
   nlohmann::json j = {{"epoch", last.epoch},
@@ -114,7 +115,10 @@ void write_summary(const std::string& path, const RunSummary& s) {
       {"last_checkpoint", s.last_checkpoint},
       {"run_folder", s.run_folder},
   };
-  if (!s.eval.empty()) j["eval"] = eval_json(s.eval);
+  if (!s.eval.empty()) {
+    j["eval"] = eval_json(s.eval);
+    j["eval"]["pooling"] = s.eval_pooling;
+  }
   common::write_file_atomic(path, j.dump(2) + "\n");
 }
 

@@ -42,6 +42,7 @@ struct RunSummary {
   std::string device, dtype, last_checkpoint, run_folder;
   // The run's last evaluation, one row per features and protocol; summary.json's "eval" object when any.
   std::vector<EvalRow> eval;
+  std::string eval_pooling;  // how the encoders' tokens became features (eval.pooling): the object's "pooling"
 };
 
 // The last evaluation as a table, one line per features (pretrained, random init, raw pixels) and a column per

@@ -528,7 +528,10 @@ TrainResult Trainer::Impl::finish(ExitReason reason) {
   s.dtype = config_.meta.use_bfloat16 ? "bf16" : "fp32";
   s.last_checkpoint = last_checkpoint_;
   s.run_folder = fs::absolute(folder_).string();
-  if (evaluator_) s.eval = evaluator_->last();
+  if (evaluator_) {
+    s.eval = evaluator_->last();
+    s.eval_pooling = config_.eval.pooling;
+  }
   const std::string path = (fs::path(folder_) / "summary.json").string();
   write_summary(path, s);
   log::info(log::str("run ", to_string(reason), " after ", s.steps, " steps (", s.images_per_second,

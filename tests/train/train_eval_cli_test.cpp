@@ -77,6 +77,7 @@ TEST_F(TrainEvalCliTest, GridPoolingProbesTheWholeTokenMap) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // ViT-tiny on 28x28 images in 4x4 patches: 7x7 tokens of 192, kept as they are (avg pooling: 192 features)
   EXPECT_NE(r.output.find("target (9408 features): linear top-1 "), std::string::npos) << r.output;
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir_ / "run/summary.json"))["eval"]["pooling"], "grid");
 }
 
 #ifdef IJEPA_TEST_WITH_METRICS

@@ -84,6 +84,7 @@ TEST_F(TrainerEvalTest, AtTheEndTheBaselinesAreProbedTheSameWay) {
   EXPECT_EQ(e["step"], 3);
   EXPECT_EQ(e["train_samples"], 30);
   EXPECT_EQ(e["test_samples"], 10);
+  EXPECT_EQ(e["pooling"], "avg");
   for (const char* features : {"target", "random_init", "raw_pixels"}) {
     for (const char* protocol : {"linear", "knn"}) {
       ASSERT_TRUE(e[features].contains(protocol)) << features << " " << protocol << ": " << e.dump();

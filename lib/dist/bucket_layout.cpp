@@ -6,6 +6,20 @@
 
 namespace ijepa::dist {
 
+std::string describe_bucket_sizes(const std::vector<Bucket>& buckets) {
+  std::ostringstream out;
+  out << buckets.size() << (buckets.size() == 1 ? " bucket" : " buckets");
+  out.setf(std::ios::fixed);
+  out.precision(1);
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    const double bytes =
+        static_cast<double>(buckets[b].numel) * static_cast<double>(c10::elementSize(buckets[b].dtype));
+    out << (b == 0 ? ": " : " + ") << bytes / (1 << 20);
+  }
+  if (!buckets.empty()) out << " MiB";
+  return out.str();
+}
+
 std::vector<Bucket> plan_buckets(const std::vector<torch::Tensor>& parameters, int64_t first_bucket_bytes,
                                  int64_t bucket_bytes) {
   if (first_bucket_bytes <= 0 || bucket_bytes <= 0) throw std::invalid_argument("plan_buckets: caps must be positive");

@@ -36,6 +36,9 @@ std::vector<Bucket> plan_buckets(const std::vector<torch::Tensor>& parameters, i
 std::string describe_layout(const std::vector<std::string>& names, const std::vector<torch::Tensor>& parameters,
                             const std::vector<Bucket>& buckets);
 
+// "2 buckets: 1.0 + 21.4 MiB" (in the order they are filled).
+std::string describe_bucket_sizes(const std::vector<Bucket>& buckets);
+
 // Megabytes of the config (dist.bucket_mb) to bytes: MiB, as DDP's bucket_cap_mb.
 int64_t mib_to_bytes(double mib);
 

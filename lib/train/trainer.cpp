@@ -137,6 +137,7 @@ class Trainer::Impl {
   void save_checkpoint(bool epoch_end);
   TrainResult finish(ExitReason reason);
   EvalPosition eval_position() const;
+  void log_bucket_plan() const;
   bool log_due() const { return position_.step % config_.logging.log_every == 0; }
   int64_t total_steps() const;
 
@@ -270,8 +271,10 @@ void Trainer::Impl::build_models() {
   torch::manual_seed(static_cast<uint64_t>(m.seed));
   models_ = build_jepa_models(encoder, model::predictor_for(encoder, m.pred_emb_dim, m.pred_depth), device_);
   optimizer_ = std::make_unique<AdamW>(reference_param_groups(*models_.encoder, *models_.predictor));
-  if (world_ > 1)
+  if (world_ > 1) {
     sync_ = std::make_unique<dist::GradientSynchronizer>(comm_, trainable_parameters(models_), config_.dist);
+    if (rank_ == 0) log_bucket_plan();
+  }
   step_ = std::make_unique<JepaStep>(models_, *optimizer_, m.use_bfloat16);
   store_ = std::make_unique<CheckpointStore>(folder_, config_.logging.write_tag, config_.checkpoint.keep_last,
                                              config_.checkpoint.periodic_epochs);
@@ -541,6 +544,19 @@ TrainResult Trainer::Impl::finish(ExitReason reason) {
 }
 
 // The epoch of the last step is 1-based as in the CSV: the one just finished at an epoch's end.
+// The gradient buckets, and a hint when there are too few to overlap: a bucket's all-reduce starts once its last
+// gradient exists, so one or two buckets (a small model under the 25 MiB default) wait for the end of backward.
+void Trainer::Impl::log_bucket_plan() const {
+  const auto& buckets = sync_->buckets();
+  std::string line = "gradient all-reduce in " + dist::describe_bucket_sizes(buckets);
+  if (buckets.size() <= 2) {
+    line +=
+        "; with so few, most gradients start their all-reduce only at the end of backward and little of it is "
+        "hidden (dist.bucket_mb of a few MiB makes more: BENCHMARKS.md, \"Communication hidden behind backward\")";
+  }
+  log::info(line);
+}
+
 EvalPosition Trainer::Impl::eval_position() const {
   return {position_.batch_in_epoch > 0 ? position_.epoch + 1 : position_.epoch, position_.step, train_seconds_};
 }

@@ -42,6 +42,16 @@ TEST(BucketLayout, ABucketClosesAfterTheParameterThatReachesTheCap) {
   EXPECT_EQ(apart[1].numel, 10000);
 }
 
+TEST(BucketLayout, SizesAreDescribedInMiBInFillOrder) {
+  // 1 MiB of floats last (the first bucket), then 3 MiB of floats and 1 MiB of bf16 (a bucket of its own)
+  std::vector<torch::Tensor> tensors = {torch::zeros({1 << 19}, torch::kBFloat16), torch::zeros({3 << 18}),
+                                        torch::zeros({1 << 18})};
+  const auto buckets = plan_buckets(tensors, 1 << 20, 25 << 20);
+  EXPECT_EQ(describe_bucket_sizes(buckets), "3 buckets: 1.0 + 3.0 + 1.0 MiB");
+  EXPECT_EQ(describe_bucket_sizes({buckets[0]}), "1 bucket: 1.0 MiB");
+  EXPECT_EQ(describe_bucket_sizes({}), "0 buckets");
+}
+
 TEST(BucketLayout, ADtypeChangeStartsANewBucket) {
   std::vector<torch::Tensor> tensors = {torch::zeros({4}), torch::zeros({4}, torch::kBFloat16), torch::zeros({4})};
   const auto buckets = plan_buckets(tensors, 1 << 20, 1 << 20);

@@ -108,6 +108,7 @@ void write_summary(const std::string& path, const RunSummary& s) {
       {"exit_reason", s.exit_reason},
       {"wall_seconds", s.wall_seconds},
       {"data_wait_seconds", s.data_wait_seconds},
+      {"communication_wait_seconds", s.communication_wait_seconds},
       {"skipped_samples", s.skipped_samples},
       {"peak_rss_bytes", s.peak_rss_bytes},
       {"device", s.device},

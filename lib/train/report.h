@@ -37,6 +37,7 @@ struct RunSummary {
   // Beyond the contract:
   double wall_seconds = 0;
   double data_wait_seconds = 0;
+  double communication_wait_seconds = 0;  // this rank's waits for the gradient all-reduce after backward
   int64_t skipped_samples = 0;
   int64_t peak_rss_bytes = 0;
   std::string device, dtype, last_checkpoint, run_folder;

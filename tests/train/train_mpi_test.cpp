@@ -194,6 +194,8 @@ TEST_F(TrainMpiTest, TwoRanksWithBatchBTrainAsOneRankWithBatch2BAndLogTheGlobalM
 
   const auto s2 = summary("two"), s1 = summary("one");
   EXPECT_EQ(s2["world_size"], 2);
+  EXPECT_GT(s2["communication_wait_seconds"].get<double>(), 0.0) << "two ranks wait for the last bucket";
+  EXPECT_EQ(s1["communication_wait_seconds"].get<double>(), 0.0) << "one rank has nothing to synchronise";
   EXPECT_EQ(s2["steps"], 5);
   EXPECT_NEAR(s2["last_loss"].get<double>(), s1["last_loss"].get<double>(), 1e-5);
   EXPECT_NEAR(s2["last_loss"].get<double>(), rank0.back().loss, 1e-5);

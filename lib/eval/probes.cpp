@@ -48,12 +48,11 @@ struct LinearHeadImpl : torch::nn::Module {
     weight = register_parameter("weight", torch::empty({classes, features}).normal_(0.0, 0.01, generator));
     bias = register_parameter("bias", torch::zeros({classes}));
   }
-  torch::Tensor standardize(const torch::Tensor& x) { return (x - shift) * scale; }  // [B, F] -> [B, F]
-  torch::Tensor classify(torch::Tensor standardized) {                               // [B, F] -> [B, classes]
-    if (norm) standardized = norm(standardized);
-    return torch::linear(standardized, weight, bias);
+  torch::Tensor forward(torch::Tensor x) {  // [B, F] -> [B, classes]
+    x = (x - shift) * scale;
+    if (norm) x = norm(x);
+    return torch::linear(x, weight, bias);
   }
-  torch::Tensor forward(const torch::Tensor& x) { return classify(standardize(x)); }
   // Dimensions that barely vary are not blown up: this fraction of the largest std is added to every std.
   static constexpr double kStdFloor = 1e-3;
   torch::nn::BatchNorm1d norm{nullptr};
@@ -76,7 +75,7 @@ double accuracy(LinearHead& head, const torch::Tensor& features, const torch::Te
 // One intra-op thread while the head trains on the CPU on narrow features: its ops ([batch, F] x [F, classes]) are
 // too small to gain from more, and on a shared machine OpenMP's barriers wait on descheduled threads (10000 x 784
 // features, 30 epochs: 0.7 s on 2 quiet cores, 1.1 s on one, 40-50 s on 2 busy ones). Wide features (a token
-// grid) keep the runtime's threads: 30000 x 9408 features, 10 epochs, took 22.9 s on one thread, 10.9 s on two.
+// grid) keep the runtime's threads: 30000 x 9408 features, 10 epochs, took 20-24 s on one thread, 13-15 s on two.
 constexpr int64_t kWideFeatures = 4096;
 class OneIntraOpThread {
  public:
@@ -108,12 +107,7 @@ LinearProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, 
   torch::optim::AdamW optimizer(head->parameters(),
                                 torch::optim::AdamWOptions(options.lr).weight_decay(options.weight_decay));
 
-  // Standardised once, not per batch: the same values without two passes over every batch (for a token grid,
-  // thousands of features an image, this copy of the training features is the probe's largest allocation).
-  const auto x = [&] {
-    torch::NoGradGuard no_grad;
-    return head->standardize(train.features.to(device));
-  }();
+  const auto x = train.features.to(device);
   const auto y = train.labels.to(device);
   const int64_t n = x.size(0);
   const int64_t steps_per_epoch = (n + options.batch_size - 1) / options.batch_size;
@@ -131,7 +125,7 @@ LinearProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, 
       const int64_t size = std::min(options.batch_size, n - start);
       if (size < 2 && options.batchnorm) continue;  // BatchNorm cannot normalise a batch of one
       const auto idx = order.narrow(0, start, size);
-      auto loss = torch::cross_entropy_loss(head->classify(x.index_select(0, idx)), y.index_select(0, idx));
+      auto loss = torch::cross_entropy_loss(head->forward(x.index_select(0, idx)), y.index_select(0, idx));
       optimizer.zero_grad();
       loss.backward();
       optimizer.step();

@@ -1,5 +1,7 @@
 #include "eval/features.h"
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
 
 #include "common/errors.h"
@@ -82,6 +84,12 @@ std::string to_string(Pooling pooling) {
   return "?";
 }
 
+int64_t grid_cells(int64_t width) {
+  constexpr int64_t kMaxCells = 7, kFeatureBudget = 10000;
+  const auto cells = static_cast<int64_t>(std::sqrt(static_cast<double>(kFeatureBudget) / static_cast<double>(width)));
+  return std::clamp<int64_t>(cells, 1, kMaxCells);
+}
+
 std::shared_ptr<const data::Dataset> spread_subset(std::shared_ptr<const data::Dataset> dataset, int64_t max_samples) {
   const int64_t n = dataset->size();
   if (max_samples <= 0 || max_samples >= n) return dataset;
@@ -105,7 +113,8 @@ torch::Tensor pooled_features(model::VisionTransformer& encoder, const torch::Te
     const int64_t rows = images.size(2) / encoder->config().patch_size;
     const int64_t cols = images.size(3) / encoder->config().patch_size;
     const auto map = tokens.transpose(1, 2).reshape({tokens.size(0), tokens.size(2), rows, cols});
-    return torch::adaptive_avg_pool2d(map, {std::min(rows, kGridCells), std::min(cols, kGridCells)}).flatten(1);
+    const int64_t cells = grid_cells(tokens.size(2));
+    return torch::adaptive_avg_pool2d(map, {std::min(rows, cells), std::min(cols, cells)}).flatten(1);
   }
   auto layers = encoder->last_block_outputs(images, 4);  // 4 x [B, N, D], the last one already normalised
   std::vector<torch::Tensor> means;

@@ -15,13 +15,16 @@ namespace ijepa::eval {
 
 // How patch tokens become one vector: the mean over tokens of the last layer ([D]), or of each of the last 4
 // layers, concatenated ([4D]; each layer through the encoder's final LayerNorm, as DINO's probes do; an encoder
-// with fewer blocks gives all of them), or the last layer's token grid kept as a map: average-pooled to at most
-// kGridCells x kGridCells cells and flattened ([D * cells^2]; the whole grid when it is that small). The map is
-// the older linear-probe protocol for spatial features (a linear classifier on a feature map pooled to about
-// 9000 values: Zhang et al. 2017, Goyal et al. 2019); averaging over all tokens discards where things are, which
-// on small centred images such as Fashion-MNIST carries much of the class.
+// with fewer blocks gives all of them), or the last layer's token grid kept as a map: average-pooled to
+// grid_cells(D) cells a side and flattened ([D * cells^2]; the whole grid when it is that small). The map is the
+// older linear-probe protocol for spatial features (a linear classifier on a feature map pooled to about 9000
+// values: Zhang et al. 2017, Goyal et al. 2019); averaging over all tokens discards where things are, which on
+// small centred images such as Fashion-MNIST carries much of the class.
 enum class Pooling { kAvg, kAvgLast4, kGrid };
-constexpr int64_t kGridCells = 7;  // ViT-tiny (192 wide): 9408 features
+
+// Cells a side of the pooled token map for tokens `width` wide: at most 7, and fewer for wider models so that
+// the features stay near 10000 (ViT-tiny 7: 9408 features; small 5; base and large 3; huge and giant 2).
+int64_t grid_cells(int64_t width);
 
 // "avg" | "avg4" | "grid"; InputError otherwise.
 Pooling parse_pooling(const std::string& name);

@@ -211,10 +211,20 @@ TEST(PooledFeatures, GridKeepsTheTokenMapAndPoolsALargerOneToSevenBySeven) {
   const auto large = torch::randn({2, 1, 36, 36});  // a 9x9 grid (other sizes get the sin-cos table of their grid)
   const auto large_tokens = encoder->forward(large).transpose(1, 2).reshape({2, 32, 9, 9});
   const auto pooled = pooled_features(encoder, large, Pooling::kGrid);
-  ASSERT_EQ(pooled.sizes(), (std::vector<int64_t>{2, 32 * kGridCells * kGridCells}));
+  ASSERT_EQ(pooled.sizes(), (std::vector<int64_t>{2, 32 * 7 * 7}));
   // cell (0, 0) of 7 over 9 rows and columns averages rows and columns 0-1 (adaptive pooling's bins)
   EXPECT_TRUE(torch::allclose(pooled.view({2, 32, 7, 7}).select(3, 0).select(2, 0),
                               large_tokens.narrow(2, 0, 2).narrow(3, 0, 2).mean({2, 3})));
+}
+
+TEST(PooledFeatures, WiderModelsGetFewerCellsToStayNearTenThousandFeatures) {
+  EXPECT_EQ(grid_cells(32), 7);
+  EXPECT_EQ(grid_cells(192), 7);   // ViT-tiny: 9408
+  EXPECT_EQ(grid_cells(384), 5);   // small: 9600
+  EXPECT_EQ(grid_cells(768), 3);   // base: 6912
+  EXPECT_EQ(grid_cells(1024), 3);  // large: 9216
+  EXPECT_EQ(grid_cells(1280), 2);  // huge: 5120
+  EXPECT_EQ(grid_cells(20000), 1);
 }
 
 TEST(Evaluate, RawPixelsAndChannelMismatch) {

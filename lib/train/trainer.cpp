@@ -549,7 +549,6 @@ TrainResult Trainer::Impl::finish(ExitReason reason) {
   return result;
 }
 
-// The epoch of the last step is 1-based as in the CSV: the one just finished at an epoch's end.
 // The gradient buckets, and a hint when there are too few to overlap: a bucket's all-reduce starts once its last
 // gradient exists, so one or two buckets (a small model under the 25 MiB default) wait for the end of backward.
 void Trainer::Impl::log_bucket_plan() const {
@@ -563,6 +562,7 @@ void Trainer::Impl::log_bucket_plan() const {
   log::info(line);
 }
 
+// The epoch of the last step is 1-based as in the CSV: the one just finished at an epoch's end.
 EvalPosition Trainer::Impl::eval_position() const {
   return {position_.batch_in_epoch > 0 ? position_.epoch + 1 : position_.epoch, position_.step, train_seconds_};
 }

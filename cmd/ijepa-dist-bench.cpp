@@ -73,12 +73,12 @@ struct Options {
   int64_t layers = 8, width = 1024, batch = 64, steps = 8;
   int threads = 1;
   ijepa::dist::MpiTuning mpi;      // how the MPI communicator cuts collectives (max count, ring)
-  ijepa::common::DistConfig dist;  // overlap: bucket sizes
+  ijepa::common::DistConfig dist;  // bucket sizes
   bool json = false;
 };
 
 nlohmann::json bench_allreduce(MpiCommunicator& comm, const Options& options) {
-  const ijepa::common::DistConfig config;
+  const ijepa::common::DistConfig& config = options.dist;
   const double bus_factor = 2.0 * (comm.world_size() - 1) / comm.world_size();
   nlohmann::json rows = nlohmann::json::array();
   for (int64_t bytes = options.min_bytes; bytes <= options.max_bytes; bytes *= 4) {
@@ -184,6 +184,7 @@ nlohmann::json bench_overlap(MpiCommunicator& comm, const Options& options) {
                            {"threads", options.threads},
                            {"bucket_mb", config.bucket_mb},
                            {"first_bucket_mb", config.first_bucket_mb},
+                           {"min_buckets", config.min_buckets},
                            {"buckets", buckets}};
   for (const auto& p : net->parameters())
     result["gradient_bytes"] = result["gradient_bytes"].get<int64_t>() + p.nbytes();
@@ -205,11 +206,11 @@ nlohmann::json bench_overlap(MpiCommunicator& comm, const Options& options) {
 void print_overlap(const nlohmann::json& result, const Options& options, int world) {
   std::printf(
       "Overlap, %d ranks x %d threads: %lld x Linear(%lld, %lld), batch %lld per rank, %.1f MiB of gradients, "
-      "%d buckets of %g MiB (first %g MiB)\n\n",
+      "%d buckets (first %g MiB, then at most %g MiB, at least %lld wanted)\n\n",
       world, options.threads, static_cast<long long>(options.layers), static_cast<long long>(options.width),
       static_cast<long long>(options.width), static_cast<long long>(options.batch),
-      result["gradient_bytes"].get<double>() / (1 << 20), result["buckets"].get<int>(), options.dist.bucket_mb,
-      options.dist.first_bucket_mb);
+      result["gradient_bytes"].get<double>() / (1 << 20), result["buckets"].get<int>(), options.dist.first_bucket_mb,
+      options.dist.bucket_mb, static_cast<long long>(options.dist.min_buckets));
   std::printf("| buckets start | step | backward | finish() (exposed) |\n|---|---:|---:|---:|\n");
   for (const char* mode : {"overlap", "none"}) {
     std::printf("| %s | %.1f ms | %.1f ms | %.1f ms |\n", std::string(mode) == "overlap" ? "from hooks" : "in finish()",
@@ -249,14 +250,17 @@ int main(int argc, char** argv) {
   overlap->add_option("--batch", options.batch, "rows per rank");
   overlap->add_option("--steps", options.steps, "timed steps per round");
   overlap->add_option("--threads", options.threads, "intra-op threads per rank");
-  overlap->add_option("--bucket-mb", options.dist.bucket_mb, "bucket size (MiB), as dist.bucket_mb")
-      ->capture_default_str();
-  overlap->add_option("--first-bucket-mb", options.dist.first_bucket_mb, "first bucket (MiB), as dist.first_bucket_mb")
-      ->capture_default_str();
   allreduce->add_option("--samples", options.samples, "fewest samples per size (small sizes take more)");
   allreduce->add_option("--max-count", options.mpi.max_count, "elements per MPI call of the bucketed path");
   overlap->add_option("--rounds", options.rounds, "alternating rounds per variant");
   for (auto* command : {allreduce, overlap}) {
+    command->add_option("--bucket-mb", options.dist.bucket_mb, "bucket size (MiB), as dist.bucket_mb")
+        ->capture_default_str();
+    command
+        ->add_option("--first-bucket-mb", options.dist.first_bucket_mb, "first bucket (MiB), as dist.first_bucket_mb")
+        ->capture_default_str();
+    command->add_option("--min-buckets", options.dist.min_buckets, "buckets wanted at least, as dist.min_buckets")
+        ->capture_default_str();
     command->add_flag("--json", options.json, "print JSON on stdout");
     command->add_option("--ring-min-bytes", options.mpi.ring_min_bytes, "all-reduces this large use the ring")
         ->capture_default_str();

@@ -94,6 +94,7 @@ void visit(V& v, DistConfig& c) {
   v("backend", c.backend);
   v("bucket_mb", c.bucket_mb);
   v("first_bucket_mb", c.first_bucket_mb);
+  v("min_buckets", c.min_buckets);
   v("compress_bf16", c.compress_bf16);
   v("target_sync_every", c.target_sync_every);
   v("check_every", c.check_every);
@@ -458,6 +459,7 @@ void validate_rest(const Config& c, std::vector<std::string>& errors) {
   check_one_of(errors, "dist.backend", c.dist.backend, {"auto", "single", "mpi", "nccl"});
   check_positive(errors, "dist.bucket_mb", c.dist.bucket_mb);
   check_positive(errors, "dist.first_bucket_mb", c.dist.first_bucket_mb);
+  check_positive(errors, "dist.min_buckets", static_cast<double>(c.dist.min_buckets));
   check_non_negative(errors, "dist.target_sync_every", static_cast<double>(c.dist.target_sync_every));
   check_non_negative(errors, "dist.check_every", static_cast<double>(c.dist.check_every));
   check_positive(errors, "dist.timeout_s", c.dist.timeout_s);

@@ -92,6 +92,7 @@ struct DistConfig {
   std::string backend = "auto";  // auto | single | mpi | nccl
   double bucket_mb = 25.0;
   double first_bucket_mb = 1.0;
+  int64_t min_buckets = 8;  // a smaller model gets smaller buckets, so backward hides its all-reduces (1: plain caps)
   bool compress_bf16 = false;
   int64_t target_sync_every = 1000;  // re-broadcast the EMA target from rank 0 every N steps (0: never)
   int64_t check_every = 100;         // compare encoder checksums across ranks every N steps (0: never)

@@ -1,14 +1,15 @@
 // Bucket planning and the layout description compared across ranks.
 #include "dist/bucket_layout.h"
 
+#include <algorithm>
 #include <sstream>
 #include <stdexcept>
 
 namespace ijepa::dist {
 
-std::string describe_bucket_sizes(const std::vector<Bucket>& buckets) {
+std::string describe_bucket_plan(const std::vector<Bucket>& buckets) {
   std::ostringstream out;
-  out << buckets.size() << (buckets.size() == 1 ? " bucket" : " buckets");
+  out << "gradient all-reduce in " << buckets.size() << (buckets.size() == 1 ? " bucket" : " buckets");
   out.setf(std::ios::fixed);
   out.precision(1);
   for (size_t b = 0; b < buckets.size(); ++b) {
@@ -17,7 +18,19 @@ std::string describe_bucket_sizes(const std::vector<Bucket>& buckets) {
     out << (b == 0 ? ": " : " + ") << bytes / (1 << 20);
   }
   if (!buckets.empty()) out << " MiB";
+  if (buckets.size() <= 2) {
+    out << "; with so few, most gradients start their all-reduce only at the end of backward and little of it is "
+           "hidden (a larger dist.min_buckets or a smaller dist.bucket_mb makes more: BENCHMARKS.md, "
+           "\"Communication hidden behind backward\")";
+  }
   return out.str();
+}
+
+int64_t bucket_cap_bytes(int64_t gradient_bytes, int64_t first_bucket_bytes, int64_t bucket_bytes,
+                         int64_t min_buckets) {
+  if (min_buckets <= 0) throw std::invalid_argument("bucket_cap_bytes: min_buckets must be positive");
+  const int64_t share = (gradient_bytes + min_buckets - 1) / min_buckets;
+  return std::min(bucket_bytes, std::max(first_bucket_bytes, share));
 }
 
 std::vector<Bucket> plan_buckets(const std::vector<torch::Tensor>& parameters, int64_t first_bucket_bytes,

@@ -27,6 +27,12 @@ struct Bucket {
   std::vector<BucketSlot> slots;  // in reverse registration order
 };
 
+// The cap of the buckets after the first, in bytes: bucket_bytes (dist.bucket_mb), lowered for a model whose
+// gradients would fill fewer than about min_buckets buckets, never below first_bucket_bytes. A bucket's all-reduce
+// starts once its last gradient exists, so a model in one or two buckets (ViT-tiny's 23 MiB under DDP's 25 MiB)
+// waits for the end of backward and hides little of its communication; large models keep bucket_bytes.
+int64_t bucket_cap_bytes(int64_t gradient_bytes, int64_t first_bucket_bytes, int64_t bucket_bytes, int64_t min_buckets);
+
 // parameters: in registration order. Caps in bytes; both must be positive.
 std::vector<Bucket> plan_buckets(const std::vector<torch::Tensor>& parameters, int64_t first_bucket_bytes,
                                  int64_t bucket_bytes);
@@ -36,8 +42,9 @@ std::vector<Bucket> plan_buckets(const std::vector<torch::Tensor>& parameters, i
 std::string describe_layout(const std::vector<std::string>& names, const std::vector<torch::Tensor>& parameters,
                             const std::vector<Bucket>& buckets);
 
-// "2 buckets: 1.0 + 21.4 MiB" (in the order they are filled).
-std::string describe_bucket_sizes(const std::vector<Bucket>& buckets);
+// "gradient all-reduce in 9 buckets: 1.0 + 2.7 + ... MiB" (in the order they are filled), with a hint where one
+// or two buckets leave most of the communication to the end of backward.
+std::string describe_bucket_plan(const std::vector<Bucket>& buckets);
 
 // Megabytes of the config (dist.bucket_mb) to bytes: MiB, as DDP's bucket_cap_mb.
 int64_t mib_to_bytes(double mib);

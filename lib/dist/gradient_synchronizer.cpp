@@ -53,8 +53,8 @@ GradientSynchronizer::GradientSynchronizer(Communicator& comm,
                                            const torch::OrderedDict<std::string, torch::Tensor>& named_parameters,
                                            const common::DistConfig& config, bool overlap)
     : comm_(comm), overlap_(overlap), compress_(config.compress_bf16) {
-  if (!(config.first_bucket_mb > 0) || !(config.bucket_mb > 0)) {
-    throw common::InputError("dist.first_bucket_mb and dist.bucket_mb must be positive");
+  if (!(config.first_bucket_mb > 0) || !(config.bucket_mb > 0) || config.min_buckets <= 0) {
+    throw common::InputError("dist.first_bucket_mb, dist.bucket_mb and dist.min_buckets must be positive");
   }
   for (const auto& item : named_parameters) {
     if (!item.value().requires_grad()) continue;
@@ -63,7 +63,12 @@ GradientSynchronizer::GradientSynchronizer(Communicator& comm,
     parameters_.push_back(item.value());
   }
   if (parameters_.empty()) throw std::invalid_argument("GradientSynchronizer: no parameter requires grad");
-  buckets_ = plan_buckets(parameters_, mib_to_bytes(config.first_bucket_mb), mib_to_bytes(config.bucket_mb));
+  int64_t gradient_bytes = 0;
+  for (const auto& parameter : parameters_) gradient_bytes += parameter.numel() * parameter.element_size();
+  const int64_t first_bucket_bytes = mib_to_bytes(config.first_bucket_mb);
+  buckets_ = plan_buckets(
+      parameters_, first_bucket_bytes,
+      bucket_cap_bytes(gradient_bytes, first_bucket_bytes, mib_to_bytes(config.bucket_mb), config.min_buckets));
   layout_ = describe_layout(names_, parameters_, buckets_);
   verify_same_across_ranks(comm_, "parameter layout (names, shapes, dtypes, buckets)", layout_);
   install();

@@ -49,9 +49,9 @@ struct SyncStats {
 class GradientSynchronizer {
  public:
   // named_parameters: in registration order (e.g. module->named_parameters(), or several modules' merged
-  // with prefixes); those that do not require grad are skipped. Reads dist.first_bucket_mb, bucket_mb and
-  // compress_bf16 (fp32 buckets travel as bf16 and are averaged there). Collective: checks that every rank
-  // has the same names, shapes, dtypes and buckets (common::InputError naming the ranks that differ).
+  // with prefixes); those that do not require grad are skipped. Reads dist.first_bucket_mb, bucket_mb,
+  // min_buckets and compress_bf16 (fp32 buckets travel as bf16 and are averaged there). Collective: checks that every
+  // rank has the same names, shapes, dtypes and buckets (common::InputError naming the ranks that differ).
   // overlap=false starts every bucket in finish() instead (for measuring how much overlap hides).
   GradientSynchronizer(Communicator& comm, const torch::OrderedDict<std::string, torch::Tensor>& named_parameters,
                        const common::DistConfig& config, bool overlap = true);

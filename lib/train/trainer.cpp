@@ -137,7 +137,6 @@ class Trainer::Impl {
   void save_checkpoint(bool epoch_end);
   TrainResult finish(ExitReason reason);
   EvalPosition eval_position() const;
-  void log_bucket_plan() const;
   bool log_due() const { return position_.step % config_.logging.log_every == 0; }
   int64_t total_steps() const;
 
@@ -274,7 +273,7 @@ void Trainer::Impl::build_models() {
   optimizer_ = std::make_unique<AdamW>(reference_param_groups(*models_.encoder, *models_.predictor));
   if (world_ > 1) {
     sync_ = std::make_unique<dist::GradientSynchronizer>(comm_, trainable_parameters(models_), config_.dist);
-    if (rank_ == 0) log_bucket_plan();
+    if (rank_ == 0) log::info(dist::describe_bucket_plan(sync_->buckets()));
   }
   step_ = std::make_unique<JepaStep>(models_, *optimizer_, m.use_bfloat16);
   store_ = std::make_unique<CheckpointStore>(folder_, config_.logging.write_tag, config_.checkpoint.keep_last,
@@ -547,19 +546,6 @@ TrainResult Trainer::Impl::finish(ExitReason reason) {
                      " img/s); results in ", s.run_folder, " (summary.json, ", config_.logging.write_tag,
                      "_r0.csv, checkpoints)"));
   return result;
-}
-
-// The gradient buckets, and a hint when there are too few to overlap: a bucket's all-reduce starts once its last
-// gradient exists, so one or two buckets (a small model under the 25 MiB default) wait for the end of backward.
-void Trainer::Impl::log_bucket_plan() const {
-  const auto& buckets = sync_->buckets();
-  std::string line = "gradient all-reduce in " + dist::describe_bucket_sizes(buckets);
-  if (buckets.size() <= 2) {
-    line +=
-        "; with so few, most gradients start their all-reduce only at the end of backward and little of it is "
-        "hidden (dist.bucket_mb of a few MiB makes more: BENCHMARKS.md, \"Communication hidden behind backward\")";
-  }
-  log::info(line);
 }
 
 // The epoch of the last step is 1-based as in the CSV: the one just finished at an epoch's end.

@@ -102,6 +102,7 @@ TEST_F(ConfigTest, ImpossibleValuesAreRejected) {
   EXPECT_TRUE(
       has_error(errors_of(minimal(), {"data.root_path=/nonexistent/ijepa"}), "data.root_path/image_folder: dataset"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"data.batch_size=0"}), "data.batch_size: must be positive"));
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"dist.min_buckets=0"}), "dist.min_buckets: must be positive"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"mask.pred_mask_scale=[0.3, 0.2]"}), "mask.pred_mask_scale"));
   // Target blocks of 2x2 patches on the 7x7 grid never hold more than min_keep 4: the reference would hang.
   const auto small_blocks = errors_of(minimal(), {"mask.pred_mask_scale=[0.1, 0.15]", "data.batch_size=0"});
@@ -115,14 +116,15 @@ TEST_F(ConfigTest, ImpossibleValuesAreRejected) {
 }
 
 TEST_F(ConfigTest, ResolvedYamlLoadsBackToTheSameConfig) {
-  const Config c =
-      parse_config(minimal(), {"optimization.final_lr=1.0e-06", "coordinator.token=s3cret", "dist.bucket_mb=12.5"});
+  const Config c = parse_config(minimal(), {"optimization.final_lr=1.0e-06", "coordinator.token=s3cret",
+                                            "dist.bucket_mb=12.5", "dist.min_buckets=3"});
   const std::string yaml = to_yaml(c);
   const Config back = parse_config(yaml);
   EXPECT_EQ(to_yaml(back), yaml);
   EXPECT_DOUBLE_EQ(back.optimization.final_lr, 1e-6);
   EXPECT_EQ(back.coordinator.token, "s3cret");
   EXPECT_DOUBLE_EQ(back.dist.bucket_mb, 12.5);
+  EXPECT_EQ(back.dist.min_buckets, 3);
 }
 
 TEST_F(ConfigTest, KeyLinesNameEveryKeyPathOnItsOwnLine) {

@@ -47,9 +47,39 @@ TEST(BucketLayout, SizesAreDescribedInMiBInFillOrder) {
   std::vector<torch::Tensor> tensors = {torch::zeros({1 << 19}, torch::kBFloat16), torch::zeros({3 << 18}),
                                         torch::zeros({1 << 18})};
   const auto buckets = plan_buckets(tensors, 1 << 20, 25 << 20);
-  EXPECT_EQ(describe_bucket_sizes(buckets), "3 buckets: 1.0 + 3.0 + 1.0 MiB");
-  EXPECT_EQ(describe_bucket_sizes({buckets[0]}), "1 bucket: 1.0 MiB");
-  EXPECT_EQ(describe_bucket_sizes({}), "0 buckets");
+  EXPECT_EQ(describe_bucket_plan(buckets), "gradient all-reduce in 3 buckets: 1.0 + 3.0 + 1.0 MiB");
+}
+
+TEST(BucketLayout, OneOrTwoBucketsComeWithAHintAboutOverlap) {
+  const auto buckets = plan_buckets(floats({1 << 18, 1 << 18}), 1 << 20, 25 << 20);
+  ASSERT_EQ(buckets.size(), 2u);
+  const std::string two = describe_bucket_plan(buckets);
+  EXPECT_EQ(two.rfind("gradient all-reduce in 2 buckets: 1.0 + 1.0 MiB; with so few, ", 0), 0u) << two;
+  EXPECT_NE(two.find("dist.min_buckets"), std::string::npos) << two;
+  EXPECT_EQ(describe_bucket_plan({buckets[0]}).rfind("gradient all-reduce in 1 bucket: 1.0 MiB; with so few", 0), 0u);
+}
+
+TEST(BucketLayout, ASmallModelGetsSmallerBucketsAndALargeOneKeepsTheCap) {
+  constexpr int64_t MiB = 1 << 20;
+  // ViT-tiny's 23 MiB in about 8 buckets: caps of 23/8 MiB after the 1 MiB first one.
+  EXPECT_EQ(bucket_cap_bytes(23 * MiB, MiB, 25 * MiB, 8), 23 * MiB / 8);
+  // A ViT-huge's 2.5 GiB keeps DDP's 25 MiB.
+  EXPECT_EQ(bucket_cap_bytes(2560 * MiB, MiB, 25 * MiB, 8), 25 * MiB);
+  // Never below the first bucket's cap; one bucket asked for means the plain cap.
+  EXPECT_EQ(bucket_cap_bytes(2 * MiB, MiB, 25 * MiB, 8), MiB);
+  EXPECT_EQ(bucket_cap_bytes(23 * MiB, MiB, 25 * MiB, 1), 23 * MiB);
+  // The share rounds up, so that the buckets never outnumber what was asked by one for a remainder.
+  EXPECT_EQ(bucket_cap_bytes(9, 1, 100, 2), 5);
+  EXPECT_THROW(bucket_cap_bytes(MiB, MiB, MiB, 0), std::invalid_argument);
+}
+
+TEST(BucketLayout, TheLoweredCapGivesAboutTheBucketsAskedFor) {
+  // 24 parameters of 1 MiB: a 1 MiB first bucket, then 23 MiB under caps of 3 MiB (the last one holds the rest).
+  const std::vector<torch::Tensor> tensors = floats(std::vector<int64_t>(24, 1 << 18));
+  const int64_t cap = bucket_cap_bytes(24 << 20, 1 << 20, 25 << 20, 8);
+  const auto buckets = plan_buckets(tensors, 1 << 20, cap);
+  EXPECT_EQ(describe_bucket_plan(buckets),
+            "gradient all-reduce in 9 buckets: 1.0 + 3.0 + 3.0 + 3.0 + 3.0 + 3.0 + 3.0 + 3.0 + 2.0 MiB");
 }
 
 TEST(BucketLayout, ADtypeChangeStartsANewBucket) {

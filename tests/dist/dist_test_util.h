@@ -64,6 +64,7 @@ inline common::DistConfig small_buckets() {
   common::DistConfig config;
   config.first_bucket_mb = 100.0 / (1 << 20);
   config.bucket_mb = 200.0 / (1 << 20);
+  config.min_buckets = 1;  // the caps as given, not lowered for this small a model
   config.timeout_s = 60;
   return config;
 }

@@ -159,6 +159,9 @@ TEST_F(SynchronizerTest, RejectsBadBucketSizesAndEmptyParameterLists) {
   common::DistConfig config;
   config.bucket_mb = 0;
   EXPECT_THROW(GradientSynchronizer(comm_, net_->named_parameters(), config), common::InputError);
+  config = common::DistConfig();
+  config.min_buckets = 0;
+  EXPECT_THROW(GradientSynchronizer(comm_, net_->named_parameters(), config), common::InputError);
   for (auto& p : net_->parameters()) p.set_requires_grad(false);
   EXPECT_THROW(GradientSynchronizer(comm_, net_->named_parameters(), common::DistConfig()), std::invalid_argument);
 }

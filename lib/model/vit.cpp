@@ -72,7 +72,6 @@ torch::Tensor scaled_scores(const torch::Tensor& q, const torch::Tensor& k) {
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
-  // [B, N, 3, H, C/H] -> [3, B, H, N, C/H]
   // [B, N, 3, H, C/H] -> [3, B, H, N, C/H], laid out once so that the products below need no copies of q, k, v,
   // and split by unbind, whose backward stacks the three gradients (indexing would give each its own zero-filled
   // [3, B, H, N, C/H] buffer and sum them).

@@ -2,6 +2,7 @@
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 
 #include <algorithm>
 #include <cmath>
@@ -32,9 +33,13 @@ namespace {
 // FLOPs by that.
 constexpr double kContextCostPerFlop = 1.4;
 
-// a and b side by side on two of the intra-op threads (ATen runs the ops inside each on that one thread).
+// a and b side by side on two of the intra-op threads (ATen runs the ops inside each on that one thread), both
+// with the caller's thread-local state: its grad mode, and the profiler's callbacks (without them `ijepa-bench step
+// --profile` saw only one thread's ops).
 void side_by_side(const std::function<void()>& a, const std::function<void()>& b) {
+  const at::ThreadLocalState caller;
   at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+    const at::ThreadLocalStateGuard state(caller);
     for (int64_t i = begin; i < end; ++i) (i == 0 ? a : b)();
   });
 }
@@ -102,7 +107,6 @@ std::pair<torch::Tensor, torch::Tensor> JepaStep::forward_side_by_side(const tor
   const auto device = images.device().type();
   const int64_t batch = images.size(0);
   const int64_t own = target_rows_on_their_own(batch, masks);
-  const bool grad = at::GradMode::is_enabled();
   torch::Tensor z, h_own, h_rest;
   side_by_side(
       [&] {
@@ -112,7 +116,6 @@ std::pair<torch::Tensor, torch::Tensor> JepaStep::forward_side_by_side(const tor
       },
       [&] {
         const model::AutocastGuard autocast(device, bf16_);
-        const at::AutoGradMode grad_mode(grad);  // a pool thread has its own (thread-local) grad mode
         z = predictions(images, masks);
         const torch::NoGradGuard no_grad;
         if (own < batch) h_rest = models_.target->forward(images.narrow(0, own, batch - own));

@@ -1,10 +1,16 @@
 // The whole training step against the reference's first three steps (fp32): same init, same masks, same
-// schedules, same losses to 1e-4 relative.
+// schedules, same losses to 1e-4 relative; on two threads, the same steps, with both threads' ops profiled.
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
 #include "golden.h"
 #include "golden_run.h"
+#include "train/op_profile.h"
 
 namespace ijepa::train {
 namespace {
@@ -49,6 +55,26 @@ TEST_P(GoldenSteps, TwoThreadsRunTheSameSteps) {
     EXPECT_NEAR(two.steps[i].encoder_sum, one.steps[i].encoder_sum, 1e-3) << "step " << i;
     EXPECT_NEAR(two.steps[i].target_sum, one.steps[i].target_sum, 1e-3) << "step " << i;
   }
+}
+
+// The side thread runs with the caller's thread-local state, the profiler's callbacks included, so a profile of a
+// two-thread step holds the target encoder's forward from both threads (`ijepa-bench step --profile`).
+TEST_P(GoldenSteps, AProfileOfATwoThreadStepRecordsBothThreads) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  OpProfile profile;
+  testing::run_golden_steps(GetParam(), torch::kCPU, /*bf16=*/false);
+  const std::string trace = ::testing::TempDir() + "/two_thread_step_" + GetParam().key + ".json";
+  const std::string table = profile.finish(trace, 3);
+  at::set_num_threads(threads);
+  EXPECT_NE(table.find("aten::_softmax"), std::string::npos) << table;
+  std::set<int64_t> softmax_threads;
+  const auto events = nlohmann::json::parse(std::ifstream(trace))["traceEvents"];
+  std::filesystem::remove(trace);
+  for (const auto& event : events) {
+    if (event.value("name", std::string()) == "aten::_softmax") softmax_threads.insert(event["tid"].get<int64_t>());
+  }
+  EXPECT_EQ(softmax_threads.size(), 2u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Reference, GoldenSteps, ::testing::ValuesIn(testing::golden_cases()),

@@ -20,7 +20,7 @@ std::string describe_bucket_plan(const std::vector<Bucket>& buckets) {
   if (!buckets.empty()) out << " MiB";
   if (buckets.size() <= 2) {
     out << "; with so few, most gradients start their all-reduce only at the end of backward and little of it is "
-           "hidden (a larger dist.min_buckets or a smaller dist.bucket_mb makes more: BENCHMARKS.md, "
+           "hidden (a larger dist.min_buckets makes more, down to buckets of dist.first_bucket_mb: BENCHMARKS.md, "
            "\"Communication hidden behind backward\")";
   }
   return out.str();

@@ -171,8 +171,7 @@ class Trainer::Impl {
   double epoch_loss_sum_ = 0;
   int64_t epoch_loss_count_ = 0;
   int64_t steps_this_run_ = 0;
-  double train_seconds_ = 0;      // iterations of this run, data wait included
-  double comm_wait_seconds_ = 0;  // of this run: waits in sync_->finish(), the communication backward did not hide
+  double train_seconds_ = 0;  // iterations of this run, data wait included
   Clock::time_point started_ = Clock::now();
 };
 
@@ -329,13 +328,9 @@ void Trainer::Impl::train_on(data::Batch& batch) {
   const auto step_start = Clock::now();
   if (sync_) sync_->zero_grad();
   auto loss = step_->forward_backward(images, masks);
-  double comm_wait_s = 0;
-  if (sync_) {
-    const auto comm_start = Clock::now();
-    sync_->finish();
-    comm_wait_s = seconds_since(comm_start);
-    comm_wait_seconds_ += comm_wait_s;
-  }
+  if (sync_) sync_->finish();
+  // The time finish() waited: the communication that backward did not hide.
+  const double comm_wait_s = sync_ ? sync_->stats().last_exposed_seconds : 0.0;
   step_->update(lr, wd, momentum);
   keep_ranks_in_step(s);
   const double step_ms = 1e3 * seconds_since(step_start);
@@ -529,7 +524,7 @@ TrainResult Trainer::Impl::finish(ExitReason reason) {
   s.exit_reason = to_string(reason);
   s.wall_seconds = seconds_since(started_);
   s.data_wait_seconds = loader_->data_wait_seconds();
-  s.communication_wait_seconds = comm_wait_seconds_;
+  s.communication_wait_seconds = sync_ ? sync_->stats().exposed_seconds : 0.0;
   s.skipped_samples = loader_->skipped_samples();
   s.peak_rss_bytes = peak_rss_bytes();
   s.device = device_.str();

@@ -83,7 +83,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
     out = at::scaled_dot_product_attention(q, k, v);  // fused (flash) kernels, same (C/H)^-0.5 scale
   } else {
     // On CPU the explicit form is several times faster than the fused kernel in bf16 at ViT sequence lengths,
-    // and it is the reference's arithmetic (softmax in fp32 under autocast).
+    // and it is the reference's arithmetic op for op (CPU autocast leaves softmax in bf16, unlike CUDA's).
     out = torch::matmul(torch::softmax(scaled_scores(q, k), -1), v);
   }
   return linear(proj, out.transpose(1, 2).reshape({B, N, C}));

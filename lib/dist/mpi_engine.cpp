@@ -19,17 +19,16 @@ constexpr auto kIdleWait = std::chrono::milliseconds(1);
 
 // In the background (collectives in flight, nobody waiting) a pass that moved nothing is followed by a short
 // sleep: the thread shares the cores with backward, and polling flat out (even yielding) took compute
-// time from it without moving data faster; 50 us left a third less of the communication exposed after
-// backward than 200 us did, with no slower backward (BENCHMARKS.md). A waiter drives its collective itself,
-// without pausing. Each pass tests every collective in flight: testing only the oldest starves the others
-// (libnbc advances a collective's schedule when that collective is tested). The side channel is polled every
-// kChannelInterval.
+// time from it without moving data faster, while 50 us left less of the communication for finish() than
+// 200 us did, with no slower backward (BENCHMARKS.md). A waiter drives its collective itself, without pausing.
+// Each pass tests every collective in flight: testing only the oldest starves the others (libnbc advances a
+// collective's schedule when that collective is tested). The side channel is polled every kChannelInterval.
 constexpr auto kBackgroundPoll = std::chrono::microseconds(50);
 constexpr auto kChannelInterval = std::chrono::milliseconds(1);
-// At most this many collectives run at once; later ones start as these finish. Enough for every bucket of a
-// default plan (dist.min_buckets, 8): a bucket that waits for an earlier one's completion to be noticed, while
-// backward holds the core, is one more bucket left for finish(). With 2, half the communication was exposed.
-constexpr size_t kMaxInFlight = 8;
+// At most this many collectives run at once; later ones start as these finish. Two hide one's latency
+// behind the other's transfer; more only interleave their memory traffic (8 at once: 4 MiB in 1 MiB buckets
+// at 0.2-0.9x of one MPI_Allreduce, against 0.8-1.0x with 2).
+constexpr size_t kMaxInFlight = 2;
 constexpr auto kSendGrace = std::chrono::seconds(1);  // for replies still in flight at shutdown
 
 Clock::duration seconds(double s) {
@@ -217,8 +216,10 @@ bool MpiEngine::poll_once() {
     }
   }
   if (new_query) start_peer_query(std::move(*new_query));
-  bool event = post_phases();
-  event = complete_in_flight() || event;
+  // Completions first: a slot that frees now is taken by the next bucket in this pass, not one pass (and,
+  // behind backward, one sleep) later.
+  bool event = complete_in_flight();
+  event = post_phases() || event;
   const auto now = Clock::now();
   if (in_flight_.empty() || now >= next_channel_poll_) {
     event = serve_queries() || event;

@@ -177,6 +177,11 @@ std::string describe(const YAML::Node& node) {
   return node.IsSequence() ? "a list" : "a mapping";
 }
 
+YAML::Emitter& operator<<(YAML::Emitter& out, Bf16Mode mode) {
+  if (mode == Bf16Mode::kAuto) return out << "auto";
+  return out << (mode == Bf16Mode::kOn);
+}
+
 // Reads a YAML tree into the typed config, collecting every error.
 class YamlReader {
  public:
@@ -224,6 +229,16 @@ class YamlReader {
  private:
   void read(const std::string& path, const YAML::Node& node, bool& value) {
     decode(path, node, value, "true or false");
+  }
+  void read(const std::string& path, const YAML::Node& node, Bf16Mode& value) {
+    bool on = false;
+    if (node.IsScalar() && node.Scalar() == "auto") {
+      value = Bf16Mode::kAuto;
+    } else if (node.IsScalar() && YAML::convert<bool>::decode(node, on)) {
+      value = on ? Bf16Mode::kOn : Bf16Mode::kOff;
+    } else {
+      errors_.push_back(path + ": expected true, false or auto, got " + describe(node));
+    }
   }
   void read(const std::string& path, const YAML::Node& node, int64_t& value) {
     decode(path, node, value, "an integer");

@@ -15,6 +15,12 @@ namespace ijepa::common {
 
 using Range = std::array<double, 2>;  // [min, max]
 
+// meta.use_bfloat16: the reference's true or false, or auto: bf16 autocast where the device runs bf16 matrix
+// products natively (CUDA; a CPU that ATen hands them to oneDNN on: AVX-512 or AMX), fp32 elsewhere. On a CPU
+// without, ATen falls back to a scalar kernel, one to two orders of magnitude slower than fp32. The trainer
+// resolves auto at start (model::resolve_bf16) and runs, logs and saves the resolved value.
+enum class Bf16Mode { kOff, kOn, kAuto };
+
 struct DataConfig {
   int64_t batch_size = 64;  // per rank
   double color_jitter_strength = 0.0;
@@ -60,8 +66,8 @@ struct MetaConfig {
   std::string model_name = "vit_base";
   int64_t pred_depth = 6;
   int64_t pred_emb_dim = 384;
-  std::string read_checkpoint;  // file name in the run folder, or a path; empty: the latest
-  bool use_bfloat16 = false;
+  std::string read_checkpoint;             // file name in the run folder, or a path; empty: the latest
+  Bf16Mode use_bfloat16 = Bf16Mode::kOff;  // true | false | auto (beyond the reference)
   // Beyond the reference:
   int64_t seed = 0;             // the reference's fixed _GLOBAL_SEED
   std::string device = "auto";  // auto | cpu | cuda

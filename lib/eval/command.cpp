@@ -9,6 +9,7 @@
 #include "common/errors.h"
 #include "common/log.h"
 #include "data/dataset.h"
+#include "model/autocast.h"
 #include "model/vit_config.h"
 
 namespace ijepa::eval {
@@ -161,6 +162,11 @@ EvalOptions eval_options(const EvalCommandOptions& o) {
   eval.pooling = parse_pooling(o.pooling);
   eval.device = parse_device(o.device);
   eval.bf16 = parse_bf16(o.dtype);
+  if (eval.bf16 && eval.device.is_cpu() && !model::cpu_has_native_bf16()) {
+    log::warn(
+        "--dtype bf16 on a CPU without native bf16 matrix products (no AVX-512 or AMX): ATen runs them in a scalar "
+        "fallback, 10-100x slower than fp32");
+  }
   return eval;
 }
 

@@ -1,8 +1,43 @@
 #include "model/autocast.h"
 
 #include <ATen/autocast_mode.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 
 namespace ijepa::model {
+
+bool cpu_has_native_bf16() {
+  // The check ATen itself makes before handing a bf16 matrix product to oneDNN (mkldnn_bf16_device_check).
+  static const bool native = [] {
+    const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_is_mkldnn_bf16_supported", "");
+    return op.typed<bool()>().call();
+  }();
+  return native;
+}
+
+Bf16Choice choose_bf16(common::Bf16Mode asked, c10::DeviceType device, bool cpu_native_bf16) {
+  const bool native = device == c10::DeviceType::CUDA || cpu_native_bf16;
+  Bf16Choice choice;
+  switch (asked) {
+    case common::Bf16Mode::kOff:
+      choice.note = "precision: fp32 (meta.use_bfloat16: false)";
+      break;
+    case common::Bf16Mode::kAuto:
+      choice.enabled = native;
+      choice.note = native ? "precision: bf16 autocast, fp32 master weights (meta.use_bfloat16: auto)"
+                           : "precision: fp32 (meta.use_bfloat16: auto, and this CPU has no native bf16 matrix "
+                             "products: no AVX-512 or AMX)";
+      break;
+    case common::Bf16Mode::kOn:
+      choice.enabled = true;
+      choice.slow = !native;
+      choice.note = native ? "precision: bf16 autocast, fp32 master weights (meta.use_bfloat16: true)"
+                           : "precision: bf16 autocast on a CPU without native bf16 matrix products (no AVX-512 or "
+                             "AMX): ATen runs them in a scalar fallback, 10-100x slower than fp32; set "
+                             "meta.use_bfloat16 to false, or to auto for bf16 only where it is native";
+      break;
+  }
+  return choice;
+}
 
 AutocastGuard::AutocastGuard(c10::DeviceType device, bool enabled) : device_(device), enabled_(enabled) {
   if (!enabled_) return;

@@ -77,7 +77,7 @@ RunEvaluator::RunEvaluator(const common::Config& config, dist::Communicator& com
   // The training batch fits the device; on the CPU, batches much larger run slower (cache, page faults).
   feature_options_.batch_size = config.data.batch_size;
   feature_options_.num_workers = std::max<int64_t>(1, config.data.num_workers);
-  feature_options_.bf16 = config.meta.use_bfloat16;
+  feature_options_.bf16 = config.meta.use_bfloat16 == common::Bf16Mode::kOn;  // resolved by the trainer
   feature_options_.pooling = eval::parse_pooling(config.eval.pooling);
   if (comm.rank() == 0) {
     const auto path = std::filesystem::path(config.logging.folder) / (config.logging.write_tag + "_eval.csv");

@@ -20,6 +20,7 @@
 #include "dist/consistency.h"
 #include "dist/gradient_synchronizer.h"
 #include "masking/multiblock.h"
+#include "model/autocast.h"
 #include "model/state_dict.h"
 #include "train/checkpoint.h"
 #include "train/csv_log.h"
@@ -125,6 +126,7 @@ class Trainer::Impl {
   TrainResult run();
 
  private:
+  void resolve_precision();
   void prepare_folder();
   void build_data();
   void build_models();
@@ -186,6 +188,7 @@ Trainer::Impl::Impl(const common::Config& config, dist::Communicator& comm)
   if (rank_ == 0)
     log::info(log::str(at::get_num_threads(), " intra-op thread(s) per rank, OpenMP wait policy ",
                        common::omp_wait_policy_description()));
+  resolve_precision();
   dist::verify_same_across_ranks(comm_, "config", common::to_key_lines(config_));  // names the differing key
   prepare_folder();
   build_data();
@@ -198,6 +201,20 @@ Trainer::Impl::Impl(const common::Config& config, dist::Communicator& comm)
     evaluator_ = std::make_unique<RunEvaluator>(config_, comm_, *reporter_, dataset_, resumed_step);
   csv_ = std::make_unique<CsvLog>(
       (fs::path(folder_) / (config_.logging.write_tag + "_r" + std::to_string(rank_) + ".csv")).string(), resumed_step);
+}
+
+// Before the configs are compared across ranks (ranks whose CPUs resolve auto differently are named) and saved
+// (the run folder records what ran).
+void Trainer::Impl::resolve_precision() {
+  const bool cpu_native = device_.is_cpu() && model::cpu_has_native_bf16();
+  const model::Bf16Choice choice = model::choose_bf16(config_.meta.use_bfloat16, device_.type(), cpu_native);
+  config_.meta.use_bfloat16 = choice.enabled ? common::Bf16Mode::kOn : common::Bf16Mode::kOff;
+  if (rank_ != 0) return;
+  if (choice.slow) {
+    log::warn(choice.note);
+  } else {
+    log::info(choice.note);
+  }
 }
 
 void Trainer::Impl::prepare_folder() {
@@ -274,7 +291,7 @@ void Trainer::Impl::build_models() {
     sync_ = std::make_unique<dist::GradientSynchronizer>(comm_, trainable_parameters(models_), config_.dist);
     if (rank_ == 0) log::info(dist::describe_bucket_plan(sync_->buckets()));
   }
-  step_ = std::make_unique<JepaStep>(models_, *optimizer_, m.use_bfloat16);
+  step_ = std::make_unique<JepaStep>(models_, *optimizer_, m.use_bfloat16 == common::Bf16Mode::kOn);
   store_ = std::make_unique<CheckpointStore>(folder_, config_.logging.write_tag, config_.checkpoint.keep_last,
                                              config_.checkpoint.periodic_epochs);
 }
@@ -528,7 +545,7 @@ TrainResult Trainer::Impl::finish(ExitReason reason) {
   s.skipped_samples = loader_->skipped_samples();
   s.peak_rss_bytes = peak_rss_bytes();
   s.device = device_.str();
-  s.dtype = config_.meta.use_bfloat16 ? "bf16" : "fp32";
+  s.dtype = config_.meta.use_bfloat16 == common::Bf16Mode::kOn ? "bf16" : "fp32";
   s.last_checkpoint = last_checkpoint_;
   s.run_folder = fs::absolute(folder_).string();
   if (evaluator_) {

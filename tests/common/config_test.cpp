@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <regex>
+#include <utility>
 
 #include "common/errors.h"
 #include "test_util.h"
@@ -49,7 +50,7 @@ TEST_F(ConfigTest, ReleasedConfigsValidateOnceTheirPlaceholderPathsAreReplaced) 
     std::filesystem::create_directories(dir_.path() / "imagenet_full_size/061417");
     Config c;
     ASSERT_NO_THROW(c = parse_config(text, {}, name)) << name;
-    EXPECT_EQ(c.meta.use_bfloat16, true);
+    EXPECT_EQ(c.meta.use_bfloat16, Bf16Mode::kOn);
     EXPECT_EQ(c.mask.num_pred_masks, 4);
     EXPECT_EQ(c.optimization.ema[0], 0.996);
   }
@@ -88,7 +89,7 @@ TEST_F(ConfigTest, EveryErrorIsReportedTogetherWithItsKeyPath) {
   EXPECT_TRUE(has_error(errors, "optimization.lr: expected a number, got 'fast'"));
   EXPECT_TRUE(has_error(errors, "optimization.epochs: expected an integer"));
   EXPECT_TRUE(has_error(errors, "meta.bogus: unknown key"));
-  EXPECT_TRUE(has_error(errors, "meta.use_bfloat16: expected true or false"));
+  EXPECT_TRUE(has_error(errors, "meta.use_bfloat16: expected true, false or auto, got 'maybe'"));
   EXPECT_TRUE(has_error(errors, "data.batch_sise: unknown key (did you mean 'batch_size'?)"));
   EXPECT_TRUE(has_error(errors, "extra: unknown section"));
   EXPECT_TRUE(has_error(errors, "--set nodot=1"));
@@ -125,6 +126,18 @@ TEST_F(ConfigTest, ResolvedYamlLoadsBackToTheSameConfig) {
   EXPECT_EQ(back.coordinator.token, "s3cret");
   EXPECT_DOUBLE_EQ(back.dist.bucket_mb, 12.5);
   EXPECT_EQ(back.dist.min_buckets, 3);
+}
+
+TEST_F(ConfigTest, Bf16TakesTheReferencesBooleansOrAutoAndWritesThemBack) {
+  const std::vector<std::pair<std::string, Bf16Mode>> cases = {
+      {"true", Bf16Mode::kOn}, {"false", Bf16Mode::kOff}, {"auto", Bf16Mode::kAuto}};
+  for (const auto& [text, mode] : cases) {
+    const Config c = parse_config(minimal(), {"meta.use_bfloat16=" + text});
+    EXPECT_EQ(c.meta.use_bfloat16, mode) << text;
+    EXPECT_NE(to_key_lines(c).find("\nmeta.use_bfloat16: " + text + "\n"), std::string::npos) << text;
+    EXPECT_EQ(parse_config(to_yaml(c)).meta.use_bfloat16, mode) << text;
+  }
+  EXPECT_EQ(parse_config(minimal()).meta.use_bfloat16, Bf16Mode::kOff);  // the reference's default
 }
 
 TEST_F(ConfigTest, KeyLinesNameEveryKeyPathOnItsOwnLine) {

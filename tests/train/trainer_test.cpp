@@ -9,6 +9,7 @@
 #include "common/config.h"
 #include "common/errors.h"
 #include "common/sha256.h"
+#include "model/autocast.h"
 #include "test_util.h"
 #include "tiny_trainer.h"
 
@@ -42,6 +43,15 @@ TEST_F(TrainerTest, AResumedRunIsBitIdenticalToAnUninterruptedOne) {
             0u);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 18);
   EXPECT_EQ(leading_columns(read_file(dir_ / "straight/jepa_r0.csv"), 5), leading_columns(csv, 5));
+}
+
+TEST_F(TrainerTest, Bf16AutoRunsWhatThisCpuDoesNativelyAndRecordsIt) {
+  EXPECT_EQ(train(config("auto", {"optimization.max_steps=2", "meta.use_bfloat16=auto"})).steps, 2);
+  const bool native = model::cpu_has_native_bf16();
+  EXPECT_EQ(summary("auto")["dtype"], native ? "bf16" : "fp32");
+  // The run folder's config says what ran, not auto.
+  const std::string saved = read_file(dir_ / "auto/params-ijepa.yaml");
+  EXPECT_NE(saved.find(std::string("use_bfloat16: ") + (native ? "true" : "false")), std::string::npos) << saved;
 }
 
 TEST_F(TrainerTest, CheckpointsRollAndTheLatestIsTheLastStep) {

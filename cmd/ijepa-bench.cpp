@@ -120,9 +120,9 @@ int main(int argc, char** argv) {
   }
   o.workload = workload[0];
   o.bf16 = dtype == "bf16";
-  if (o.bf16 && o.device == "cpu" && !ijepa::model::cpu_has_native_bf16()) {
-    std::cerr << "ijepa-bench: warning: this CPU has no native bf16 matrix products (no AVX-512 or AMX); ATen runs "
-                 "them in a scalar fallback, 10-100x slower than fp32, so a bf16 step measures that fallback\n";
+  if (o.bf16 && o.device == "cpu" && ijepa::model::bf16_is_slow(c10::DeviceType::CPU)) {
+    std::cerr << "ijepa-bench: warning: " << ijepa::model::kSlowBf16Reason
+              << ", so a bf16 step measures that fallback\n";
   }
   try {
     const auto result = ijepa::train::run_step_benchmark(o);

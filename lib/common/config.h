@@ -18,7 +18,7 @@ using Range = std::array<double, 2>;  // [min, max]
 // meta.use_bfloat16: the reference's true or false, or auto: bf16 autocast where the device runs bf16 matrix
 // products natively (CUDA; a CPU that ATen hands them to oneDNN on: AVX-512 or AMX), fp32 elsewhere. On a CPU
 // without, ATen falls back to a scalar kernel, one to two orders of magnitude slower than fp32. The trainer
-// resolves auto at start (model::resolve_bf16) and runs, logs and saves the resolved value.
+// resolves auto at start (model::choose_bf16) and runs, logs and saves the resolved value.
 enum class Bf16Mode { kOff, kOn, kAuto };
 
 struct DataConfig {

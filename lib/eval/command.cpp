@@ -162,11 +162,8 @@ EvalOptions eval_options(const EvalCommandOptions& o) {
   eval.pooling = parse_pooling(o.pooling);
   eval.device = parse_device(o.device);
   eval.bf16 = parse_bf16(o.dtype);
-  if (eval.bf16 && eval.device.is_cpu() && !model::cpu_has_native_bf16()) {
-    log::warn(
-        "--dtype bf16 on a CPU without native bf16 matrix products (no AVX-512 or AMX): ATen runs them in a scalar "
-        "fallback, 10-100x slower than fp32");
-  }
+  if (eval.bf16 && model::bf16_is_slow(eval.device.type()))
+    log::warn(std::string("--dtype bf16: ") + model::kSlowBf16Reason);
   return eval;
 }
 

@@ -14,6 +14,12 @@ bool cpu_has_native_bf16() {
   return native;
 }
 
+const char* const kSlowBf16Reason =
+    "this CPU has no native bf16 matrix products (no AVX-512 or AMX): ATen runs them in a scalar fallback, "
+    "10-100x slower than fp32";
+
+bool bf16_is_slow(c10::DeviceType device) { return device == c10::DeviceType::CPU && !cpu_has_native_bf16(); }
+
 Bf16Choice choose_bf16(common::Bf16Mode asked, c10::DeviceType device, bool cpu_native_bf16) {
   const bool native = device == c10::DeviceType::CUDA || cpu_native_bf16;
   Bf16Choice choice;
@@ -31,9 +37,8 @@ Bf16Choice choose_bf16(common::Bf16Mode asked, c10::DeviceType device, bool cpu_
       choice.enabled = true;
       choice.slow = !native;
       choice.note = native ? "precision: bf16 autocast, fp32 master weights (meta.use_bfloat16: true)"
-                           : "precision: bf16 autocast on a CPU without native bf16 matrix products (no AVX-512 or "
-                             "AMX): ATen runs them in a scalar fallback, 10-100x slower than fp32; set "
-                             "meta.use_bfloat16 to false, or to auto for bf16 only where it is native";
+                           : std::string("precision: bf16 autocast, but ") + kSlowBf16Reason +
+                                 "; set meta.use_bfloat16 to false, or to auto for bf16 only where it is native";
       break;
   }
   return choice;

@@ -16,6 +16,11 @@ namespace ijepa::model {
 // against 19 ms in fp32, and a quickstart training step 11 s against 0.75 s.
 bool cpu_has_native_bf16();
 
+// bf16 on this device would run ATen's scalar fallback (a CPU without native bf16 matrix products).
+bool bf16_is_slow(c10::DeviceType device);
+// Why, for a warning: "this CPU has no native bf16 matrix products (...): ... slower than fp32".
+extern const char* const kSlowBf16Reason;
+
 // meta.use_bfloat16 resolved for a device: auto is bf16 on CUDA, and on a CPU only where cpu_native_bf16.
 struct Bf16Choice {
   bool enabled = false;  // bf16 autocast (fp32 master weights)

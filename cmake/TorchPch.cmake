@@ -1,37 +1,26 @@
 # One precompiled <torch/torch.h> for every translation unit that parses LibTorch.
 #
 # Parsing LibTorch's headers is about 25 of the 30-70 seconds such a translation unit takes to compile on 2 cores;
-# loading a precompiled copy takes about 6. The copy is built once (about 40 s, by ijepa_torch_pch) and reused by
+# loading a precompiled copy takes about 6. The copy is built once (about 45 s, by ijepa_torch_pch) and reused by
 # every target. A translation unit that does not include LibTorch skips it: loading the 700 MB file would cost it
 # those 6 seconds for nothing. Which ones include it is read from the sources (directly, or through a project
 # header that does), so a new file needs no CMake change.
 
-# A source parses LibTorch when it includes one of these, or a project header that does.
-set(IJEPA_TORCH_INCLUDE_REGEX "#include <(torch|ATen)/")
-
-# The include lines of FILE, as the names written between the quotes or brackets.
-function(_ijepa_included_names file out)
-  file(STRINGS ${file} lines REGEX "^#include [<\"]")
-  list(TRANSFORM lines REPLACE "^#include [<\"]([^>\"]+)[>\"].*$" "\\1")
-  set(${out} ${lines} PARENT_SCOPE)
-endfunction()
+# A source parses LibTorch when it includes a header whose name matches this, or a project header that does.
+set(IJEPA_TORCH_HEADER_REGEX "^(torch|ATen)/")
 
 # TRUE when FILE includes LibTorch or one of the project headers in IJEPA_TORCH_HEADERS.
 function(_ijepa_parses_torch file out)
-  set(${out} FALSE PARENT_SCOPE)
-  file(STRINGS ${file} torch_lines REGEX "${IJEPA_TORCH_INCLUDE_REGEX}")
-  if(torch_lines)
-    set(${out} TRUE PARENT_SCOPE)
-    return()
-  endif()
+  file(STRINGS ${file} includes REGEX "^#include [<\"]")
+  list(TRANSFORM includes REPLACE "^#include [<\"]([^>\"]+)[>\"].*$" "\\1")  # the names between <> or ""
   get_property(torch_headers GLOBAL PROPERTY IJEPA_TORCH_HEADERS)
-  _ijepa_included_names(${file} names)
-  foreach(name IN LISTS names)
-    if(name IN_LIST torch_headers)
+  foreach(name IN LISTS includes)
+    if(name MATCHES "${IJEPA_TORCH_HEADER_REGEX}" OR name IN_LIST torch_headers)
       set(${out} TRUE PARENT_SCOPE)
       return()
     endif()
   endforeach()
+  set(${out} FALSE PARENT_SCOPE)
 endfunction()
 
 # Finds the project headers that include LibTorch, directly or through each other, and records their names as

@@ -25,17 +25,17 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "dist/gradient_synchronizer.h"
 #include "dist/mpi_communicator.h"
 
 namespace {
 
+using ijepa::common::Clock;
+using ijepa::common::seconds_since;
 using ijepa::dist::GradientSynchronizer;
 using ijepa::dist::MpiCommunicator;
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());

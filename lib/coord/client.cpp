@@ -14,6 +14,7 @@
 #include <random>
 #include <thread>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "coord/bounded_queue.h"
@@ -25,7 +26,7 @@
 namespace ijepa::coord {
 namespace {
 
-double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+using common::unix_now;
 
 std::string local_host_name() {
   char name[256] = {};

@@ -3,6 +3,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/clock.h"
 #include "coord/ctl_format.h"
 #include "coord/records.h"
 #include "coord/service.h"
@@ -11,7 +12,7 @@
 namespace ijepa::coord {
 namespace {
 
-double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+using common::unix_now;
 
 // A fresh context per call: deadline (unless streaming) and token.
 std::unique_ptr<grpc::ClientContext> context_for(const CtlOptions& options, bool deadline = true) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "coord/records.h"
 #include "coord/run_registry.h"
@@ -29,7 +30,7 @@ RunRegistry::RunRegistry(Storage& storage, metrics::CoordinatorMetrics* metrics,
 
 double RunRegistry::now() const {
   if (options_.clock) return options_.clock();
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return common::unix_now();
 }
 
 void RunRegistry::restore(RunEntry& entry, double now) {

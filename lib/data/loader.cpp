@@ -12,6 +12,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "data/rng.h"
@@ -164,10 +165,10 @@ void Loader::stop() {
 std::optional<Batch> Loader::next() {
   if (!epoch_) throw std::logic_error("Loader::next called before start");
   Epoch& e = *epoch_;
-  const auto begin = std::chrono::steady_clock::now();
+  const auto begin = common::Clock::now();
   std::unique_lock<std::mutex> lock(e.mutex);
   e.ready_cv.wait(lock, [&] { return !e.ready.empty() || e.finished; });
-  wait_last_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  wait_last_s_ = common::seconds_since(begin);
   wait_total_s_ += wait_last_s_;
   if (e.ready.empty()) return std::nullopt;
   // An error stays queued, so every later call reports it too.

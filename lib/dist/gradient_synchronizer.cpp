@@ -9,13 +9,14 @@
 #include <functional>
 #include <stdexcept>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "dist/consistency.h"
 
 namespace ijepa::dist {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using common::Clock;
 
 // Runs after AccumulateGrad has added a parameter's gradient into its .grad.
 class GradientReadyHook : public torch::autograd::PostAccumulateGradHook {
@@ -176,7 +177,7 @@ void GradientSynchronizer::finish() {
   for (size_t b = 0; b < buckets_.size(); ++b) missing_[b] = static_cast<int64_t>(buckets_[b].slots.size());
   next_bucket_ = 0;
   prescaled_ = false;
-  stats_.last_exposed_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  stats_.last_exposed_seconds = common::seconds_since(start);
   stats_.exposed_seconds += stats_.last_exposed_seconds;
   ++stats_.steps;
 }

@@ -9,6 +9,8 @@
 namespace ijepa::dist {
 namespace {
 
+using common::to_duration;
+
 constexpr int kQueryTag = 1;
 constexpr int kReplyTag = 2;
 constexpr int kReplyBytes = static_cast<int>(8 + kProgressWireBytes);  // round number, then the record
@@ -30,10 +32,6 @@ constexpr auto kChannelInterval = std::chrono::milliseconds(1);
 // at 0.2-0.9x of one MPI_Allreduce, against 0.8-1.0x with 2).
 constexpr size_t kMaxInFlight = 2;
 constexpr auto kSendGrace = std::chrono::seconds(1);  // for replies still in flight at shutdown
-
-Clock::duration seconds(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
 
 std::string round_bytes(int64_t round) {
   std::string bytes(8, '\0');
@@ -101,7 +99,7 @@ WorkHandle MpiEngine::submit(const std::string& op, std::vector<MpiPhase> phases
     if (stopping_) throw DistError(op + ": the communicator is shutting down");
     // Under the lock, so that sequence numbers follow the queue order.
     task->seq = progress_.begin(op);
-    task->deadline = Clock::now() + seconds(timeout_s_);
+    task->deadline = Clock::now() + to_duration(timeout_s_);
     submitted_.push_back(task);
   }
   // Post it from here unless the progress thread is in a pass (then it takes it in its next one); the
@@ -128,7 +126,7 @@ std::vector<std::optional<ProgressRecord>> MpiEngine::query_peers(double wait_s)
     queries_.push_back(std::move(query));
   }
   wake_.notify_one();
-  if (answer.wait_for(seconds(wait_s + 1.0)) != std::future_status::ready) return fallback;
+  if (answer.wait_for(to_duration(wait_s + 1.0)) != std::future_status::ready) return fallback;
   return answer.get();
 }
 
@@ -161,7 +159,7 @@ void MpiEngine::run() {
         const bool idle = !busy_ && submitted_.empty() && queries_.empty();
         if (!stopping_ && (idle || drivers_ > 0)) wake_.wait_for(lock, kIdleWait);
         if (stopping_ && !drain_deadline) {
-          drain_deadline = Clock::now() + (failure_.empty() ? seconds(timeout_s_) : Clock::duration::zero());
+          drain_deadline = Clock::now() + (failure_.empty() ? to_duration(timeout_s_) : Clock::duration::zero());
         }
         if (!stopping_ && drivers_ > 0) continue;
       }
@@ -319,7 +317,7 @@ void MpiEngine::reap_sends() {
 void MpiEngine::start_peer_query(PeerQuery request) {
   ActiveQuery& query = active_query_.emplace();
   query.round = next_round_++;
-  query.deadline = Clock::now() + seconds(request.wait_s);
+  query.deadline = Clock::now() + to_duration(request.wait_s);
   query.answer = std::move(request.answer);
   query.records.resize(world_);
   query.records[rank_] = progress_.snapshot();

@@ -25,12 +25,13 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "dist/communicator.h"
 #include "dist/mpi_runtime.h"
 
 namespace ijepa::dist {
 
-using Clock = std::chrono::steady_clock;
+using common::Clock;
 
 // Posts the non-blocking MPI calls of one phase of a collective, appending their requests.
 using MpiPhase = std::function<void(std::vector<MPI_Request>& requests)>;

@@ -15,6 +15,7 @@
 #include <optional>
 #include <thread>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "dist/collective_args.h"
@@ -49,28 +50,26 @@ int gpu_for_local_rank(int local_rank) {
   return index;
 }
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-constexpr auto kWatchInterval = std::chrono::milliseconds(100);
-constexpr auto kReadyPoll = std::chrono::microseconds(100);
-
-Clock::duration seconds(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
-
-// A CUDA event without timing, destroyed with the object (destruction of a pending event is deferred by CUDA).
-class Event {
+// A CUDA event without timing (outside the anonymous namespace: State, which has external linkage, holds
+// them), destroyed with the object (destruction of a pending event is deferred by CUDA).
+class CudaEvent {
  public:
-  Event() { IJEPA_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming)); }
-  ~Event() { cudaEventDestroy(event_); }
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
+  CudaEvent() { IJEPA_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming)); }
+  ~CudaEvent() { cudaEventDestroy(event_); }
+  CudaEvent(const CudaEvent&) = delete;
+  CudaEvent& operator=(const CudaEvent&) = delete;
   cudaEvent_t get() const { return event_; }
 
  private:
   cudaEvent_t event_ = nullptr;
 };
+
+namespace {
+
+using common::Clock;
+using common::to_duration;
+constexpr auto kWatchInterval = std::chrono::milliseconds(100);
+constexpr auto kReadyPoll = std::chrono::microseconds(100);
 
 ncclDataType_t nccl_type(torch::ScalarType type) {
   switch (type) {
@@ -91,7 +90,7 @@ ncclDataType_t nccl_type(torch::ScalarType type) {
 
 struct NcclCommunicator::State : std::enable_shared_from_this<NcclCommunicator::State> {
   struct Pending {
-    std::shared_ptr<Event> done;
+    std::shared_ptr<CudaEvent> done;
     Clock::time_point deadline;
     std::string op;
     int64_t seq = 0;
@@ -161,7 +160,7 @@ namespace {
 
 class NcclWork : public Work {
  public:
-  NcclWork(std::shared_ptr<NcclCommunicator::State> state, std::shared_ptr<Event> done)
+  NcclWork(std::shared_ptr<NcclCommunicator::State> state, std::shared_ptr<CudaEvent> done)
       : state_(std::move(state)), done_(std::move(done)) {}
 
   void wait() override {
@@ -177,7 +176,7 @@ class NcclWork : public Work {
 
  private:
   std::shared_ptr<NcclCommunicator::State> state_;
-  std::shared_ptr<Event> done_;
+  std::shared_ptr<CudaEvent> done_;
 };
 
 }  // namespace
@@ -191,18 +190,18 @@ WorkHandle NcclCommunicator::State::enqueue(const torch::Tensor& tensor, const s
   const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
   const auto current = c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device));
   {
-    const Event ready;
+    const CudaEvent ready;
     IJEPA_CUDA_CHECK(cudaEventRecord(ready.get(), current.stream()));
     IJEPA_CUDA_CHECK(cudaStreamWaitEvent(stream, ready.get(), 0));
   }
   IJEPA_NCCL_CHECK(launch(comm, stream));
-  wait_ready_locked(op, Clock::now() + seconds(timeout_s));
-  auto done = std::make_shared<Event>();
+  wait_ready_locked(op, Clock::now() + to_duration(timeout_s));
+  auto done = std::make_shared<CudaEvent>();
   IJEPA_CUDA_CHECK(cudaEventRecord(done->get(), stream));
   // The caching allocator must not hand the memory out again before the NCCL stream is done with it.
   c10::cuda::CUDACachingAllocator::recordStream(
       tensor.storage().data_ptr(), c10::cuda::getStreamFromExternal(stream, static_cast<c10::DeviceIndex>(device)));
-  pending.push_back({done, Clock::now() + seconds(timeout_s), op, seq});
+  pending.push_back({done, Clock::now() + to_duration(timeout_s), op, seq});
   return std::make_shared<NcclWork>(shared_from_this(), done);
 }
 
@@ -268,7 +267,7 @@ void NcclCommunicator::State::shut_down() {
     try {
       // Flushes what is queued, bounded like any collective; a failure aborts instead.
       IJEPA_NCCL_CHECK(ncclCommFinalize(comm));
-      wait_ready_locked("ncclCommFinalize", Clock::now() + seconds(timeout_s));
+      wait_ready_locked("ncclCommFinalize", Clock::now() + to_duration(timeout_s));
       ncclCommDestroy(comm);
       comm = nullptr;
     } catch (const DistError& e) {
@@ -305,7 +304,7 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> control, int de
   config.blocking = 0;
   std::lock_guard<std::mutex> lock(state_->mutex);
   IJEPA_NCCL_CHECK(ncclCommInitRankConfig(&state_->comm, world_size(), id, rank(), &config));
-  state_->wait_ready_locked("ncclCommInitRankConfig", Clock::now() + seconds(timeout_s));
+  state_->wait_ready_locked("ncclCommInitRankConfig", Clock::now() + to_duration(timeout_s));
   state_->watchdog = std::thread([state = state_.get()] { state->watch(); });
 }
 

@@ -3,15 +3,14 @@
 #include <chrono>
 #include <functional>
 
+#include "common/clock.h"
 #include "common/errors.h"
 
 namespace ijepa::eval {
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
+using common::seconds_since;
 
 FeatureOptions feature_options(const EvalOptions& o, const std::string& stage) {
   FeatureOptions f;

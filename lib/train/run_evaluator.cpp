@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "dist/communicator.h"
@@ -21,9 +22,8 @@ namespace ijepa::train {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+using common::Clock;
+using common::seconds_since;
 
 std::string percent(double fraction) {
   char text[16];

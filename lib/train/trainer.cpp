@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/files.h"
 #include "common/log.h"
@@ -33,7 +34,8 @@
 namespace ijepa::train {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using common::Clock;
+using common::seconds_since;
 
 std::string resolve_device(const std::string& wanted) {
   const bool have_gpu = torch::cuda::is_available();
@@ -58,8 +60,6 @@ const char* to_string(ExitReason reason) {
 }
 
 namespace {
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // Thrown out of the loop when a logged loss is NaN or infinite: the run stops without checkpointing it.
 struct NonFiniteLoss : std::runtime_error {

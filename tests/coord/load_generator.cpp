@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/logging.h"
 #include "coord/channel.h"
 #include "coord/client.h"
@@ -188,12 +189,11 @@ void LoadRun::drive(grpc::CompletionQueue& queue) {
   std::mt19937 random(42);
   const double period = 1.0 / options_.rate_hz;
   const auto start = Clock::now();
-  const auto end =
-      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options_.duration_s));
+  const auto end = start + ijepa::common::to_duration(options_.duration_s);
   for (int64_t round = 0;; ++round) {
     for (size_t i = 0; i < workers_.size(); ++i) {
       const double offset = (static_cast<double>(round) + static_cast<double>(i) / workers_.size()) * period;
-      const auto due = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(offset));
+      const auto due = start + ijepa::common::to_duration(offset);
       if (due >= end) return;
       std::this_thread::sleep_until(due);
       send(workers_[i], queue, random);

@@ -4,7 +4,8 @@
 # loading a precompiled copy takes about 6. The copy is built once (about 45 s, by ijepa_torch_pch) and reused by
 # every target. A translation unit that does not include LibTorch skips it: loading the 700 MB file would cost it
 # those 6 seconds for nothing. Which ones include it is read from the sources (directly, or through a project
-# header that does), so a new file needs no CMake change.
+# header that does), so a new file needs no CMake change. In a unity build (IJEPA_UNITY_BUILD) the translation
+# unit is a batch of a target's sources, and CMake gives the header to the whole batch when the target uses it.
 
 # A source parses LibTorch when it includes a header whose name matches this, or a project header that does.
 set(IJEPA_TORCH_HEADER_REGEX "^(torch|ATen)/")

@@ -28,7 +28,7 @@ struct EvalOptions {
   Pooling pooling = Pooling::kAvg;
   int64_t max_train_samples = 0;  // 0: the whole split; otherwise spread evenly over it
   int64_t max_test_samples = 0;
-  int64_t batch_size = 128;            // feature extraction
+  int64_t batch_size = 64;             // feature extraction (see FeatureOptions)
   int64_t num_workers = 2;             // decoding threads
   bool bf16 = false;                   // autocast feature extraction to bfloat16
   torch::Device device = torch::kCPU;  // where the probes run (features come from the encoder's own device)

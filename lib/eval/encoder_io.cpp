@@ -7,6 +7,7 @@
 
 #include "common/errors.h"
 #include "eval/safetensors.h"
+#include "model/checkpoint_file.h"
 #include "model/init.h"
 #include "model/vit_config.h"
 
@@ -178,7 +179,7 @@ ImportedEncoder import_encoder(const std::string& path, EncoderChoice which, con
     }
     out.format = "safetensors";
   } else {
-    checkpoint = model::read_torch_file(path);
+    checkpoint = model::read_checkpoint_file(path).content;
     const std::string key = which == EncoderChoice::kTarget ? "target_encoder" : "encoder";
     if (!checkpoint->contains(key) || !checkpoint->at(key).isGenericDict()) {
       throw common::InputError(what + ": no '" + key + "' state dict (not an I-JEPA checkpoint?)");

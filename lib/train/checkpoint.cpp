@@ -3,14 +3,12 @@
 #include <algorithm>
 #include <filesystem>
 #include <iomanip>
-#include <map>
 #include <sstream>
 
 #include "common/errors.h"
 #include "common/files.h"
 #include "common/log.h"
-#include "common/sha256.h"
-#include "model/state_dict.h"
+#include "model/checkpoint_file.h"
 
 namespace ijepa::train {
 
@@ -21,49 +19,7 @@ using GenericList = c10::impl::GenericList;
 
 namespace {
 
-constexpr char kChecksumKey[] = "ijepa_sha256";
 constexpr int64_t kFormatVersion = 1;
-
-// A canonical walk of the content: tags, sizes and raw bytes, independent of how the file packs them.
-void hash_value(common::Sha256& h, const IValue& v) {
-  auto tag = [&](const std::string& t) { h.update(t); };
-  if (v.isTensor()) {
-    const auto t = v.toTensor().detach().to(torch::kCPU).contiguous();
-    tag("T" + std::string(c10::toString(t.scalar_type())) + c10::str(t.sizes()));
-    h.update(t.data_ptr(), t.numel() * t.element_size());
-  } else if (v.isGenericDict()) {
-    // The pickler writes dictionaries sorted by key, so the walk sorts too: the same content, the same hash.
-    std::vector<std::pair<std::string, IValue>> entries;
-    for (const auto& e : v.toGenericDict()) {
-      if (e.key().isString() && e.key().toStringRef() == kChecksumKey) continue;
-      const std::string key =
-          e.key().isInt() ? c10::str(std::setw(20), std::setfill('0'), e.key().toInt()) : c10::str(e.key());
-      entries.emplace_back(key, e.value());
-    }
-    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    tag("D" + std::to_string(entries.size()));
-    for (const auto& [key, value] : entries) {
-      tag("K" + key);
-      hash_value(h, value);
-    }
-  } else if (v.isList() || v.isTuple()) {
-    const auto items = v.isList() ? v.toListRef().vec() : v.toTupleRef().elements().vec();
-    tag("L" + std::to_string(items.size()));
-    for (const auto& item : items) hash_value(h, item);
-  } else if (v.isDouble()) {
-    const double d = v.toDouble();
-    tag("F");
-    h.update(&d, sizeof d);
-  } else {
-    tag(v.tagKind() + ":" + c10::str(v));  // int, bool, string, None
-  }
-}
-
-std::string content_sha256(const GenericDict& dict) {
-  common::Sha256 h;
-  hash_value(h, IValue(dict));
-  return h.hex_digest();
-}
 
 GenericDict new_dict(const c10::TypePtr& key = c10::StringType::get()) { return GenericDict(key, c10::AnyType::get()); }
 
@@ -169,22 +125,17 @@ GenericDict checkpoint_dict(JepaModels& models, AdamW& optimizer, const Training
   d.insert("world_size", info.world_size);
   d.insert("lr", info.lr);
   d.insert("ijepa", position_dict(position, info));
-  d.insert(kChecksumKey, content_sha256(d));
+  model::seal_checkpoint(d);
   return d;
 }
 
 LoadedCheckpoint load_checkpoint(const std::string& path, JepaModels& models, AdamW* optimizer,
                                  int64_t iterations_per_epoch) {
   if (!fs::exists(path)) throw common::InputError("checkpoint " + path + ": does not exist");
-  const GenericDict d = model::read_torch_file(path);
+  const auto file = model::read_checkpoint_file(path);
+  const GenericDict& d = file.content;
   LoadedCheckpoint loaded;
-  if (d.contains(kChecksumKey)) {
-    const std::string stored = d.at(kChecksumKey).toStringRef();
-    if (content_sha256(d) != stored) {
-      throw common::InputError("checkpoint " + path + ": checksum mismatch, the file is corrupt");
-    }
-    loaded.verified = true;
-  }
+  loaded.verified = file.verified;
   for (const char* key : {"encoder", "predictor", "target_encoder"}) {
     if (!d.contains(key)) throw common::InputError("checkpoint " + path + ": no '" + key + "' state dict");
   }

@@ -3,9 +3,10 @@
 // A checkpoint is a torch.save dictionary with the reference's keys (encoder, predictor, target_encoder with
 // "module." prefixes, opt, scaler, epoch, loss, batch_size, world_size, lr), so the reference code and Python's
 // torch.load read it, plus "ijepa" (the position inside an epoch, the mask sampler's generator, the resolved
-// config) and "ijepa_sha256", a SHA-256 over all the other content that load verifies. Files are written
-// atomically; the store keeps the latest K step checkpoints, "{tag}-latest.pth.tar" (a link to the newest)
-// and, if asked, a permanent "{tag}-ep{E}.pth.tar" every N epochs (E = epochs completed).
+// config) and "ijepa_sha256", a SHA-256 over all the other content that load verifies (model/checkpoint_file.h,
+// shared with ijepa-eval). Files are written atomically; the store keeps the latest K step checkpoints,
+// "{tag}-latest.pth.tar" (a link to the newest) and, if asked, a permanent "{tag}-ep{E}.pth.tar" every N epochs
+// (E = epochs completed).
 #pragma once
 
 #include <torch/torch.h>

@@ -16,6 +16,7 @@
 #include "eval/safetensors.h"
 #include "golden.h"
 #include "input_error.h"
+#include "model/checkpoint_file.h"
 #include "model/vit_config.h"
 #include "test_util.h"
 
@@ -138,6 +139,25 @@ TEST(ImportEncoder, MissingCorruptOrForeignFilesAreInputErrors) {
   hints.num_heads = 2;
   message = input_error_of([&] { import_encoder(dir / "broken.pth.tar", EncoderChoice::kTarget, hints); });
   EXPECT_NE(message.find("blocks.1.mlp.fc2.bias"), std::string::npos) << message;
+}
+
+TEST(ImportEncoder, AnIjepaCheckpointIsEvaluatedOnlyWhenItsChecksumHolds) {
+  TempDir dir;
+  ModelHints hints;
+  hints.num_heads = 2;
+  auto checkpoint = model::read_torch_file(kReferenceCheckpoint);
+  checkpoint.insert("ijepa", c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
+  model::seal_checkpoint(checkpoint);
+  model::write_torch_file(dir / "sealed.pth.tar", checkpoint);
+  EXPECT_EQ(import_encoder(dir / "sealed.pth.tar", EncoderChoice::kTarget, hints).format, "ijepa");
+
+  // One weight changed after sealing: the file loads, but its features would be wrong, so it is refused.
+  auto target = checkpoint.at("target_encoder").toGenericDict();
+  target.insert_or_assign("module.blocks.0.mlp.fc1.bias",
+                          torch::zeros_like(target.at("module.blocks.0.mlp.fc1.bias").toTensor()));
+  model::write_torch_file(dir / "edited.pth.tar", checkpoint);
+  const auto message = input_error_of([&] { import_encoder(dir / "edited.pth.tar", EncoderChoice::kTarget, hints); });
+  EXPECT_NE(message.find("edited.pth.tar: checksum mismatch"), std::string::npos) << message;
 }
 
 TEST(ImportEncoder, SafetensorsExportImportsBackWithItsHeadCount) {

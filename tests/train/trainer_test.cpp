@@ -10,6 +10,7 @@
 #include "common/errors.h"
 #include "common/sha256.h"
 #include "model/autocast.h"
+#include "model/state_dict.h"
 #include "test_util.h"
 #include "tiny_trainer.h"
 
@@ -87,6 +88,18 @@ TEST_F(TrainerTest, ACorruptTruncatedOrMissingCheckpointIsAnErrorNeverAFreshStar
 
   ijepa::testing::write_file(latest, bytes.substr(0, bytes.size() / 3));
   EXPECT_THROW(resume(), common::InputError);
+
+  // Our own format with its checksum taken out is not loaded unverified as if it came from the reference.
+  ijepa::testing::write_file(latest, bytes);
+  auto unchecked = model::read_torch_file(latest);
+  ASSERT_EQ(unchecked.erase("ijepa_sha256"), 1u);
+  model::write_torch_file(latest, unchecked);
+  try {
+    resume();
+    FAIL() << "a checkpoint without its checksum was accepted";
+  } catch (const common::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("checksum is missing"), std::string::npos) << e.what();
+  }
 
   std::filesystem::remove(latest);
   try {

@@ -218,7 +218,9 @@ void Trainer::Impl::resolve_precision() {
 }
 
 void Trainer::Impl::prepare_folder() {
-  fs::create_directories(folder_);
+  std::error_code error;
+  fs::create_directories(folder_, error);
+  if (error) throw common::InputError("logging.folder: cannot create " + folder_ + ": " + error.message());
   if (rank_ != 0) return;
   common::write_file_atomic((fs::path(folder_) / "params-ijepa.yaml").string(), common::to_yaml(config_));
 }

@@ -56,6 +56,13 @@ TEST_F(TrainCliTest, AMalformedDatasetIsAClearErrorAtStart) {
   EXPECT_NE(r.output.find("train-labels-idx1-ubyte"), std::string::npos) << r.output;
 }
 
+TEST_F(TrainCliTest, ARunFolderThatCannotBeCreatedIsAnInputErrorNamingTheKey) {
+  ijepa::testing::write_file(dir_ / "taken", "a file where the run folder's parent should be");
+  const auto r = run_command(train("--set logging.folder=" + (dir_ / "taken/run")));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("logging.folder: cannot create " + (dir_ / "taken/run")), std::string::npos) << r.output;
+}
+
 TEST_F(TrainCliTest, SigtermFinishesTheStepCheckpointsAndExits143) {
   const pid_t pid = ijepa::testing::spawn({binary_path("ijepa-train"), "--config", dir_ / "config.yaml"}, dir_ / "log");
   // Wait until a few steps are logged, then ask it to stop.

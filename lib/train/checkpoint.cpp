@@ -129,51 +129,71 @@ GenericDict checkpoint_dict(JepaModels& models, AdamW& optimizer, const Training
   return d;
 }
 
+namespace {
+
+int64_t int_or(const GenericDict& dict, const char* key, int64_t fallback) {
+  return dict.contains(key) && dict.at(key).isInt() ? dict.at(key).toInt() : fallback;
+}
+
+double double_or(const GenericDict& dict, const char* key, double fallback) {
+  return dict.contains(key) && dict.at(key).isDouble() ? dict.at(key).toDouble() : fallback;
+}
+
+GenericDict state_dict_at(const GenericDict& checkpoint, const char* key, const std::string& path) {
+  if (!checkpoint.contains(key) || !checkpoint.at(key).isGenericDict()) {
+    throw common::InputError("checkpoint " + path + ": no '" + key + "' state dict");
+  }
+  return checkpoint.at(key).toGenericDict();
+}
+
+// Where the run stood, and what it ran with, from the checkpoint's scalars and its "ijepa" entry.
+void read_position(const GenericDict& d, const std::string& path, int64_t iterations_per_epoch,
+                   LoadedCheckpoint& loaded) {
+  auto& p = loaded.position;
+  loaded.info.batch_size = int_or(d, "batch_size", 0);
+  loaded.info.world_size = int_or(d, "world_size", 1);
+  loaded.info.lr = double_or(d, "lr", 0.0);
+  p.last_loss = double_or(d, "loss", 0.0);
+  if (!d.contains("ijepa")) {
+    // The reference resumes at the start of the epoch after the one saved, fast-forwarding the schedules and
+    // the mask counter by whole epochs.
+    p.epoch = int_or(d, "epoch", 0);
+    p.step = p.epoch * iterations_per_epoch;
+    p.mask_counter = p.step - 1;
+    log::warn(log::str("checkpoint ", path, ": reference format without checksum; resuming at the start of epoch ",
+                       p.epoch + 1));
+    return;
+  }
+  const auto x = d.at("ijepa").toGenericDict();
+  p.step = int_or(x, "step", 0);
+  p.epoch = int_or(x, "epoch", 0);
+  p.batch_in_epoch = int_or(x, "batch_in_epoch", 0);
+  p.mask_counter = int_or(x, "mask_counter", -1);
+  if (x.contains("mask_generator_state") && x.at("mask_generator_state").isTensor()) {
+    p.mask_generator_state = x.at("mask_generator_state").toTensor();
+  }
+  if (x.contains("config")) loaded.info.config_yaml = x.at("config").toStringRef();
+}
+
+}  // namespace
+
 LoadedCheckpoint load_checkpoint(const std::string& path, JepaModels& models, AdamW* optimizer,
                                  int64_t iterations_per_epoch) {
   if (!fs::exists(path)) throw common::InputError("checkpoint " + path + ": does not exist");
   const auto file = model::read_checkpoint_file(path);
   const GenericDict& d = file.content;
-  LoadedCheckpoint loaded;
-  loaded.verified = file.verified;
-  for (const char* key : {"encoder", "predictor", "target_encoder"}) {
-    if (!d.contains(key)) throw common::InputError("checkpoint " + path + ": no '" + key + "' state dict");
-  }
+  const auto encoder = state_dict_at(d, "encoder", path), predictor = state_dict_at(d, "predictor", path),
+             target = state_dict_at(d, "target_encoder", path);
   const std::string what = "checkpoint " + path;
-  model::load_state_dict(*models.encoder, d.at("encoder").toGenericDict(), what + ", encoder");
-  model::load_state_dict(*models.predictor, d.at("predictor").toGenericDict(), what + ", predictor");
-  model::load_state_dict(*models.target, d.at("target_encoder").toGenericDict(), what + ", target_encoder");
+  model::load_state_dict(*models.encoder, encoder, what + ", encoder");
+  model::load_state_dict(*models.predictor, predictor, what + ", predictor");
+  model::load_state_dict(*models.target, target, what + ", target_encoder");
   if (optimizer && d.contains("opt") && d.at("opt").isGenericDict()) {
     load_optimizer_state(*optimizer, d.at("opt").toGenericDict(), path);
   }
-
-  auto& p = loaded.position;
-  auto int_of = [&](const GenericDict& dict, const char* key, int64_t fallback) {
-    return dict.contains(key) && dict.at(key).isInt() ? dict.at(key).toInt() : fallback;
-  };
-  loaded.info.batch_size = int_of(d, "batch_size", 0);
-  loaded.info.world_size = int_of(d, "world_size", 1);
-  loaded.info.lr = d.contains("lr") && d.at("lr").isDouble() ? d.at("lr").toDouble() : 0.0;
-  p.last_loss = d.contains("loss") && d.at("loss").isDouble() ? d.at("loss").toDouble() : 0.0;
-  if (d.contains("ijepa")) {
-    const auto x = d.at("ijepa").toGenericDict();
-    p.step = int_of(x, "step", 0);
-    p.epoch = int_of(x, "epoch", 0);
-    p.batch_in_epoch = int_of(x, "batch_in_epoch", 0);
-    p.mask_counter = int_of(x, "mask_counter", -1);
-    if (x.contains("mask_generator_state") && x.at("mask_generator_state").isTensor()) {
-      p.mask_generator_state = x.at("mask_generator_state").toTensor();
-    }
-    if (x.contains("config")) loaded.info.config_yaml = x.at("config").toStringRef();
-  } else {
-    // The reference resumes at the start of the epoch after the one saved, fast-forwarding the schedules and
-    // the mask counter by whole epochs.
-    p.epoch = int_of(d, "epoch", 0);
-    p.step = p.epoch * iterations_per_epoch;
-    p.mask_counter = p.step - 1;
-    log::warn(log::str("checkpoint ", path, ": reference format without checksum; resuming at the start of epoch ",
-                       p.epoch + 1));
-  }
+  LoadedCheckpoint loaded;
+  loaded.verified = file.verified;
+  read_position(d, path, iterations_per_epoch, loaded);
   return loaded;
 }
 

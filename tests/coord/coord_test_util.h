@@ -18,24 +18,10 @@
 #include <vector>
 
 #include "coord/channel.h"
+#include "loopback.h"
 #include "test_util.h"
 
 namespace ijepa::testing {
-
-// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it; a tiny race is accepted).
-inline int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
-
-inline std::string loopback(int port) { return "127.0.0.1:" + std::to_string(port); }
 
 // Plaintext to ADDRESS, or TLS with the CA (and for mutual TLS a client certificate and key) given.
 inline coord::ChannelOptions channel_to(const std::string& address, const std::string& tls_ca = "",

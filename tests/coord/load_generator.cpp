@@ -2,10 +2,7 @@
 // fixed rate with a batch of step metrics over its own connection, and reports errors, latency percentiles
 // and (given --pid) the coordinator's CPU and memory. Exit 0 only when no call failed. A benchmark tool, not a
 // test: BENCHMARKS.md records its figures; CTest runs only a few-second smoke of it.
-#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -27,6 +24,7 @@
 #include "coord/channel.h"
 #include "coord/client.h"
 #include "ijepa/coordinator/v1/coordinator.grpc.pb.h"
+#include "loopback.h"
 
 namespace {
 
@@ -278,31 +276,11 @@ nlohmann::json time_report_step(const std::string& address, const std::string& t
 // report_step's cost with the coordinator up, absent (nothing listening) and hanging (a listener that never
 // answers, so every RPC of the client's thread waits for its deadline).
 nlohmann::json client_overhead(const Options& o) {
-  const int absent_port = [] {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-    socklen_t length = sizeof(address);
-    getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-    close(fd);
-    return static_cast<int>(ntohs(address.sin_port));
-  }();
-  const int hanging = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(hanging, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  listen(hanging, 16);
-  socklen_t length = sizeof(address);
-  getsockname(hanging, reinterpret_cast<sockaddr*>(&address), &length);
-  nlohmann::json result{
-      {"up", time_report_step(o.address, o.token, o.prefix + "-overhead", o.client_overhead_calls)},
-      {"absent", time_report_step("127.0.0.1:" + std::to_string(absent_port), "", "absent", o.client_overhead_calls)},
-      {"hanging", time_report_step("127.0.0.1:" + std::to_string(ntohs(address.sin_port)), "", "hanging",
-                                   o.client_overhead_calls)}};
-  close(hanging);
+  const ijepa::testing::LoopbackSocket hanging(/*listening=*/true);
+  nlohmann::json result{{"up", time_report_step(o.address, o.token, o.prefix + "-overhead", o.client_overhead_calls)},
+                        {"absent", time_report_step(ijepa::testing::loopback(ijepa::testing::free_port()), "", "absent",
+                                                    o.client_overhead_calls)},
+                        {"hanging", time_report_step(hanging.address(), "", "hanging", o.client_overhead_calls)}};
   return result;
 }
 

@@ -8,6 +8,7 @@
 
 #include "data/data_test_util.h"
 #include "test_util.h"
+#include "tiny_config.h"
 
 namespace ijepa::train {
 namespace {
@@ -30,13 +31,8 @@ TEST(TrainMpiEvalTest, TwoRanksShareTheFeaturesAndAgreeWithIjepaEvalInOneProcess
   data::testing::write_idx_pair(dir / "data", "train", 32, 28, 28, /*gzip=*/false);
   data::testing::write_idx_pair(dir / "data", "t10k", 21, 28, 28, /*gzip=*/false);  // odd: unequal shares
   ijepa::testing::write_file(dir / "config.yaml",
-                             "data: {dataset: idx, root_path: " + (dir / "data") +
-                                 ", batch_size: 4, crop_size: 28, num_workers: 1}\n"
-                                 "mask: {patch_size: 4, min_keep: 4}\n"
-                                 "meta: {model_name: vit_tiny, pred_depth: 1, pred_emb_dim: 96, threads: 1}\n"
-                                 "optimization: {epochs: 3, warmup: 1, max_steps: 6}\n"
-                                 "logging: {folder: " +
-                                 (dir / "run") +
+                             train::testing::tiny_config(dir / "data", "{epochs: 3, warmup: 1, max_steps: 6}") +
+                                 "logging: {folder: " + (dir / "run") +
                                  ", log_every: 1}\n"
                                  "dist: {backend: mpi, timeout_s: 60}\n"
                                  "eval: {every_epochs: 1, at_end: true, protocol: both, max_train_samples: 0, "

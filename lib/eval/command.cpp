@@ -38,11 +38,16 @@ void check_modes(const EvalCommandOptions& o) {
                                     {"--k", e.knn.k}}) {
     if (value <= 0) throw common::InputError(std::string(flag) + ": must be positive, got " + std::to_string(value));
   }
-  if (!(e.linear.lr > 0) || !(e.knn.temperature > 0) || e.linear.weight_decay < 0) {
-    throw common::InputError("--lr and --temperature must be positive, --weight-decay not negative");
+  for (const auto& [flag, value] : {std::pair{"--lr", e.linear.lr}, {"--temperature", e.knn.temperature}}) {
+    if (!(value > 0)) throw common::InputError(std::string(flag) + ": must be positive, got " + std::to_string(value));
   }
-  if (e.max_train_samples < 0 || e.max_test_samples < 0 || o.crop_size < 0) {
-    throw common::InputError("--max-train, --max-test and --crop-size must not be negative");
+  if (!(e.linear.weight_decay >= 0)) {
+    throw common::InputError("--weight-decay: must not be negative, got " + std::to_string(e.linear.weight_decay));
+  }
+  for (const auto& [flag, value] : {std::pair{"--max-train", e.max_train_samples},
+                                    {"--max-test", e.max_test_samples},
+                                    {"--crop-size", o.crop_size}}) {
+    if (value < 0) throw common::InputError(std::string(flag) + ": must not be negative, got " + std::to_string(value));
   }
 }
 

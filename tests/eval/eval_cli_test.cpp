@@ -137,6 +137,9 @@ TEST(EvalCli, BadInputExitsTwoWithOneLine) {
   expect_bad_input(run_eval(dir, reference + " --protocol svm" + dataset), "svm");
   expect_bad_input(run_eval(dir, "--raw-pixels --dataset mnist --data-path " + cifar), "mnist");
   expect_bad_input(run_eval(dir, "--raw-pixels --epochs 0" + dataset), "--epochs");
+  expect_bad_input(run_eval(dir, "--raw-pixels --temperature 0" + dataset), "--temperature: must be positive");
+  expect_bad_input(run_eval(dir, "--raw-pixels --weight-decay -1" + dataset), "--weight-decay: must not be negative");
+  expect_bad_input(run_eval(dir, "--raw-pixels --max-test -3" + dataset), "--max-test: must not be negative");
   expect_bad_input(run_eval(dir, "--raw-pixels --no-such-flag"), "--no-such-flag");
 }
 

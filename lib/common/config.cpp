@@ -460,7 +460,7 @@ void validate_optimization(const OptimizationConfig& o, std::vector<std::string>
   }
 }
 
-void validate_rest(const Config& c, std::vector<std::string>& errors) {
+void validate_logging(const Config& c, std::vector<std::string>& errors) {
   if (c.logging.folder.empty()) errors.push_back("logging.folder: no run folder given");
   if (is_placeholder(c.logging.folder))
     errors.push_back("logging.folder: still the placeholder '" + c.logging.folder + "'");
@@ -468,6 +468,9 @@ void validate_rest(const Config& c, std::vector<std::string>& errors) {
     errors.push_back("logging.write_tag: must be a non-empty file name prefix");
   }
   check_positive(errors, "logging.log_every", static_cast<double>(c.logging.log_every));
+}
+
+void validate_checkpoint_and_dist(const Config& c, std::vector<std::string>& errors) {
   check_non_negative(errors, "checkpoint.every_steps", static_cast<double>(c.checkpoint.every_steps));
   check_positive(errors, "checkpoint.keep_last", static_cast<double>(c.checkpoint.keep_last));
   check_non_negative(errors, "checkpoint.periodic_epochs", static_cast<double>(c.checkpoint.periodic_epochs));
@@ -478,6 +481,9 @@ void validate_rest(const Config& c, std::vector<std::string>& errors) {
   check_non_negative(errors, "dist.target_sync_every", static_cast<double>(c.dist.target_sync_every));
   check_non_negative(errors, "dist.check_every", static_cast<double>(c.dist.check_every));
   check_positive(errors, "dist.timeout_s", c.dist.timeout_s);
+}
+
+void validate_coordinator_and_metrics(const Config& c, std::vector<std::string>& errors) {
   check_positive(errors, "coordinator.heartbeat_s", c.coordinator.heartbeat_s);
   check_positive(errors, "coordinator.queue_capacity", static_cast<double>(c.coordinator.queue_capacity));
   if (!c.coordinator.address.empty() && c.coordinator.address.find(':') == std::string::npos) {
@@ -496,6 +502,9 @@ void validate_rest(const Config& c, std::vector<std::string>& errors) {
   if (c.coordinator.tls_cert.empty() != c.coordinator.tls_key.empty()) {
     errors.push_back("coordinator.tls_cert/tls_key: give both or neither");
   }
+}
+
+void validate_eval(const Config& c, std::vector<std::string>& errors) {
   check_non_negative(errors, "eval.every_epochs", static_cast<double>(c.eval.every_epochs));
   check_one_of(errors, "eval.protocol", c.eval.protocol, {"linear", "knn", "both"});
   check_one_of(errors, "eval.pooling", c.eval.pooling, {"avg", "avg4", "grid"});
@@ -518,7 +527,10 @@ std::vector<std::string> validate(const Config& c) {
   validate_mask(c, errors);
   validate_meta(c.meta, errors);
   validate_optimization(c.optimization, errors);
-  validate_rest(c, errors);
+  validate_logging(c, errors);
+  validate_checkpoint_and_dist(c, errors);
+  validate_coordinator_and_metrics(c, errors);
+  validate_eval(c, errors);
   return errors;
 }
 

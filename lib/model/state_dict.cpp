@@ -85,7 +85,7 @@ void load_state_dict(torch::nn::Module& module, const GenericDict& dict, const s
   for (auto& t : targets) t.value().copy_(given[t.key()]);
 }
 
-std::string parameters_sha256(torch::nn::Module& module) {
+std::string parameters_sha256(const torch::nn::Module& module) {
   common::Sha256 hash;
   for (const auto& p : module.named_parameters()) {
     const auto t = p.value().detach().to(torch::kCPU).contiguous();

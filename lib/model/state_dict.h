@@ -28,6 +28,6 @@ GenericDict state_dict(torch::nn::Module& module, const std::string& prefix = "m
 void load_state_dict(torch::nn::Module& module, const GenericDict& dict, const std::string& what);
 
 // SHA-256 of the raw parameter bytes in state-dict order (summary.json's encoder_sha256).
-std::string parameters_sha256(torch::nn::Module& module);
+std::string parameters_sha256(const torch::nn::Module& module);
 
 }  // namespace ijepa::model

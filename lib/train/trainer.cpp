@@ -101,6 +101,22 @@ masking::BatchMasks rank_slice(const masking::BatchMasks& global, int64_t rank, 
   return out;
 }
 
+// 128 + signal as a shell reports it; a rank stopped because another rank was signalled, or by the
+// coordinator, exits as on SIGTERM.
+int exit_code_for(ExitReason reason) {
+  switch (reason) {
+    case ExitReason::kNonFiniteLoss:
+      return 1;
+    case ExitReason::kSignal:
+    case ExitReason::kStopRequested:
+      return 128 + (common::stop_signal() != 0 ? common::stop_signal() : SIGTERM);
+    case ExitReason::kCompleted:
+    case ExitReason::kMaxSteps:
+      return 0;
+  }
+  return 1;
+}
+
 torch::OrderedDict<std::string, torch::Tensor> trainable_parameters(JepaModels& m) {
   torch::OrderedDict<std::string, torch::Tensor> out;
   for (const auto& p : m.encoder->named_parameters()) out.insert("encoder." + p.key(), p.value());
@@ -138,6 +154,7 @@ class Trainer::Impl {
   std::optional<ExitReason> stop_reason();
   void save_checkpoint(bool epoch_end);
   TrainResult finish(ExitReason reason);
+  void write_run_summary(ExitReason reason) const;
   EvalPosition eval_position() const;
   bool log_due() const { return position_.step % config_.logging.log_every == 0; }
   int64_t total_steps() const;
@@ -517,20 +534,19 @@ TrainResult Trainer::Impl::finish(ExitReason reason) {
   if (reason != ExitReason::kNonFiniteLoss) save_checkpoint(/*epoch_end=*/false);
   if (config_.eval.at_end && (reason == ExitReason::kCompleted || reason == ExitReason::kMaxSteps))
     evaluator_->evaluate_at_end(models_.target, eval_position());
+  reporter_->finish(to_string(reason), reason == ExitReason::kNonFiniteLoss);
+  if (rank_ == 0) write_run_summary(reason);
+
   TrainResult result;
   result.reason = reason;
   result.steps = position_.step;
   result.last_loss = position_.last_loss;
   result.last_checkpoint = last_checkpoint_;
-  // 128 + signal as a shell reports it; a rank stopped because another rank was signalled, or by the
-  // coordinator, exits as on SIGTERM.
-  const int signal = common::stop_signal() != 0 ? common::stop_signal() : SIGTERM;
-  result.exit_code = reason == ExitReason::kNonFiniteLoss                                    ? 1
-                     : reason == ExitReason::kSignal || reason == ExitReason::kStopRequested ? 128 + signal
-                                                                                             : 0;
-  reporter_->finish(to_string(reason), reason == ExitReason::kNonFiniteLoss);
-  if (rank_ != 0) return result;
+  result.exit_code = exit_code_for(reason);
+  return result;
+}
 
+void Trainer::Impl::write_run_summary(ExitReason reason) const {
   RunSummary s;
   s.steps = position_.step;
   s.epochs = static_cast<double>(position_.step) / static_cast<double>(loader_->batches_per_epoch());
@@ -554,12 +570,10 @@ TrainResult Trainer::Impl::finish(ExitReason reason) {
     s.eval = evaluator_->last();
     s.eval_pooling = config_.eval.pooling;
   }
-  const std::string path = (fs::path(folder_) / "summary.json").string();
-  write_summary(path, s);
+  write_summary((fs::path(folder_) / "summary.json").string(), s);
   log::info(log::str("run ", to_string(reason), " after ", s.steps, " steps (", s.images_per_second,
                      " img/s); results in ", s.run_folder, " (summary.json, ", config_.logging.write_tag,
                      "_r0.csv, checkpoints)"));
-  return result;
 }
 
 // The epoch of the last step is 1-based as in the CSV: the one just finished at an epoch's end.

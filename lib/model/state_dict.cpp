@@ -2,7 +2,8 @@
 
 #include <torch/serialize.h>
 
-#include <set>
+#include <map>
+#include <vector>
 
 #include "common/errors.h"
 #include "common/files.h"
@@ -44,7 +45,9 @@ GenericDict state_dict(torch::nn::Module& module, const std::string& prefix) {
   return dict;
 }
 
-void load_state_dict(torch::nn::Module& module, const GenericDict& dict, const std::string& what) {
+namespace {
+// The dict's tensors by name, without the "module." prefix.
+std::map<std::string, torch::Tensor> tensors_by_name(const GenericDict& dict, const std::string& what) {
   std::map<std::string, torch::Tensor> given;
   for (const auto& entry : dict) {
     if (!entry.key().isString() || !entry.value().isTensor()) {
@@ -52,37 +55,46 @@ void load_state_dict(torch::nn::Module& module, const GenericDict& dict, const s
     }
     given[without_prefix(entry.key().toStringRef())] = entry.value().toTensor();
   }
-  std::vector<std::string> missing, mismatched;
-  auto targets = module.named_parameters();
-  for (const auto& b : module.named_buffers()) targets.insert(b.key(), b.value());
+  return given;
+}
+
+// " label: k1 k2 ... (+n more);" for a non-empty list of keys, "" for an empty one.
+std::string key_list(const char* label, const std::vector<std::string>& keys) {
+  if (keys.empty()) return "";
+  constexpr size_t kShown = 5;
+  std::string text = std::string(" ") + label + ":";
+  for (size_t i = 0; i < keys.size() && i < kShown; ++i) text += " " + keys[i];
+  if (keys.size() > kShown) text += " (+" + std::to_string(keys.size() - kShown) + " more)";
+  return text + ";";
+}
+
+// What keeps `given` from fitting `targets` (missing, mis-shaped and unexpected keys), or "" when it fits.
+std::string mismatch(const torch::OrderedDict<std::string, torch::Tensor>& targets,
+                     const std::map<std::string, torch::Tensor>& given) {
+  std::vector<std::string> missing, mismatched, unexpected;
   for (const auto& t : targets) {
-    auto it = given.find(t.key());
+    const auto it = given.find(t.key());
     if (it == given.end()) {
       missing.push_back(t.key());
     } else if (it->second.sizes() != t.value().sizes()) {
       mismatched.push_back(t.key() + " " + c10::str(it->second.sizes()) + " vs model " + c10::str(t.value().sizes()));
     }
   }
-  std::vector<std::string> unexpected;
-  for (const auto& [key, tensor] : given) {
-    if (!targets.contains(key)) unexpected.push_back(key);
+  for (const auto& entry : given) {
+    if (!targets.contains(entry.first)) unexpected.push_back(entry.first);
   }
-  if (!missing.empty() || !mismatched.empty() || !unexpected.empty()) {
-    std::string msg = what + ": state dict does not fit the model;";
-    auto list = [&](const char* label, const std::vector<std::string>& keys) {
-      if (keys.empty()) return;
-      msg += std::string(" ") + label + ":";
-      for (size_t i = 0; i < keys.size() && i < 5; ++i) msg += " " + keys[i];
-      if (keys.size() > 5) msg += " (+" + std::to_string(keys.size() - 5) + " more)";
-      msg += ";";
-    };
-    list("missing", missing);
-    list("shape mismatch", mismatched);
-    list("unexpected", unexpected);
-    throw common::InputError(msg);
-  }
+  return key_list("missing", missing) + key_list("shape mismatch", mismatched) + key_list("unexpected", unexpected);
+}
+}  // namespace
+
+void load_state_dict(torch::nn::Module& module, const GenericDict& dict, const std::string& what) {
+  const auto given = tensors_by_name(dict, what);
+  auto targets = module.named_parameters();
+  for (const auto& b : module.named_buffers()) targets.insert(b.key(), b.value());
+  const std::string problems = mismatch(targets, given);
+  if (!problems.empty()) throw common::InputError(what + ": state dict does not fit the model;" + problems);
   torch::NoGradGuard no_grad;
-  for (auto& t : targets) t.value().copy_(given[t.key()]);
+  for (auto& t : targets) t.value().copy_(given.at(t.key()));
 }
 
 std::string parameters_sha256(const torch::nn::Module& module) {

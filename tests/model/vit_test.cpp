@@ -3,7 +3,9 @@
 
 #include <cmath>
 
+#include "../input_error.h"
 #include "model/init.h"
+#include "model/state_dict.h"
 #include "model/vit.h"
 
 namespace ijepa::model {
@@ -133,6 +135,28 @@ TEST(TargetEncoder, IsAnExactFrozenCopyAndDrawsNothing) {
     EXPECT_FALSE(p.value().requires_grad());
     EXPECT_TRUE(torch::equal(p.value(), vit2->named_parameters()[p.key()])) << p.key();
   }
+}
+
+TEST(StateDict, LoadsWithOrWithoutTheDdpPrefixAndNamesEveryKeyThatDoesNotFit) {
+  torch::manual_seed(4);
+  VisionTransformer source(vit_preset("vit_tiny", 16, 4, 1));
+  VisionTransformer loaded(vit_preset("vit_tiny", 16, 4, 1));
+  load_state_dict(*loaded, state_dict(*source), "prefixed");
+  EXPECT_EQ(parameters_sha256(*loaded), parameters_sha256(*source));
+  torch::manual_seed(5);
+  VisionTransformer other(vit_preset("vit_tiny", 16, 4, 1));
+  load_state_dict(*loaded, state_dict(*other, ""), "bare");
+  EXPECT_EQ(parameters_sha256(*loaded), parameters_sha256(*other));
+
+  auto broken = state_dict(*source);
+  ASSERT_EQ(broken.erase("module.norm.bias"), 1u);
+  broken.insert_or_assign("module.norm.weight", torch::zeros({7}));
+  broken.insert("module.head.weight", torch::zeros({1}));
+  const std::string before = parameters_sha256(*loaded);
+  ijepa::testing::expect_input_error([&] { load_state_dict(*loaded, broken, "checkpoint c.pt, encoder"); },
+                                     {"checkpoint c.pt, encoder", "missing: norm.bias;",
+                                      "shape mismatch: norm.weight [7] vs model [192];", "unexpected: head.weight;"});
+  EXPECT_EQ(parameters_sha256(*loaded), before) << "a dict that does not fit must leave the module untouched";
 }
 
 }  // namespace

@@ -46,7 +46,9 @@ void check_modes(const EvalCommandOptions& o) {
   }
   for (const auto& [flag, value] : {std::pair{"--max-train", e.max_train_samples},
                                     {"--max-test", e.max_test_samples},
-                                    {"--crop-size", o.crop_size}}) {
+                                    {"--crop-size", o.crop_size},
+                                    {"--patch-size", o.hints.patch_size},
+                                    {"--num-heads", o.hints.num_heads}}) {
     if (value < 0) throw common::InputError(std::string(flag) + ": must not be negative, got " + std::to_string(value));
   }
 }

@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 
@@ -15,7 +16,6 @@ namespace ijepa::eval {
 
 namespace {
 
-constexpr char kDdpPrefix[] = "module.";
 const char* const kPresetNames[] = {"vit_tiny", "vit_small", "vit_base", "vit_large", "vit_huge", "vit_giant"};
 
 // Building a module draws PyTorch's default initialisation from the global generator; importing a model must
@@ -31,19 +31,6 @@ class GlobalGeneratorGuard {
   at::Generator generator_;
   at::Tensor state_;
 };
-
-std::map<std::string, torch::Tensor> by_name(const model::GenericDict& dict, const std::string& what) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& e : dict) {
-    if (!e.key().isString() || !e.value().isTensor()) {
-      throw common::InputError(what + ": state dict entries must map names to tensors");
-    }
-    std::string key = e.key().toStringRef();
-    if (key.rfind(kDdpPrefix, 0) == 0) key = key.substr(sizeof(kDdpPrefix) - 1);
-    out[key] = e.value().toTensor();
-  }
-  return out;
-}
 
 torch::Tensor need(const std::map<std::string, torch::Tensor>& tensors, const std::string& key, int64_t dims,
                    const std::string& what) {
@@ -83,7 +70,8 @@ int64_t count_blocks(const std::map<std::string, torch::Tensor>& tensors, const 
 std::optional<model::PredictorConfig> infer_predictor(const c10::impl::GenericDict& checkpoint,
                                                       const model::ViTConfig& encoder, const std::string& path) {
   if (!checkpoint.contains("predictor") || !checkpoint.at("predictor").isGenericDict()) return std::nullopt;
-  const auto tensors = by_name(checkpoint.at("predictor").toGenericDict(), "checkpoint " + path + ", predictor");
+  const auto tensors =
+      model::tensors_by_name(checkpoint.at("predictor").toGenericDict(), "checkpoint " + path + ", predictor");
   auto it = tensors.find("predictor_embed.weight");
   if (it == tensors.end() || it->second.dim() != 2) return std::nullopt;
   return model::predictor_for(encoder, it->second.size(0), count_blocks(tensors, "predictor_blocks."));
@@ -106,7 +94,7 @@ std::string to_string(EncoderChoice choice) { return choice == EncoderChoice::kT
 
 model::ViTConfig infer_vit_config(const model::GenericDict& state_dict, const ModelHints& hints,
                                   const std::string& what) {
-  const auto tensors = by_name(state_dict, what);
+  const auto tensors = model::tensors_by_name(state_dict, what);
   const auto proj = need(tensors, "patch_embed.proj.weight", 4, what);  // [D, C, p, p]
   const auto pos = need(tensors, "pos_embed", 3, what);                 // [1, G*G, D]
   model::ViTConfig c;
@@ -161,41 +149,74 @@ std::string preset_name(const model::ViTConfig& config) {
   return "";
 }
 
+namespace {
+
+// An encoder's tensors and what the file says about them, before the model is built.
+struct EncoderFile {
+  model::GenericDict tensors{c10::StringType::get(), c10::TensorType::get()};
+  std::string what;  // "checkpoint PATH[, KEY]", for messages
+  ModelHints hints;
+  std::string format;
+  int64_t epoch = -1;
+  std::optional<c10::impl::GenericDict> checkpoint;  // the whole .pth.tar, when it is one
+};
+
+// A safetensors export holds one encoder, whichever it was; its head count is in the metadata.
+EncoderFile read_safetensors_encoder(const std::string& path, const ModelHints& hints) {
+  EncoderFile file;
+  file.what = "checkpoint " + path;
+  file.hints = hints;
+  file.format = "safetensors";
+  auto contents = read_safetensors(path);
+  for (auto& [name, tensor] : contents.tensors) file.tensors.insert(name, tensor);
+  const auto heads = contents.metadata.find("num_heads");
+  if (file.hints.num_heads == 0 && heads != contents.metadata.end()) {
+    int64_t value = 0;
+    const auto& text = heads->second;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || value <= 0) {
+      throw common::InputError(file.what + ": __metadata__ num_heads '" + text + "' is not a positive integer");
+    }
+    file.hints.num_heads = value;
+  }
+  return file;
+}
+
+// A .pth.tar checkpoint, the reference's or ours: `which` encoder's state dict among the others.
+EncoderFile read_checkpoint_encoder(const std::string& path, EncoderChoice which, const ModelHints& hints) {
+  EncoderFile file;
+  file.what = "checkpoint " + path;
+  file.hints = hints;
+  file.checkpoint = model::read_checkpoint_file(path).content;
+  const auto& checkpoint = *file.checkpoint;
+  const std::string key = which == EncoderChoice::kTarget ? "target_encoder" : "encoder";
+  if (!checkpoint.contains(key) || !checkpoint.at(key).isGenericDict()) {
+    throw common::InputError(file.what + ": no '" + key + "' state dict (not an I-JEPA checkpoint?)");
+  }
+  file.tensors = checkpoint.at(key).toGenericDict();
+  file.what += ", " + key;
+  file.format = checkpoint.contains("ijepa") ? "ijepa" : "reference";
+  if (checkpoint.contains("epoch") && checkpoint.at("epoch").isInt()) file.epoch = checkpoint.at("epoch").toInt();
+  return file;
+}
+
+}  // namespace
+
 ImportedEncoder import_encoder(const std::string& path, EncoderChoice which, const ModelHints& hints) {
   if (!std::filesystem::is_regular_file(path)) throw common::InputError("checkpoint " + path + ": does not exist");
+  const EncoderFile file = std::filesystem::path(path).extension() == ".safetensors"
+                               ? read_safetensors_encoder(path, hints)
+                               : read_checkpoint_encoder(path, which, hints);
+  const auto config = infer_vit_config(file.tensors, file.hints, file.what);
   ImportedEncoder out;
-  model::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
-  ModelHints h = hints;
-  std::string what = "checkpoint " + path;
-  const bool safetensors = std::filesystem::path(path).extension() == ".safetensors";
-  std::optional<c10::impl::GenericDict> checkpoint;
-  if (safetensors) {
-    // An export holds one encoder, whichever it was.
-    auto file = read_safetensors(path);
-    for (auto& [name, tensor] : file.tensors) dict.insert(name, tensor);
-    auto heads = file.metadata.find("num_heads");
-    if (h.num_heads == 0 && heads != file.metadata.end()) {
-      h.num_heads = std::atoll(heads->second.c_str());
-    }
-    out.format = "safetensors";
-  } else {
-    checkpoint = model::read_checkpoint_file(path).content;
-    const std::string key = which == EncoderChoice::kTarget ? "target_encoder" : "encoder";
-    if (!checkpoint->contains(key) || !checkpoint->at(key).isGenericDict()) {
-      throw common::InputError(what + ": no '" + key + "' state dict (not an I-JEPA checkpoint?)");
-    }
-    dict = checkpoint->at(key).toGenericDict();
-    what += ", " + key;
-    out.format = checkpoint->contains("ijepa") ? "ijepa" : "reference";
-    if (checkpoint->contains("epoch") && checkpoint->at("epoch").isInt()) out.epoch = checkpoint->at("epoch").toInt();
-  }
-  const auto config = infer_vit_config(dict, h, what);
-  if (checkpoint) out.predictor = infer_predictor(*checkpoint, config, path);
+  out.format = file.format;
+  out.epoch = file.epoch;
+  if (file.checkpoint) out.predictor = infer_predictor(*file.checkpoint, config, path);
   {
     GlobalGeneratorGuard guard;
     out.encoder = model::VisionTransformer(config);
   }
-  model::load_state_dict(*out.encoder, dict, what);
+  model::load_state_dict(*out.encoder, file.tensors, file.what);
   freeze(out.encoder);
   return out;
 }

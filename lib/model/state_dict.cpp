@@ -17,46 +17,6 @@ constexpr char kDdpPrefix[] = "module.";
 std::string without_prefix(const std::string& key) {
   return key.rfind(kDdpPrefix, 0) == 0 ? key.substr(sizeof(kDdpPrefix) - 1) : key;
 }
-}  // namespace
-
-GenericDict read_torch_file(const std::string& path) {
-  const std::string bytes = common::read_file(path);
-  c10::IValue value;
-  try {
-    value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
-  } catch (const std::exception& e) {
-    const std::string reason = e.what();
-    throw common::InputError(
-        path + ": not a readable torch.save file (truncated or corrupt?): " + reason.substr(0, reason.find('\n')));
-  }
-  if (!value.isGenericDict()) throw common::InputError(path + ": expected a dictionary at the top level");
-  return value.toGenericDict();
-}
-
-void write_torch_file(const std::string& path, const c10::IValue& value) {
-  const std::vector<char> bytes = torch::pickle_save(value);
-  common::write_file_atomic(path, bytes.data(), bytes.size());
-}
-
-GenericDict state_dict(torch::nn::Module& module, const std::string& prefix) {
-  GenericDict dict(c10::StringType::get(), c10::TensorType::get());
-  for (const auto& p : module.named_parameters()) dict.insert(prefix + p.key(), p.value());
-  for (const auto& b : module.named_buffers()) dict.insert(prefix + b.key(), b.value());
-  return dict;
-}
-
-namespace {
-// The dict's tensors by name, without the "module." prefix.
-std::map<std::string, torch::Tensor> tensors_by_name(const GenericDict& dict, const std::string& what) {
-  std::map<std::string, torch::Tensor> given;
-  for (const auto& entry : dict) {
-    if (!entry.key().isString() || !entry.value().isTensor()) {
-      throw common::InputError(what + ": state dict entries must map names to tensors");
-    }
-    given[without_prefix(entry.key().toStringRef())] = entry.value().toTensor();
-  }
-  return given;
-}
 
 // " label: k1 k2 ... (+n more);" for a non-empty list of keys, "" for an empty one.
 std::string key_list(const char* label, const std::vector<std::string>& keys) {
@@ -86,6 +46,43 @@ std::string mismatch(const torch::OrderedDict<std::string, torch::Tensor>& targe
   return key_list("missing", missing) + key_list("shape mismatch", mismatched) + key_list("unexpected", unexpected);
 }
 }  // namespace
+
+GenericDict read_torch_file(const std::string& path) {
+  const std::string bytes = common::read_file(path);
+  c10::IValue value;
+  try {
+    value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+  } catch (const std::exception& e) {
+    const std::string reason = e.what();
+    throw common::InputError(
+        path + ": not a readable torch.save file (truncated or corrupt?): " + reason.substr(0, reason.find('\n')));
+  }
+  if (!value.isGenericDict()) throw common::InputError(path + ": expected a dictionary at the top level");
+  return value.toGenericDict();
+}
+
+void write_torch_file(const std::string& path, const c10::IValue& value) {
+  const std::vector<char> bytes = torch::pickle_save(value);
+  common::write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+GenericDict state_dict(torch::nn::Module& module, const std::string& prefix) {
+  GenericDict dict(c10::StringType::get(), c10::TensorType::get());
+  for (const auto& p : module.named_parameters()) dict.insert(prefix + p.key(), p.value());
+  for (const auto& b : module.named_buffers()) dict.insert(prefix + b.key(), b.value());
+  return dict;
+}
+
+std::map<std::string, torch::Tensor> tensors_by_name(const GenericDict& dict, const std::string& what) {
+  std::map<std::string, torch::Tensor> given;
+  for (const auto& entry : dict) {
+    if (!entry.key().isString() || !entry.value().isTensor()) {
+      throw common::InputError(what + ": state dict entries must map names to tensors");
+    }
+    given[without_prefix(entry.key().toStringRef())] = entry.value().toTensor();
+  }
+  return given;
+}
 
 void load_state_dict(torch::nn::Module& module, const GenericDict& dict, const std::string& what) {
   const auto given = tensors_by_name(dict, what);

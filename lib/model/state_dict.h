@@ -7,6 +7,7 @@
 #include <ATen/core/ivalue.h>
 #include <torch/torch.h>
 
+#include <map>
 #include <string>
 
 namespace ijepa::model {
@@ -22,6 +23,9 @@ void write_torch_file(const std::string& path, const c10::IValue& value);
 
 // name -> tensor (the module's own tensors, not copies), with `prefix` before every name.
 GenericDict state_dict(torch::nn::Module& module, const std::string& prefix = "module.");
+
+// The dict's tensors by name, "module." stripped. InputError naming `what` when an entry is not name -> tensor.
+std::map<std::string, torch::Tensor> tensors_by_name(const GenericDict& dict, const std::string& what);
 
 // Copies a state dict into the module. Every parameter must be present with its shape, and nothing else
 // may be; otherwise InputError naming `what` (e.g. "checkpoint x.pth.tar, encoder") and the keys.

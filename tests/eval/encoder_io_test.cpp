@@ -176,6 +176,13 @@ TEST(ImportEncoder, SafetensorsExportImportsBackWithItsHeadCount) {
   EXPECT_EQ(back.format, "safetensors");
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(torch::equal(back.encoder->forward(reference_input()), imported.encoder->forward(reference_input())));
+
+  for (const std::string bad : {"two", "-2", "0", "2x"}) {
+    const std::string edited = dir / ("heads_" + bad + ".safetensors");
+    export_safetensors(imported.encoder, edited, {{"num_heads", bad}});
+    ijepa::testing::expect_input_error([&] { import_encoder(edited, EncoderChoice::kTarget); },
+                                       {edited, "num_heads '" + bad + "' is not a positive integer"});
+  }
 }
 
 TEST(InferVitConfig, ReferenceSizesNeedNoHints) {

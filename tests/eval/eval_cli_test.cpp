@@ -140,6 +140,9 @@ TEST(EvalCli, BadInputExitsTwoWithOneLine) {
   expect_bad_input(run_eval(dir, "--raw-pixels --temperature 0" + dataset), "--temperature: must be positive");
   expect_bad_input(run_eval(dir, "--raw-pixels --weight-decay -1" + dataset), "--weight-decay: must not be negative");
   expect_bad_input(run_eval(dir, "--raw-pixels --max-test -3" + dataset), "--max-test: must not be negative");
+  expect_bad_input(run_eval(dir, "--random-init --patch-size -4" + dataset), "--patch-size: must not be negative");
+  expect_bad_input(run_eval(dir, "--checkpoint " + kReferenceCheckpoint + " --num-heads -3" + dataset),
+                   "--num-heads: must not be negative");
   expect_bad_input(run_eval(dir, "--raw-pixels --no-such-flag"), "--no-such-flag");
 }
 

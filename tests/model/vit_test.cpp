@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "../input_error.h"
+#include "input_error.h"
 #include "model/init.h"
 #include "model/state_dict.h"
 #include "model/vit.h"

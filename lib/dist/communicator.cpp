@@ -1,7 +1,9 @@
 // Communicator helpers and the backend factory.
 #include "dist/communicator.h"
 
+#include <algorithm>
 #include <cstring>
+#include <stdexcept>
 
 #include "common/errors.h"
 #include "dist/launch.h"
@@ -30,6 +32,60 @@ std::vector<int64_t> Communicator::all_gather_int64(int64_t value) {
     values.push_back(v);
   }
   return values;
+}
+
+namespace {
+
+std::string row_description(const torch::Tensor& rows) {
+  return c10::str(rows.scalar_type(), " rows of ", rows.sizes().slice(1));
+}
+
+// DistError when the ranks' rows differ in dtype or shape: they would be misread, not only misplaced.
+void check_same_rows(Communicator& comm, const torch::Tensor& rows) {
+  const auto descriptions = comm.all_gather_bytes(row_description(rows));
+  for (size_t r = 1; r < descriptions.size(); ++r) {
+    if (descriptions[r] != descriptions[0]) {
+      throw DistError("all_gather_rows: rank 0 sends " + descriptions[0] + ", rank " + std::to_string(r) + " sends " +
+                      descriptions[r]);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<torch::Tensor> Communicator::all_gather_rows(const torch::Tensor& rows, int64_t max_round_bytes) {
+  if (rows.dim() < 1 || !rows.device().is_cpu() || max_round_bytes <= 0) {
+    throw std::invalid_argument("all_gather_rows: rows must be a CPU tensor of at least one dimension");
+  }
+  check_same_rows(*this, rows);
+  const auto local = rows.contiguous();
+  const auto counts = all_gather_int64(local.size(0));
+  // From the row shape, not from this rank's data: every rank must count the same rounds, even one with no rows.
+  const int64_t row_bytes = std::max<int64_t>(1, local.element_size() * c10::multiply_integers(local.sizes().slice(1)));
+  const int64_t round_rows = std::max<int64_t>(1, max_round_bytes / (world_size() * row_bytes));
+  const int64_t most_rows = *std::max_element(counts.begin(), counts.end());
+
+  std::vector<torch::Tensor> gathered;
+  for (const int64_t count : counts) {
+    auto shape = local.sizes().vec();
+    shape[0] = count;
+    gathered.push_back(torch::empty(shape, local.options()));
+  }
+  // Round k carries rows [k * round_rows, (k + 1) * round_rows) of every rank; a rank past its end sends none.
+  for (int64_t begin = 0; begin < most_rows; begin += round_rows) {
+    const auto mine = local.slice(0, std::min(begin, local.size(0)), std::min(begin + round_rows, local.size(0)));
+    const auto received =
+        all_gather_bytes(std::string(static_cast<const char*>(mine.data_ptr()), static_cast<size_t>(mine.nbytes())));
+    for (size_t r = 0; r < received.size(); ++r) {
+      const auto into = gathered[r].slice(0, std::min(begin, counts[r]), std::min(begin + round_rows, counts[r]));
+      if (static_cast<int64_t>(received[r].size()) != static_cast<int64_t>(into.nbytes())) {
+        throw DistError("all_gather_rows: rank " + std::to_string(r) + " sent " + std::to_string(received[r].size()) +
+                        " bytes in a round that needs " + std::to_string(into.nbytes()));
+      }
+      if (!received[r].empty()) std::memcpy(into.data_ptr(), received[r].data(), received[r].size());
+    }
+  }
+  return gathered;
 }
 
 namespace {

@@ -60,6 +60,11 @@ class Communicator {
   // control data: hashes, layout descriptions, ids.
   virtual std::vector<std::string> all_gather_bytes(const std::string& bytes) = 0;
   std::vector<int64_t> all_gather_int64(int64_t value);
+  // Blocking. Element r is rank r's `rows`: a CPU tensor [n_r, ...] whose row count may differ between
+  // ranks but whose dtype and row shape may not (DistError naming the ranks that differ). Sent in rounds
+  // of at most max_round_bytes over all ranks, so the whole may exceed one MPI message (an int count of
+  // bytes: 2 GiB) and the buffers stay small. For bulk data such as evaluation features.
+  std::vector<torch::Tensor> all_gather_rows(const torch::Tensor& rows, int64_t max_round_bytes = int64_t{256} << 20);
 
   // Gives up without waiting for peers and ends every rank of the job, so that none is left waiting:
   // the reason goes to the log, NCCL aborts its communicator, MPI calls MPI_Abort with exit_code (which the

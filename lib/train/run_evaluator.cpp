@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <stdexcept>
 #include <tuple>
@@ -29,20 +28,6 @@ std::string percent(double fraction) {
   char text[16];
   std::snprintf(text, sizeof text, "%.2f%%", 100 * fraction);
   return text;
-}
-
-// The bytes of a contiguous CPU tensor.
-std::string bytes_of(const torch::Tensor& t) { return std::string(static_cast<const char*>(t.data_ptr()), t.nbytes()); }
-
-// A tensor of `shape` from rank `rank`'s bytes.
-torch::Tensor tensor_of(const std::string& bytes, at::IntArrayRef shape, torch::Dtype dtype, int64_t rank) {
-  auto t = torch::empty(shape, dtype);
-  if (t.nbytes() != bytes.size()) {
-    throw std::runtime_error(log::str("evaluation: rank ", rank, " sent ", bytes.size(), " bytes of features, not ",
-                                      t.nbytes(), " (the ranks' encoders or datasets differ)"));
-  }
-  std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
-  return t;
 }
 
 std::shared_ptr<const data::Dataset> eval_subset(std::shared_ptr<const data::Dataset> dataset, int64_t max_samples,
@@ -96,17 +81,23 @@ eval::FeatureSet RunEvaluator::gather_features(const std::shared_ptr<const data:
   const int64_t world = comm_.world_size();
   auto own = extract(eval::strided_subset(dataset, comm_.rank(), world));
   if (world == 1) return own;
-  const auto features = comm_.all_gather_bytes(bytes_of(own.features.contiguous()));
-  const auto labels = comm_.all_gather_bytes(bytes_of(own.labels.contiguous()));
+  // Rank r holds samples r, r + world, ...; the features of a whole split may pass 2 GiB, which
+  // all_gather_rows sends in rounds.
+  const auto features = comm_.all_gather_rows(own.features);
+  const auto labels = comm_.all_gather_rows(own.labels);
   const int64_t n = dataset->size(), width = own.features.size(1);
   eval::FeatureSet all;
   all.num_classes = own.num_classes;
-  all.features = torch::empty({n, width}, torch::kFloat32);
-  all.labels = torch::empty({n}, torch::kInt64);
-  for (int64_t r = 0; r < world; ++r) {  // rank r holds samples r, r + world, ...
+  all.features = torch::empty({n, width}, own.features.options());
+  all.labels = torch::empty({n}, own.labels.options());
+  for (int64_t r = 0; r < world; ++r) {
     const auto rows = torch::arange(r, n, world, torch::kInt64);
-    all.features.index_copy_(0, rows, tensor_of(features[r], {rows.size(0), width}, torch::kFloat32, r));
-    all.labels.index_copy_(0, rows, tensor_of(labels[r], {rows.size(0)}, torch::kInt64, r));
+    if (features[r].size(0) != rows.size(0) || labels[r].size(0) != rows.size(0)) {
+      throw std::runtime_error(log::str("evaluation: rank ", r, " sent ", features[r].size(0), " feature rows, not ",
+                                        rows.size(0), " (the ranks' datasets differ)"));
+    }
+    all.features.index_copy_(0, rows, features[r]);
+    all.labels.index_copy_(0, rows, labels[r]);
   }
   return all;
 }

@@ -145,6 +145,31 @@ TEST_F(MpiCollectives, AllGatherOfBytesOfDifferentLengths) {
   comm_.barrier();
 }
 
+TEST_F(MpiCollectives, AllGatherOfRowsInRoundsOfAFewRows) {
+  // Rank 0 has 7 rows, rank 1 has 3 (then none, like a rank past the end of its share); rounds of 48 bytes
+  // over 2 ranks carry one 5-float row each, so the gather takes 7 rounds.
+  const int64_t count = rank_ == 0 ? 7 : 3;
+  const auto mine = torch::arange(count * 5, torch::kFloat).reshape({count, 5}) + 1000 * rank_;
+  const auto all = comm_.all_gather_rows(mine, 48);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_TRUE(torch::equal(all[0], torch::arange(35, torch::kFloat).reshape({7, 5})));
+  EXPECT_TRUE(torch::equal(all[1], torch::arange(15, torch::kFloat).reshape({3, 5}) + 1000));
+  const auto none = comm_.all_gather_rows(torch::empty({rank_ == 0 ? 0 : 2, 3}, torch::kLong));
+  EXPECT_EQ(none[0].sizes(), (std::vector<int64_t>{0, 3}));
+  EXPECT_EQ(none[1].sizes(), (std::vector<int64_t>{2, 3}));
+
+  const auto uneven = torch::zeros({2, rank_ == 0 ? 4 : 6});
+  try {
+    comm_.all_gather_rows(uneven);
+    ADD_FAILURE() << "rows of different shapes were gathered";
+  } catch (const DistError& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 0 sends Float rows of [4], rank 1 sends Float rows of [6]"),
+              std::string::npos)
+        << e.what();
+  }
+  comm_.barrier();
+}
+
 TEST_F(MpiCollectives, PeersReportTheirProgress) {
   comm_.barrier();
   const int64_t entered = comm_.progress().snapshot().called;

@@ -31,6 +31,10 @@ TEST(SingleProcess, CollectivesLeaveValuesAndComplete) {
   comm.barrier();
   EXPECT_EQ(comm.all_gather_bytes("abc"), std::vector<std::string>{"abc"});
   EXPECT_EQ(comm.all_gather_int64(-7), std::vector<int64_t>{-7});
+  const auto rows = torch::arange(12, torch::kFloat).reshape({4, 3});
+  const auto gathered = comm.all_gather_rows(rows, 8);  // four rounds of one row
+  ASSERT_EQ(gathered.size(), 1u);
+  EXPECT_TRUE(torch::equal(gathered[0], rows));
 }
 
 TEST(SingleProcess, RecordsProgress) {

@@ -124,7 +124,8 @@ std::pair<torch::Tensor, torch::Tensor> JepaStep::forward_side_by_side(const tor
   return {z, target_blocks(own < batch ? torch::cat({h_own, h_rest}) : h_own, masks)};
 }
 
-torch::Tensor JepaStep::forward_backward(const torch::Tensor& images, const masking::BatchMasks& masks) {
+torch::Tensor JepaStep::forward_backward(const torch::Tensor& images, const masking::BatchMasks& masks,
+                                         const Backward& backward) {
   const auto device = images.device().type();
   torch::Tensor z, h;
   if (device == torch::kCPU && at::get_num_threads() > 1 && !at::in_parallel_region()) {
@@ -139,7 +140,11 @@ torch::Tensor JepaStep::forward_backward(const torch::Tensor& images, const mask
     const model::AutocastGuard autocast(device, bf16_);
     loss = torch::smooth_l1_loss(z, h);
   }
-  loss.backward();
+  if (backward) {
+    backward(loss);
+  } else {
+    loss.backward();
+  }
   return loss.detach();
 }
 

@@ -9,6 +9,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -33,9 +34,15 @@ class JepaStep {
  public:
   JepaStep(JepaModels& models, AdamW& optimizer, bool use_bfloat16);
 
+  // How the gradients of the loss are computed: loss.backward() when empty. A data-parallel trainer passes
+  // its GradientSynchronizer's backward, which scales the loss by 1/world size so that the buckets are only
+  // summed (no pass over every gradient after the all-reduce).
+  using Backward = std::function<void(const torch::Tensor& loss)>;
+
   // images: [B, C, H, W] on the models' device; masks on the same device.
-  // Returns the loss (fp32 scalar tensor, not synchronised with the host).
-  torch::Tensor forward_backward(const torch::Tensor& images, const masking::BatchMasks& masks);
+  // Returns the loss (fp32 scalar tensor, not synchronised with the host, never scaled by `backward`).
+  torch::Tensor forward_backward(const torch::Tensor& images, const masking::BatchMasks& masks,
+                                 const Backward& backward = {});
 
   // AdamW with this step's lr and weight decay (skipped on the device if a gradient is not finite), zero the
   // gradients, then target = m * target + (1 - m) * encoder.

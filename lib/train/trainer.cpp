@@ -362,8 +362,12 @@ void Trainer::Impl::train_on(data::Batch& batch) {
   const int64_t s = position_.step + 1;
   const double lr = schedules_->lr(s), wd = schedules_->weight_decay(s), momentum = schedules_->momentum(s);
   const auto step_start = Clock::now();
-  if (sync_) sync_->zero_grad();
-  auto loss = step_->forward_backward(images, masks);
+  JepaStep::Backward backward;
+  if (sync_) {
+    sync_->zero_grad();
+    backward = [this](const torch::Tensor& loss) { sync_->backward(loss); };
+  }
+  auto loss = step_->forward_backward(images, masks, backward);
   if (sync_) sync_->finish();
   // The time finish() waited: the communication that backward did not hide.
   const double comm_wait_s = sync_ ? sync_->stats().last_exposed_seconds : 0.0;

@@ -30,8 +30,8 @@ int train(const ijepa::common::Config& config) {
   } catch (const ijepa::common::InputError& e) {
     if (comm->world_size() > 1) comm->abort(e.what(), 2);  // e.g. a dataset missing or a port busy on one node
     throw;
-  } catch (const ijepa::dist::DistError& e) {
-    if (comm->world_size() > 1) comm->abort(e.what(), 1);  // a peer died or is stuck
+  } catch (const std::exception& e) {
+    if (comm->world_size() > 1) comm->abort(e.what(), 1);  // a peer died or is stuck, memory ran out, a file failed
     throw;
   }
 }

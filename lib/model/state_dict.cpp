@@ -1,7 +1,11 @@
 #include "model/state_dict.h"
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/serialize.h>
 
+#include <algorithm>
+#include <cstring>
 #include <map>
 #include <vector>
 
@@ -17,6 +21,22 @@ constexpr char kDdpPrefix[] = "module.";
 std::string without_prefix(const std::string& key) {
   return key.rfind(kDdpPrefix, 0) == 0 ? key.substr(sizeof(kDdpPrefix) - 1) : key;
 }
+
+// A file's bytes, already in memory, for PyTorchStreamReader (LibTorch's own VectorReader is not exported).
+class BytesReader final : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit BytesReader(const std::string& bytes) : bytes_(bytes) {}
+  size_t size() const override { return bytes_.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char* /*what*/) const override {
+    if (pos >= bytes_.size()) return 0;
+    n = std::min<size_t>(n, bytes_.size() - pos);
+    std::memcpy(buf, bytes_.data() + pos, n);
+    return n;
+  }
+
+ private:
+  const std::string& bytes_;  // outlives the reader
+};
 
 // " label: k1 k2 ... (+n more);" for a non-empty list of keys, "" for an empty one.
 std::string key_list(const char* label, const std::vector<std::string>& keys) {
@@ -51,7 +71,13 @@ GenericDict read_torch_file(const std::string& path) {
   const std::string bytes = common::read_file(path);
   c10::IValue value;
   try {
-    value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+    // torch::pickle_load would put each tensor where the file says it was saved: "cuda:0" for the reference's
+    // GPU runs, which fails without a GPU and fills GPU 0 from every rank with one. Tensors land on the CPU
+    // here; callers copy them where they belong.
+    caffe2::serialize::PyTorchStreamReader reader(std::make_shared<BytesReader>(bytes));
+    value = torch::jit::readArchiveAndTensors("data", /*pickle_prefix=*/"", /*tensor_prefix=*/"",
+                                              /*type_resolver=*/std::nullopt, /*obj_loader=*/std::nullopt,
+                                              torch::Device(torch::kCPU), reader);
   } catch (const std::exception& e) {
     const std::string reason = e.what();
     throw common::InputError(

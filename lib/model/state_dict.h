@@ -14,7 +14,8 @@ namespace ijepa::model {
 
 using GenericDict = c10::impl::GenericDict;
 
-// A torch.save (zip) file as a dictionary. Throws InputError naming the file when it is missing, truncated or
+// A torch.save (zip) file as a dictionary, its tensors on the CPU wherever they were saved (the reference saves
+// from "cuda:0"). Throws InputError naming the file when it is missing, truncated or
 // not a torch.save dictionary.
 GenericDict read_torch_file(const std::string& path);
 

@@ -1,7 +1,7 @@
 // Round trips with the PyTorch ecosystem: a checkpoint that the reference's eager port wrote with torch
-// (fixture eval_reference_checkpoint) imports with identical outputs and pooled features, and its encoder
-// exported to safetensors is read by the Python safetensors package with the same names and values, and loads
-// strictly into the reference model.
+// (fixture eval_reference_checkpoint) imports with identical outputs and pooled features, also when its tensors
+// were saved from a GPU, and its encoder exported to safetensors is read by the Python safetensors package with
+// the same names and values, and loads strictly into the reference model.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -65,6 +65,17 @@ TEST(Interop, ReferenceFormatCheckpointImportsWithIdenticalOutputs) {
   auto target = import_encoder(kCheckpoint, EncoderChoice::kTarget, fixture_hints(e));
   EXPECT_FALSE(torch::equal(context.encoder->blocks[0]->named_parameters()["attn.qkv.weight"],
                             target.encoder->blocks[0]->named_parameters()["attn.qkv.weight"]));
+}
+
+TEST(Interop, ACheckpointSavedFromGpuTensorsLoadsOnTheCpu) {
+  // The reference saves its state dicts from CUDA modules: each tensor's location reads "cuda:0". Loading
+  // must not need (or fill) a GPU.
+  const auto e = expected();
+  const auto x = fixed_input(e["model"]);
+  auto imported = import_encoder(kFixture + "/jepa-latest-gpu.pth.tar", EncoderChoice::kTarget, fixture_hints(e));
+  EXPECT_TRUE(imported.encoder->named_parameters()["pos_embed"].device().is_cpu());
+  torch::NoGradGuard no_grad;
+  EXPECT_LT(max_difference(imported.encoder->forward(x), e["target_encoder"]["output"]), 1e-5);
 }
 
 TEST(Interop, SafetensorsExportReadsBackInPython) {

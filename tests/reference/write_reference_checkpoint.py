@@ -3,9 +3,11 @@ dictionary (encoder, predictor, target_encoder with "module." prefixes, opt, sca
 world_size, lr) saved by torch.save after two training steps of the eager port, so that the context and target
 encoders differ. Beside it, expected.json holds both encoders' outputs on a fixed input, pooled as ijepa-eval
 pools them (avg: mean over tokens of the last layer; avg4: the last 4 layers, each through the final norm,
-averaged and concatenated).
+averaged and concatenated). jepa-latest-gpu.pth.tar is the same checkpoint with every tensor tagged "cuda:0",
+as the reference's GPU runs save them, so that loading it on a machine without a GPU is tested.
 
-    write_reference_checkpoint.py OUT_DIR    -> OUT_DIR/jepa-latest.pth.tar, OUT_DIR/expected.json
+    write_reference_checkpoint.py OUT_DIR    -> OUT_DIR/jepa-latest.pth.tar, OUT_DIR/jepa-latest-gpu.pth.tar,
+                                                OUT_DIR/expected.json
 """
 import json
 import sys
@@ -38,6 +40,14 @@ def pooled(model, x):
             "avg4": torch.cat([t.mean(1) for t in last4], dim=1).flatten().tolist()}
 
 
+def save_as_from_gpu(obj, path):
+    """torch.save of `obj` with each storage's location written as "cuda:0" (the tensors stay on the CPU)."""
+    # A tagger ahead of the built-in ones (cpu 10, cuda 20) names the location; it stays for the process, so
+    # this is the last save.
+    torch.serialization.register_package(0, lambda storage: "cuda:0", lambda storage, location: None)
+    torch.save(obj, path)
+
+
 def main(out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -59,6 +69,7 @@ def main(out_dir):
                   "target_encoder": prefixed(trainer.target), "opt": trainer.opt.state_dict(), "scaler": None,
                   "epoch": 1, "loss": out["loss"].item(), "batch_size": BATCH, "world_size": 1, "lr": out["lr"]}
     torch.save(checkpoint, out_dir / "jepa-latest.pth.tar")
+    save_as_from_gpu(checkpoint, out_dir / "jepa-latest-gpu.pth.tar")
 
     x = fixed_input(2)
     with torch.no_grad():

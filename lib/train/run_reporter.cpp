@@ -37,7 +37,8 @@ class RunReporter::Impl {
     r.loss = row.loss;
     r.lr = row.lr;
     r.wd = row.wd;
-    r.images_per_second = row.images_per_second;
+    // This rank's throughput (the coordinator sums the ranks'); the row's figure is the whole job's.
+    r.images_per_second = row.step_ms > 0 ? static_cast<double>(images) / (row.step_ms / 1e3) : 0.0;
     r.step_seconds = row.step_ms / 1e3;
     r.data_wait_seconds = row.data_wait_ms / 1e3;
     r.comm_wait_seconds = comm_wait_s;

@@ -20,7 +20,8 @@ class RunReporter {
   RunReporter(const RunReporter&) = delete;
   RunReporter& operator=(const RunReporter&) = delete;
 
-  // One logged step of this rank; comm_wait_s is the time spent waiting for gradient synchronisation.
+  // One logged step of this rank: `images` its batch (its throughput is images / the row's step time);
+  // comm_wait_s is the time spent waiting for gradient synchronisation.
   void step(const CsvRow& row, int64_t images, double comm_wait_s);
   void checkpoint_written(const std::string& path, int64_t step);
   void non_finite_loss(double loss, int64_t step);

@@ -32,8 +32,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq
-  # Debian starts services on install; the tests start their own instances, so keep the packaged ones off.
-  as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+  # Debian starts services on install; the tests start their own instances, so keep the packaged ones off
+  # during this install only (a policy the machine already had stays as it was).
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+    trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

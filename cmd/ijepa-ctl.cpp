@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "common/checks.h"
 #include "common/errors.h"
 #include "coord/ctl.h"
 
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   o.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
 
   try {
+    ijepa::common::check_token(o.channel.token, "--token");  // here, so that the error names the flag
     if (runs->parsed()) return ijepa::coord::ctl_runs(o, active_only, std::cout, std::cerr);
     if (show->parsed()) return ijepa::coord::ctl_show(o, run, std::cout, std::cerr);
     if (watch->parsed()) return ijepa::coord::ctl_watch(o, run, std::cout, std::cerr);

@@ -3,13 +3,16 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <utility>
 
+#include "common/checks.h"
 #include "common/errors.h"
+#include "common/files.h"
 #include "masking/block_geometry.h"
 
 namespace ijepa::common {
@@ -105,6 +108,7 @@ template <class V>
 void visit(V& v, CoordinatorConfig& c) {
   v("address", c.address);
   v("token", c.token);
+  v("token_file", c.token_file);
   v("tls_ca", c.tls_ca);
   v("tls_cert", c.tls_cert);
   v("tls_key", c.tls_key);
@@ -483,15 +487,45 @@ void validate_checkpoint_and_dist(const Config& c, std::vector<std::string>& err
   check_positive(errors, "dist.timeout_s", c.dist.timeout_s);
 }
 
+// Runs CHECK, which throws InputError with a message starting with the key path, and records that message.
+template <class Check>
+void record_input_error(std::vector<std::string>& errors, Check&& check) {
+  try {
+    check();
+  } catch (const InputError& e) {
+    errors.push_back(e.what());
+  }
+}
+
+void validate_addresses(const Config& c, std::vector<std::string>& errors) {
+  const std::string& address = c.coordinator.address;
+  if (!address.empty()) {
+    record_input_error(errors, [&] {
+      if (parse_host_port(address, "coordinator.address").port == 0)
+        throw InputError("coordinator.address: '" + address + "' has port 0, which no coordinator listens on");
+    });
+  }
+  if (!c.metrics.listen.empty())
+    record_input_error(errors, [&] { parse_host_port(c.metrics.listen, "metrics.listen"); });
+}
+
+void validate_token(const CoordinatorConfig& c, std::vector<std::string>& errors) {
+  if (c.token == kRedactedToken && !c.address.empty()) {
+    errors.push_back("coordinator.token: '" + c.token +
+                     "' stands for a token left out when this config was written; give it with "
+                     "coordinator.token_file or $IJEPA_COORDINATOR_TOKEN");
+  }
+  if (const std::string problem = token_problem(c.token); !problem.empty())
+    errors.push_back("coordinator.token: " + problem);
+}
+
 void validate_coordinator_and_metrics(const Config& c, std::vector<std::string>& errors) {
   check_positive(errors, "coordinator.heartbeat_s", c.coordinator.heartbeat_s);
   check_positive(errors, "coordinator.queue_capacity", static_cast<double>(c.coordinator.queue_capacity));
-  if (!c.coordinator.address.empty() && c.coordinator.address.find(':') == std::string::npos) {
-    errors.push_back("coordinator.address: expected host:port, got '" + c.coordinator.address + "'");
-  }
-  if (!c.metrics.listen.empty() && c.metrics.listen.find(':') == std::string::npos) {
-    errors.push_back("metrics.listen: expected host:port, got '" + c.metrics.listen + "'");
-  }
+  validate_addresses(c, errors);
+  if (!c.coordinator.run_name.empty() && !is_valid_run_name(c.coordinator.run_name))
+    errors.push_back("coordinator.run_name: '" + c.coordinator.run_name + "' " + kRunNameRule);
+  validate_token(c.coordinator, errors);
   check_one_of(errors, "metrics.port_offset", c.metrics.port_offset, {"global_rank", "local_rank", "none"});
   for (const auto& [key, path] : {std::pair{"coordinator.tls_ca", c.coordinator.tls_ca},
                                   {"coordinator.tls_cert", c.coordinator.tls_cert},
@@ -511,6 +545,55 @@ void validate_eval(const Config& c, std::vector<std::string>& errors) {
   check_non_negative(errors, "eval.max_train_samples", static_cast<double>(c.eval.max_train_samples));
   check_non_negative(errors, "eval.max_test_samples", static_cast<double>(c.eval.max_test_samples));
   if (c.eval.baselines && !c.eval.at_end) errors.push_back("eval.baselines: needs eval.at_end: true");
+}
+
+// The token in coordinator.token_file, without the line break that editors and `echo` leave at the end.
+void read_token_file(CoordinatorConfig& c, std::vector<std::string>& errors) {
+  const std::string key = "coordinator.token_file: '" + c.token_file + "'";
+  std::string text;
+  try {
+    text = read_file(c.token_file);
+  } catch (const InputError&) {
+    errors.push_back(key + " cannot be read");
+    return;
+  }
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  if (!text.empty() && text.back() == '\r') text.pop_back();
+  if (text.empty()) {
+    errors.push_back(key + " is empty");
+  } else if (const std::string problem = token_problem(text); !problem.empty()) {
+    errors.push_back(key + ": the token " + problem);
+  } else {
+    c.token = text;
+  }
+}
+
+// Fills coordinator.token from token_file or the environment when the YAML gives none (see CoordinatorConfig).
+void resolve_token(CoordinatorConfig& c, std::vector<std::string>& errors) {
+  if (!c.token.empty() && c.token != kRedactedToken) {
+    if (!c.token_file.empty())
+      errors.push_back("coordinator.token/token_file: give the token in one of them, not both");
+    return;
+  }
+  const char* variable = std::getenv("IJEPA_COORDINATOR_TOKEN");
+  if (!c.token_file.empty()) {
+    c.token.clear();  // a failed read is one error, not also the placeholder's
+    read_token_file(c, errors);
+  } else if (!c.address.empty() && variable != nullptr && *variable != '\0') {
+    c.token.clear();
+    if (const std::string problem = token_problem(variable); !problem.empty()) {
+      errors.push_back("$IJEPA_COORDINATOR_TOKEN (for coordinator.token): " + problem);
+    } else {
+      c.token = variable;
+    }
+  }
+}
+
+// A copy safe to write out: the token replaced by kRedactedToken.
+Config redacted(const Config& config) {
+  Config copy = config;
+  if (!copy.coordinator.token.empty()) copy.coordinator.token = kRedactedToken;
+  return copy;
 }
 
 }  // namespace
@@ -551,6 +634,7 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
   YamlReader reader(root, errors);
   visit_sections(reader, config);
   reader.check_unknown_sections();
+  resolve_token(config.coordinator, errors);
   for (auto& e : validate(config)) errors.push_back(std::move(e));
   if (!errors.empty()) throw ConfigError(std::move(errors));
   return config;
@@ -566,7 +650,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 
 std::string to_yaml(const Config& config) {
   YamlWriter writer;
-  Config copy = config;
+  Config copy = redacted(config);
   writer.emitter() << YAML::BeginMap;
   visit_sections(writer, copy);
   writer.emitter() << YAML::EndMap;
@@ -575,7 +659,7 @@ std::string to_yaml(const Config& config) {
 
 std::string to_key_lines(const Config& config) {
   KeyLineWriter writer;
-  Config copy = config;
+  Config copy = redacted(config);
   visit_sections(writer, copy);
   return writer.text();
 }

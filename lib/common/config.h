@@ -3,7 +3,8 @@
 // The sections data, logging, mask, meta and optimization keep the reference's keys and meanings, so a
 // reference config runs unchanged; checkpoint, dist, coordinator, metrics and eval add what the reference
 // lacks. Loading reports every problem at once (unknown keys, wrong types, impossible values), each
-// prefixed with its key path, by throwing ConfigError. Nothing else in the project parses YAML.
+// prefixed with its key path, by throwing ConfigError. Nothing else in the project parses YAML. The config as
+// written back (to_yaml, to_key_lines) never holds the coordinator token: see kRedactedToken.
 #pragma once
 
 #include <array>
@@ -105,9 +106,14 @@ struct DistConfig {
   double timeout_s = 300.0;          // a collective pending longer than this ends the job
 };
 
+// The bearer token comes from coordinator.token, else from the file coordinator.token_file (one trailing line
+// break dropped), else from $IJEPA_COORDINATOR_TOKEN (read only when coordinator.address is set); giving both
+// token and token_file is an error. Loading resolves it into `token`, which must be printable ASCII without spaces
+// (common::check_token).
 struct CoordinatorConfig {
   std::string address;  // host:port; empty: no coordinator
-  std::string token;
+  std::string token;    // the resolved token; written out as kRedactedToken (see to_yaml)
+  std::string token_file;
   std::string tls_ca;  // PEM files; empty: plaintext
   std::string tls_cert;
   std::string tls_key;
@@ -155,11 +161,17 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 Config parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides = {},
                     const std::string& origin = "<config>");
 
-// The resolved config as YAML, every key present; loads back to the same Config.
+// What to_yaml and to_key_lines write for a non-empty coordinator.token. Their text goes to params-ijepa.yaml,
+// checkpoints, logs and the coordinator's database, so the secret never does. Loading the placeholder back takes
+// the token from coordinator.token_file or $IJEPA_COORDINATOR_TOKEN; without either, it is an error naming
+// coordinator.token (when coordinator.address is set), rather than a run that quietly sends a wrong token.
+inline constexpr const char* kRedactedToken = "<redacted>";
+
+// The resolved config as YAML, every key present; loads back to the same Config (the token: kRedactedToken).
 std::string to_yaml(const Config& config);
 
 // The resolved config as one "section.key: value" line per key (values in YAML flow style), so that a
-// line-by-line comparison of two configs names the key path that differs.
+// line-by-line comparison of two configs names the key path that differs. The token is redacted as in to_yaml.
 std::string to_key_lines(const Config& config);
 
 // Where the training images are: root_path joined with image_folder (either may be empty).

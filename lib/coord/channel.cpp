@@ -6,8 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/checks.h"
 #include "common/errors.h"
-#include "metrics/exporter.h"
 
 namespace ijepa::coord {
 namespace {
@@ -46,7 +46,8 @@ std::string read_credential_file(const std::string& path, const std::string& wha
 }
 
 std::shared_ptr<grpc::Channel> make_channel(const ChannelOptions& options) {
-  metrics::parse_host_port(options.address, "coordinator address");
+  common::parse_host_port(options.address, "coordinator address");
+  common::check_token(options.token, "coordinator token");
   grpc::ChannelArguments arguments;
   if (options.fast_reconnect) {
     arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kReconnectInitialMs);
@@ -57,7 +58,9 @@ std::shared_ptr<grpc::Channel> make_channel(const ChannelOptions& options) {
 }
 
 void add_token(grpc::ClientContext& context, const std::string& token) {
-  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+  if (token.empty()) return;
+  common::check_token(token, "coordinator token");  // gRPC would abort the process on some bad bytes
+  context.AddMetadata("authorization", "Bearer " + token);
 }
 
 }  // namespace ijepa::coord

@@ -24,13 +24,15 @@ struct ChannelOptions {
 };
 
 // Creates the channel; connecting happens lazily on the first call, so this never blocks. Throws
-// common::InputError naming the option when the address is malformed or a file cannot be read.
+// common::InputError naming the option when the address is malformed, the token is not one gRPC can send
+// (common::check_token) or a file cannot be read.
 std::shared_ptr<grpc::Channel> make_channel(const ChannelOptions& options);
 
 // Reads a PEM file whole; throws common::InputError naming WHAT (a flag or config key) when it cannot.
 std::string read_credential_file(const std::string& path, const std::string& what);
 
-// Adds "authorization: Bearer TOKEN" to CONTEXT (nothing when TOKEN is empty).
+// Adds "authorization: Bearer TOKEN" to CONTEXT (nothing when TOKEN is empty). Throws common::InputError
+// rather than pass gRPC a token that common::check_token refuses.
 void add_token(grpc::ClientContext& context, const std::string& token);
 
 }  // namespace ijepa::coord

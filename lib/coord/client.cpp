@@ -14,6 +14,7 @@
 #include <random>
 #include <thread>
 
+#include "common/checks.h"
 #include "common/clock.h"
 #include "common/errors.h"
 #include "common/log.h"
@@ -400,7 +401,7 @@ std::string CoordinatorClient::run_name_for(const common::CoordinatorConfig& con
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '-';
   }
   const size_t first = name.find_first_not_of("._-");
-  name = first == std::string::npos ? "" : name.substr(first, kMaxRunNameBytes);
+  name = first == std::string::npos ? "" : name.substr(first, common::kMaxRunNameBytes);
   return name.empty() ? "run" : name;
 }
 

@@ -117,9 +117,9 @@ class CoordinatorClient {
 
   ClientStats stats() const;
 
-  // The run name to use: CONFIG.run_name when set (validated: throws common::InputError naming
-  // coordinator.run_name), else the last component of RUN_FOLDER with characters outside [A-Za-z0-9._-]
-  // replaced by '-', else "run".
+  // The run name to use: CONFIG.run_name when set (validated by common::is_valid_run_name, the rule config
+  // validation applies: throws common::InputError naming coordinator.run_name), else the last component of
+  // RUN_FOLDER with characters outside [A-Za-z0-9._-] replaced by '-', else "run".
   static std::string run_name_for(const common::CoordinatorConfig& config, const std::string& run_folder);
 
  private:

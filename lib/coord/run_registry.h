@@ -116,8 +116,10 @@ class RunRegistry {
   bool expire_workers(RunEntry& entry, double now);
   void save(RunEntry& entry, double now);      // marks the run dirty, bumps its revision, wakes watchers
   void save_worker(const v1::Worker& worker);  // marks the worker dirty
-  void collect_dirty(std::vector<v1::Run>& runs, std::vector<v1::Worker>& workers);      // requires mutex_
-  void write(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers);  // requires storage_mutex_
+  // Snapshots the dirty records and clears the marks; after a failed write, mark_dirty() sets them again.
+  void collect_dirty(std::vector<v1::Run>& runs, std::vector<v1::Worker>& workers);           // requires mutex_
+  void mark_dirty(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers);  // requires mutex_
+  void write(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers);       // requires storage_mutex_
   void write_dirty();  // requires mutex_; writes before returning
   void publish_counts();
   void publish_progress(const RunEntry& entry);

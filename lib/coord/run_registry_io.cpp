@@ -2,6 +2,7 @@
 // (collected under mutex_, written under storage_mutex_ in snapshot order), events written through, and the
 // Prometheus series fed from the records.
 #include <chrono>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,11 @@ void RunRegistry::collect_dirty(std::vector<v1::Run>& runs, std::vector<v1::Work
   dirty_workers_.clear();
 }
 
+void RunRegistry::mark_dirty(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers) {
+  for (const v1::Run& run : runs) dirty_runs_.insert(run.name());
+  for (const v1::Worker& w : workers) dirty_workers_.emplace(w.run(), w.rank());
+}
+
 void RunRegistry::write(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers) {
   Storage::Transaction transaction(storage_);
   for (const v1::Run& run : runs) storage_.save_run(run);
@@ -104,7 +110,12 @@ void RunRegistry::write_dirty() {
   collect_dirty(runs, workers);
   if (runs.empty() && workers.empty()) return;
   std::lock_guard<std::mutex> storage_lock(storage_mutex_);
-  write(runs, workers);
+  try {
+    write(runs, workers);
+  } catch (...) {
+    mark_dirty(runs, workers);  // the transaction rolled back: the next write carries them
+    throw;
+  }
 }
 
 void RunRegistry::flush() {
@@ -113,9 +124,20 @@ void RunRegistry::flush() {
   std::vector<v1::Worker> workers;
   collect_dirty(runs, workers);
   if (runs.empty() && workers.empty()) return;
-  std::lock_guard<std::mutex> storage_lock(storage_mutex_);
-  lock.unlock();  // heartbeats go on while SQLite writes; storage_mutex_ keeps the order of writes
-  write(runs, workers);
+  std::exception_ptr failure;
+  {
+    std::lock_guard<std::mutex> storage_lock(storage_mutex_);
+    lock.unlock();  // heartbeats go on while SQLite writes; storage_mutex_ keeps the order of writes
+    try {
+      write(runs, workers);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  }
+  if (!failure) return;
+  lock.lock();                // only once storage_mutex_ is released: mutex_ is always taken first
+  mark_dirty(runs, workers);  // the transaction rolled back: the next write carries them
+  std::rethrow_exception(failure);
 }
 
 RunRegistry::~RunRegistry() {

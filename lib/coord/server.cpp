@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "common/checks.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "coord/channel.h"
@@ -23,8 +24,9 @@ namespace {
 constexpr auto kShutdownGrace = std::chrono::seconds(2);
 
 void check_options(const ServerOptions& o) {
-  metrics::parse_host_port(o.listen, "--listen");
-  if (!o.metrics_listen.empty()) metrics::parse_host_port(o.metrics_listen, "--metrics-listen");
+  common::parse_host_port(o.listen, "--listen");
+  if (!o.metrics_listen.empty()) common::parse_host_port(o.metrics_listen, "--metrics-listen");
+  common::check_token(o.token, "--token");  // a token no client can send would refuse every call
   if (!(o.heartbeat_timeout_s > 0.0)) throw common::InputError("--heartbeat-timeout must be > 0 seconds");
   if (!(o.retention_s >= 0.0)) throw common::InputError("--retention must be >= 0 seconds");
   if (o.tls_cert.empty() != o.tls_key.empty()) throw common::InputError("--tls-cert and --tls-key go together");

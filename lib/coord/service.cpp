@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <thread>
+#include <utility>
 
 #include "common/errors.h"
 #include "common/log.h"
@@ -53,32 +54,41 @@ bool CoordinatorService::authorized(const grpc::ServerContext& context) const {
 }
 
 template <typename Body>
+grpc::Status CoordinatorService::run(const char* method, grpc::ServerContext* context, Body&& body) {
+  if (!authorized(*context)) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing or wrong bearer token");
+  try {
+    body();
+    return grpc::Status::OK;
+  } catch (const common::InputError& e) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, e.what());
+  } catch (const NotFoundError& e) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, e.what());
+  } catch (const ConflictError& e) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, e.what());
+  } catch (const std::exception& e) {
+    log::error(log::str(method, ": ", e.what()));
+    return grpc::Status(grpc::StatusCode::INTERNAL, e.what());
+  } catch (...) {
+    log::error(log::str(method, ": unknown exception"));
+    return grpc::Status(grpc::StatusCode::INTERNAL, "unknown error");
+  }
+}
+
+template <typename Body>
 grpc::Status CoordinatorService::handle(const char* method, grpc::ServerContext* context, Body&& body) {
   const auto start = std::chrono::steady_clock::now();
-  grpc::Status status;
-  if (!authorized(*context)) {
-    status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing or wrong bearer token");
-  } else {
-    try {
-      body();
-    } catch (const common::InputError& e) {
-      status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, e.what());
-    } catch (const NotFoundError& e) {
-      status = grpc::Status(grpc::StatusCode::NOT_FOUND, e.what());
-    } catch (const ConflictError& e) {
-      status = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, e.what());
-    } catch (const std::exception& e) {
-      log::error(log::str(method, ": ", e.what()));
-      status = grpc::Status(grpc::StatusCode::INTERNAL, e.what());
-    } catch (...) {
-      log::error(log::str(method, ": unknown exception"));
-      status = grpc::Status(grpc::StatusCode::INTERNAL, "unknown error");
-    }
-  }
+  const grpc::Status status = run(method, context, std::forward<Body>(body));
   if (metrics_) {
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
     metrics_->observe_rpc(method, status_code_name(status.error_code()), elapsed.count());
   }
+  return status;
+}
+
+template <typename Body>
+grpc::Status CoordinatorService::handle_stream(const char* method, grpc::ServerContext* context, Body&& body) {
+  const grpc::Status status = run(method, context, std::forward<Body>(body));
+  if (metrics_) metrics_->count_rpc(method, status_code_name(status.error_code()));
   return status;
 }
 
@@ -108,7 +118,7 @@ grpc::Status CoordinatorService::ListRuns(grpc::ServerContext* context, const v1
 
 grpc::Status CoordinatorService::WatchRun(grpc::ServerContext* context, const v1::WatchRunRequest* request,
                                           grpc::ServerWriter<v1::WatchRunResponse>* writer) {
-  return handle("WatchRun", context, [&] {
+  return handle_stream("WatchRun", context, [&] {
     validate_run_name(request->name());
     watch(context, request->name(), writer);
   });

@@ -2,8 +2,9 @@
 //
 // Every handler checks the bearer token (when one is configured), validates the request (validation.h), runs
 // the registry operation and maps exceptions to status codes: InputError -> INVALID_ARGUMENT, NotFoundError
-// -> NOT_FOUND, ConflictError -> FAILED_PRECONDITION, anything else -> INTERNAL. Handlers never throw, and
-// each call is counted in ijepa_coordinator_rpcs_total / _rpc_duration_seconds.
+// -> NOT_FOUND, ConflictError -> FAILED_PRECONDITION, anything else -> INTERNAL. Handlers never throw. Each call
+// is counted in ijepa_coordinator_rpcs_total; unary calls are also timed in _rpc_duration_seconds, WatchRun
+// streams are not (their duration is how long the watcher stayed, not how fast the coordinator answered).
 #pragma once
 
 #include <atomic>
@@ -46,8 +47,16 @@ class CoordinatorService final : public v1::Coordinator::Service {
                             v1::ReportEventsResponse* response) override;
 
  private:
+  // Checks the token, runs BODY and maps its exceptions to a status.
+  template <typename Body>
+  grpc::Status run(const char* method, grpc::ServerContext* context, Body&& body);
+  // A unary call: run(), then counted and timed.
   template <typename Body>
   grpc::Status handle(const char* method, grpc::ServerContext* context, Body&& body);
+  // A server stream: run(), then counted but not timed (it lasts as long as the client watches, which would
+  // swamp the method's latency quantiles).
+  template <typename Body>
+  grpc::Status handle_stream(const char* method, grpc::ServerContext* context, Body&& body);
   bool authorized(const grpc::ServerContext& context) const;
   void watch(grpc::ServerContext* context, const std::string& name, grpc::ServerWriter<v1::WatchRunResponse>* writer);
 

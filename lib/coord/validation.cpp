@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 
+#include "common/checks.h"
 #include "common/errors.h"
 
 namespace ijepa::coord {
@@ -52,20 +53,8 @@ bool reportable(v1::EventType type) {
 
 }  // namespace
 
-bool is_valid_run_name(const std::string& name) {
-  if (name.empty() || name.size() > kMaxRunNameBytes || !std::isalnum(static_cast<unsigned char>(name[0]))) {
-    return false;
-  }
-  for (char c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
-  }
-  return true;
-}
-
 void validate_run_name(const std::string& name, const std::string& field) {
-  if (!is_valid_run_name(name)) {
-    fail(field + " " + quoted(name) + " must be 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit");
-  }
+  if (!common::is_valid_run_name(name)) fail(field + " " + quoted(name) + " " + common::kRunNameRule);
 }
 
 void validate_world_size(int32_t world_size) {

@@ -10,7 +10,6 @@
 
 namespace ijepa::coord {
 
-inline constexpr size_t kMaxRunNameBytes = 128;
 inline constexpr size_t kMaxHostBytes = 255;
 inline constexpr size_t kMaxTextBytes = 4096;       // reasons, event messages
 inline constexpr size_t kMaxConfigBytes = 1 << 20;  // the resolved YAML config of a run
@@ -22,10 +21,8 @@ inline constexpr int32_t kMaxEventsShown = 1000;
 
 namespace v1 = ::ijepa::coordinator::v1;
 
-// 1..128 characters of [A-Za-z0-9._-], starting with a letter or digit (safe in labels, paths and shells).
+// common::is_valid_run_name: 1..128 characters of [A-Za-z0-9._-], starting with a letter or digit.
 void validate_run_name(const std::string& name, const std::string& field = "run name");
-// True when `name` passes validate_run_name.
-bool is_valid_run_name(const std::string& name);
 void validate_world_size(int32_t world_size);
 void validate_rank(int32_t rank, int32_t world_size);
 // Printable ASCII without spaces, at most kMaxHostBytes.

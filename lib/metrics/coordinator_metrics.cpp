@@ -57,7 +57,7 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
                 .Register(*registry_)),
       rpc_duration_(prometheus::BuildHistogram()
                         .Name("ijepa_coordinator_rpc_duration_seconds")
-                        .Help("Time to handle one RPC")
+                        .Help("Time to handle one unary RPC (streams are counted in ijepa_coordinator_rpcs_total only)")
                         .Register(*registry_)),
       events_(prometheus::BuildCounter()
                   .Name("ijepa_coordinator_events_total")
@@ -85,8 +85,12 @@ void CoordinatorMetrics::set_workers_by_state(const std::map<std::string, int64_
 void CoordinatorMetrics::observe_rpc(const std::string& method, const std::string& code, double seconds) {
   static const prometheus::Histogram::BucketBoundaries buckets{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                                                0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   2.5};
-  rpcs_.Add({{"method", method}, {"code", code}}).Increment();
+  count_rpc(method, code);
   rpc_duration_.Add({{"method", method}}, buckets).Observe(seconds);
+}
+
+void CoordinatorMetrics::count_rpc(const std::string& method, const std::string& code) {
+  rpcs_.Add({{"method", method}, {"code", code}}).Increment();
 }
 
 void CoordinatorMetrics::count_event(const std::string& run, const std::string& type) {

@@ -3,7 +3,8 @@
 //   ijepa_coordinator_runs{state}                          gauge: runs by state
 //   ijepa_coordinator_workers{state}                       gauge: workers by state (live, lost, finished)
 //   ijepa_coordinator_rpcs_total{method, code}             counter: RPCs by method and gRPC status
-//   ijepa_coordinator_rpc_duration_seconds{method}         histogram: handler latency
+//   ijepa_coordinator_rpc_duration_seconds{method}         histogram: handler latency of unary RPCs (streams
+//                                                          are counted, not timed)
 //   ijepa_coordinator_events_total{run, type}              counter: events recorded
 //   ijepa_run_live_workers{run}                            gauge
 //   ijepa_worker_heartbeat_age_seconds{run, rank}          gauge: time since the worker's last heartbeat
@@ -50,8 +51,10 @@ class CoordinatorMetrics {
   void set_runs_by_state(const std::map<std::string, int64_t>& counts);
   void set_workers_by_state(const std::map<std::string, int64_t>& counts);
 
-  // One finished RPC: its method name, gRPC status code name ("OK", "NOT_FOUND") and handler seconds.
+  // One finished unary RPC: its method name, gRPC status code name ("OK", "NOT_FOUND") and handler seconds.
   void observe_rpc(const std::string& method, const std::string& code, double seconds);
+  // One finished streaming RPC: counted by method and code only, since its length is the client's choice.
+  void count_rpc(const std::string& method, const std::string& code);
   // One event of RUN, by type (event names are a fixed set, so the series per run are bounded).
   void count_event(const std::string& run, const std::string& type);
 

@@ -1,4 +1,4 @@
-// MetricsExporter and the host:port helpers.
+// MetricsExporter and listen_address_for_rank.
 #include "metrics/exporter.h"
 
 #include <fcntl.h>
@@ -12,36 +12,23 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
 
+#include "common/checks.h"
 #include "common/errors.h"
 
 namespace ijepa::metrics {
 
-HostPort parse_host_port(const std::string& address, const std::string& what) {
-  const auto bad = [&](const std::string& why) {
-    return common::InputError(what + ": '" + address + "' is not host:port (" + why + ")");
-  };
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0) throw bad("missing host or port");
-  HostPort result;
-  result.host = address.substr(0, colon);
-  if (result.host.front() == '[') {
-    if (result.host.size() < 3 || result.host.back() != ']') throw bad("unbalanced brackets");
-    result.host = result.host.substr(1, result.host.size() - 2);
-  } else if (result.host.find(':') != std::string::npos) {
-    throw bad("an IPv6 host needs brackets");
-  }
-  const std::string port = address.substr(colon + 1);
-  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), result.port);
-  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || result.port < 0 || result.port > 65535) {
-    throw bad("port must be 0..65535");
-  }
-  return result;
-}
+using common::HostPort;
+using common::parse_host_port;
+
+namespace {
+// How long one connection may take to send its request and receive the answer (a scrape takes milliseconds).
+constexpr std::chrono::seconds kRequestDeadline{3};
+}  // namespace
 
 std::string listen_address_for_rank(const std::string& listen, int rank) {
   HostPort hp = parse_host_port(listen, "metrics.listen");
@@ -122,18 +109,50 @@ class MetricsExporter::Server {
     }
   }
 
-  // Reads one request (bounded in size and time) and answers it; the connection then closes.
+  // Reads one request and answers it; the connection then closes. One deadline covers the whole exchange: a
+  // deadline per read would let a client trickling a byte at a time hold this single thread for hours.
   void answer(int client) {
-    const timeval timeout{2, 0};
-    ::setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    ::setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    const auto deadline = std::chrono::steady_clock::now() + kRequestDeadline;
     std::string request;
+    if (read_request(client, deadline, request)) send_all(client, response_to(request), deadline);
+  }
+
+  // Waits until CLIENT is ready for EVENTS (POLLIN, POLLOUT); false once the deadline passes or on an error.
+  static bool wait_ready(int client, short events, std::chrono::steady_clock::time_point deadline) {
+    while (true) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd fd{client, events, 0};
+      const int ready = ::poll(&fd, 1, static_cast<int>(left.count()));
+      if (ready > 0) return true;
+      if (ready < 0 && errno != EINTR) return false;
+    }
+  }
+
+  // Reads up to the end of the headers (at most 16 KiB); false when the client closes, errs or runs out of time.
+  static bool read_request(int client, std::chrono::steady_clock::time_point deadline, std::string& request) {
     char buffer[4096];
     while (request.find("\r\n\r\n") == std::string::npos && request.size() < 16384) {
-      const ssize_t n = ::recv(client, buffer, sizeof buffer, 0);
-      if (n <= 0) return;
+      if (!wait_ready(client, POLLIN, deadline)) return false;
+      const ssize_t n = ::recv(client, buffer, sizeof buffer, MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+      if (n <= 0) return false;
       request.append(buffer, static_cast<size_t>(n));
     }
+    return true;
+  }
+
+  static void send_all(int client, const std::string& response, std::chrono::steady_clock::time_point deadline) {
+    for (size_t sent = 0; sent < response.size();) {
+      if (!wait_ready(client, POLLOUT, deadline)) return;
+      const ssize_t n = ::send(client, response.data() + sent, response.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+      if (n <= 0) return;
+      sent += static_cast<size_t>(n);
+    }
+  }
+
+  std::string response_to(const std::string& request) const {
     const size_t line_end = request.find("\r\n");
     const std::string line = request.substr(0, line_end);
     const bool is_get = line.rfind("GET ", 0) == 0 || line.rfind("HEAD ", 0) == 0;
@@ -151,11 +170,7 @@ class MetricsExporter::Server {
     std::string response = "HTTP/1.1 " + status + "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n" +
                            "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
     if (line.rfind("HEAD ", 0) != 0) response += body;
-    for (size_t sent = 0; sent < response.size();) {
-      const ssize_t n = ::send(client, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) return;
-      sent += static_cast<size_t>(n);
-    }
+    return response;
   }
 
   std::shared_ptr<prometheus::Registry> registry_;

@@ -3,7 +3,9 @@
 // A small server of our own rather than prometheus-cpp's civetweb Exposer: Debian's civetweb starts its threads
 // with a fixed ~100 KiB stack, and in a process that has loaded LibTorch (whose libraries need a large static TLS
 // block) pthread_create refuses that stack with EINVAL, so the Exposer cannot start inside ijepa-train. Scrapes
-// are rare and tiny, so one thread answering one request per connection is all /metrics needs.
+// are rare and tiny, so one thread answering one request per connection is all /metrics needs. Each connection has
+// 3 seconds in all to send its request and take the answer, then it is closed, so a slow or stalled client holds up
+// a scrape behind it by at most that.
 //
 // The listener binds exactly the host:port it is given (loopback unless configured otherwise); port 0 picks a
 // free port, which port() then reports.
@@ -39,15 +41,9 @@ class MetricsExporter {
 // The registry in Prometheus text format, as a scrape would see it (tests, debugging).
 std::string serialize(prometheus::Registry& registry);
 
-// Splits "host:port" or "[v6]:port"; throws common::InputError naming `what` when malformed.
-struct HostPort {
-  std::string host;  // without brackets
-  int port = 0;
-};
-HostPort parse_host_port(const std::string& address, const std::string& what);
-
-// The address a rank listens on when the configured one is LISTEN: the port plus `rank` (the rank's number
-// that metrics.port_offset picks; port 0 stays 0). Throws common::InputError when the result leaves the range.
+// The address a rank listens on when the configured one is LISTEN (checked by common::parse_host_port): the port
+// plus `rank` (the rank's number that metrics.port_offset picks; port 0 stays 0). Throws common::InputError when
+// the result leaves the range.
 std::string listen_address_for_rank(const std::string& listen, int rank);
 
 }  // namespace ijepa::metrics

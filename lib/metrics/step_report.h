@@ -7,8 +7,8 @@
 namespace ijepa::metrics {
 
 struct StepReport {
-  int64_t step = 0;  // global step count after this step
-  int64_t epoch = 0;
+  int64_t step = 0;   // global step count after this step
+  int64_t epoch = 0;  // the epoch the step belongs to, counted from 1 (as the CSV log writes it)
   double loss = 0.0;
   double lr = 0.0;
   double wd = 0.0;

@@ -26,7 +26,7 @@ const prometheus::Histogram::BucketBoundaries& step_time_buckets() {
 
 TrainFamilies::TrainFamilies(prometheus::Registry& registry)
     : step(gauge(registry, "ijepa_train_step", "Training steps completed")),
-      epoch(gauge(registry, "ijepa_train_epoch", "Current epoch (0-based)")),
+      epoch(gauge(registry, "ijepa_train_epoch", "Current epoch, counted from 1 as in the CSV log")),
       loss(gauge(registry, "ijepa_train_loss", "Loss of the latest step")),
       learning_rate(gauge(registry, "ijepa_train_learning_rate", "Learning rate of the latest step")),
       weight_decay(gauge(registry, "ijepa_train_weight_decay", "Weight decay of the latest step")),

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <optional>
 #include <regex>
 #include <utility>
 
@@ -31,8 +33,32 @@ bool has_error(const std::vector<std::string>& errors, const std::string& prefix
   return std::any_of(errors.begin(), errors.end(), [&](const std::string& e) { return e.rfind(prefix, 0) == 0; });
 }
 
+// Sets $IJEPA_COORDINATOR_TOKEN for one scope, then restores what was there.
+class ScopedTokenVariable {
+ public:
+  explicit ScopedTokenVariable(const std::string& value) {
+    if (const char* old = std::getenv(kName)) old_ = old;
+    ::setenv(kName, value.c_str(), 1);
+  }
+  ~ScopedTokenVariable() {
+    if (old_) {
+      ::setenv(kName, old_->c_str(), 1);
+    } else {
+      ::unsetenv(kName);
+    }
+  }
+  ScopedTokenVariable(const ScopedTokenVariable&) = delete;
+  ScopedTokenVariable& operator=(const ScopedTokenVariable&) = delete;
+
+ private:
+  static constexpr const char* kName = "IJEPA_COORDINATOR_TOKEN";
+  std::optional<std::string> old_;
+};
+
 class ConfigTest : public ::testing::Test {
  protected:
+  ConfigTest() { ::unsetenv("IJEPA_COORDINATOR_TOKEN"); }  // a token from the caller's shell must not leak in
+
   std::string minimal() const {
     return "data: {root_path: " + dir_.path().string() + ", crop_size: 28}\nmask: {patch_size: 4, min_keep: 4}\n" +
            "logging: {folder: " + (dir_ / "run") + "}\n";
@@ -117,15 +143,88 @@ TEST_F(ConfigTest, ImpossibleValuesAreRejected) {
 }
 
 TEST_F(ConfigTest, ResolvedYamlLoadsBackToTheSameConfig) {
-  const Config c = parse_config(minimal(), {"optimization.final_lr=1.0e-06", "coordinator.token=s3cret",
-                                            "dist.bucket_mb=12.5", "dist.min_buckets=3"});
+  write_file(dir_ / "token", "s3cret\n");
+  const Config c = parse_config(
+      minimal(), {"optimization.final_lr=1.0e-06", "coordinator.address=127.0.0.1:50051",
+                  "coordinator.token_file=" + (dir_ / "token"), "dist.bucket_mb=12.5", "dist.min_buckets=3"});
   const std::string yaml = to_yaml(c);
   const Config back = parse_config(yaml);
   EXPECT_EQ(to_yaml(back), yaml);
   EXPECT_DOUBLE_EQ(back.optimization.final_lr, 1e-6);
-  EXPECT_EQ(back.coordinator.token, "s3cret");
+  EXPECT_EQ(back.coordinator.token, "s3cret") << "read from the token file again";
   EXPECT_DOUBLE_EQ(back.dist.bucket_mb, 12.5);
   EXPECT_EQ(back.dist.min_buckets, 3);
+}
+
+TEST_F(ConfigTest, TheTokenNeverReachesTheWrittenConfig) {
+  const Config c = parse_config(minimal(), {"coordinator.address=127.0.0.1:50051", "coordinator.token=s3cret"});
+  EXPECT_EQ(c.coordinator.token, "s3cret");
+  for (const std::string& text : {to_yaml(c), to_key_lines(c)}) {
+    EXPECT_EQ(text.find("s3cret"), std::string::npos) << text;
+    EXPECT_NE(text.find(kRedactedToken), std::string::npos) << text;
+  }
+  // Loaded back, the placeholder is an error naming the key rather than a token sent as it is...
+  EXPECT_TRUE(has_error(errors_of(to_yaml(c)), "coordinator.token: '<redacted>' stands for a token left out"));
+  // ...unless the token comes from outside the YAML.
+  const ScopedTokenVariable variable("from-env");
+  EXPECT_EQ(parse_config(to_yaml(c)).coordinator.token, "from-env");
+  // Without a coordinator the token is unused, so the placeholder loads as it is.
+  EXPECT_NO_THROW(parse_config(to_yaml(parse_config(minimal(), {"coordinator.token=s3cret"}))));
+}
+
+TEST_F(ConfigTest, TheTokenComesFromTheYamlElseTheTokenFileElseTheEnvironment) {
+  const std::string address = "coordinator.address=127.0.0.1:50051";
+  const std::string file = "coordinator.token_file=" + (dir_ / "token");
+  write_file(dir_ / "token", "from-file\r\n");
+  const ScopedTokenVariable variable("from-env");
+  EXPECT_EQ(parse_config(minimal(), {address, "coordinator.token=from-yaml"}).coordinator.token, "from-yaml");
+  EXPECT_EQ(parse_config(minimal(), {address, file}).coordinator.token, "from-file");
+  EXPECT_EQ(parse_config(minimal(), {address}).coordinator.token, "from-env");
+  EXPECT_EQ(parse_config(minimal()).coordinator.token, "") << "no coordinator: the environment is not read";
+  EXPECT_TRUE(has_error(errors_of(minimal(), {address, file, "coordinator.token=x"}),
+                        "coordinator.token/token_file: give the token in one of them, not both"));
+  const std::string missing = dir_ / "missing";
+  const auto unreadable =
+      errors_of(minimal(), {address, "coordinator.token=<redacted>", "coordinator.token_file=" + missing});
+  EXPECT_TRUE(has_error(unreadable, "coordinator.token_file: '" + missing + "' cannot be read"));
+  EXPECT_EQ(unreadable.size(), 1u) << ::testing::PrintToString(unreadable);
+  write_file(dir_ / "token", "two\nlines\n");
+  EXPECT_TRUE(has_error(errors_of(minimal(), {address, file}),
+                        "coordinator.token_file: '" + (dir_ / "token") + "': the token must be printable ASCII"));
+  write_file(dir_ / "token", "\n");
+  EXPECT_TRUE(
+      has_error(errors_of(minimal(), {address, file}), "coordinator.token_file: '" + (dir_ / "token") + "' is empty"));
+  const ScopedTokenVariable bad_variable("bad token");
+  const auto bad = errors_of(minimal(), {address, "coordinator.token=<redacted>"});
+  EXPECT_TRUE(has_error(bad, "$IJEPA_COORDINATOR_TOKEN (for coordinator.token): must be"));
+  EXPECT_EQ(bad.size(), 1u) << ::testing::PrintToString(bad);
+}
+
+// gRPC 1.51 aborts the process on a header value with a line break or a non-ASCII byte: refused at load.
+TEST_F(ConfigTest, TokensGrpcCannotSendAreRefusedByKeyPath) {
+  for (const char* value : {R"("s3cret\n")", R"("a b")", R"("t\u00f6ken")", R"("\t")"}) {
+    const auto errors = errors_of(minimal(), {std::string("coordinator.token=") + value});
+    EXPECT_TRUE(has_error(errors, "coordinator.token: must be printable ASCII without spaces (0x21-0x7E)"))
+        << value << ": " << ::testing::PrintToString(errors);
+  }
+  EXPECT_TRUE(errors_of(minimal(), {"coordinator.token=A-z0~9!"}).empty());
+}
+
+TEST_F(ConfigTest, AddressesAndRunNameAreCheckedAtLoad) {
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"coordinator.address=host:70000"}),
+                        "coordinator.address: 'host:70000' is not host:port (port must be 0..65535)"));
+  EXPECT_TRUE(
+      has_error(errors_of(minimal(), {"coordinator.address=host:0"}), "coordinator.address: 'host:0' has port 0"));
+  EXPECT_TRUE(
+      has_error(errors_of(minimal(), {"coordinator.address=host"}), "coordinator.address: 'host' is not host:port"));
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"metrics.listen=127.0.0.1:99999"}),
+                        "metrics.listen: '127.0.0.1:99999' is not host:port (port must be 0..65535)"));
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"metrics.listen=9464"}), "metrics.listen: '9464' is not host:port"));
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"coordinator.run_name=no/slashes"}),
+                        "coordinator.run_name: 'no/slashes' must be 1-128 characters"));
+  EXPECT_TRUE(errors_of(minimal(), {"coordinator.address='[::1]:50051'", "metrics.listen=0.0.0.0:0",
+                                    "coordinator.run_name=fmnist-1.2"})
+                  .empty());
 }
 
 TEST_F(ConfigTest, Bf16TakesTheReferencesBooleansOrAutoAndWritesThemBack) {

@@ -186,6 +186,23 @@ TEST(CoordinatorClient, RejectsBadConfiguration) {
   EXPECT_THROW(CoordinatorClient(config, {"r", 0, 1, "", ""}), common::InputError);
 }
 
+// gRPC 1.51 aborts the process on metadata with a line break or a non-ASCII byte (grpc/grpc#34798): the channel
+// code refuses such a token with an error instead, whoever builds the channel or the call.
+TEST(CoordinatorClient, TokensGrpcCannotSendAreRefusedBeforeGrpcSeesThem) {
+  for (const std::string& bad : {std::string("s3cret\n"), std::string("t\xc3\xb6ken"), std::string("a b")}) {
+    common::CoordinatorConfig config = config_for(1);
+    config.token = bad;
+    EXPECT_THROW(CoordinatorClient(config, {"r", 0, 1, "", ""}), common::InputError) << bad;
+    ChannelOptions options = testing::channel_to(config.address);
+    options.token = bad;
+    EXPECT_THROW(make_channel(options), common::InputError) << bad;
+    grpc::ClientContext context;
+    EXPECT_THROW(add_token(context, bad), common::InputError) << bad;
+  }
+  grpc::ClientContext context;
+  EXPECT_NO_THROW(add_token(context, "s3cret"));
+}
+
 TEST(CoordinatorClient, RunNameFromConfigOrFolder) {
   common::CoordinatorConfig config;
   EXPECT_EQ(CoordinatorClient::run_name_for(config, "/data/runs/fmnist v1/"), "fmnist-v1");

@@ -116,8 +116,8 @@ inline ProcessResult run_process(const std::vector<std::string>& argv, const Tem
   return result;
 }
 
-// GET http://127.0.0.1:PORT/PATH; returns the body, or "" when the connection fails.
-inline std::string http_get(int port, const std::string& path) {
+// A TCP connection to 127.0.0.1:PORT (the caller closes it); -1 when it fails.
+inline int connect_loopback(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -125,8 +125,15 @@ inline std::string http_get(int port, const std::string& path) {
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
     close(fd);
-    return "";
+    return -1;
   }
+  return fd;
+}
+
+// GET http://127.0.0.1:PORT/PATH; returns the body, or "" when the connection fails.
+inline std::string http_get(int port, const std::string& path) {
+  const int fd = connect_loopback(port);
+  if (fd < 0) return "";
   const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
   if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
     close(fd);

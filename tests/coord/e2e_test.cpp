@@ -4,6 +4,8 @@
 // Prometheus scrapes the run's step; and a short burst of the load generator sees no errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "coord/client.h"
@@ -254,6 +256,26 @@ TEST(CoordinatorEndToEnd, BadFlagsExitWithCodeTwo) {
   EXPECT_EQ(run_process({coordinator, "--db", dir / "c.db", "--heartbeat-timeout", "-1"}, dir).code, 2);
   EXPECT_EQ(run_process({bin_path("ijepa-ctl"), "frobnicate"}, dir).code, 2);
   EXPECT_EQ(run_process({bin_path("ijepa-ctl"), "show"}, dir).code, 2);
+}
+
+// A token gRPC cannot carry (a line break, a non-ASCII byte) is one line naming the flag and exit 2, never a
+// gRPC abort or a coordinator that refuses every call.
+TEST(CoordinatorEndToEnd, BadTokensExitWithCodeTwoNamingTheFlag) {
+  testing::TempDir dir;
+  // --heartbeat-timeout is bad too, so that a coordinator accepting the token still exits rather than serves.
+  const auto coordinator = run_process({bin_path("ijepa-coordinator"), "--db", dir / "c.db", "--listen", "127.0.0.1:0",
+                                        "--metrics-listen", "", "--token", "s3cret\n", "--heartbeat-timeout", "-1"},
+                                       dir);
+  EXPECT_EQ(coordinator.code, 2);
+  EXPECT_NE(coordinator.err.find("--token: must be printable ASCII"), std::string::npos) << coordinator.err;
+  const auto ctl_flag = run_process(ctl("127.0.0.1:1", {"--token", "t\xc3\xb6ken", "runs"}), dir);
+  EXPECT_EQ(ctl_flag.code, 2) << ctl_flag.err;
+  EXPECT_EQ(ctl_flag.err.rfind("ijepa-ctl: --token: must be printable ASCII", 0), 0u) << ctl_flag.err;
+  EXPECT_EQ(std::count(ctl_flag.err.begin(), ctl_flag.err.end(), '\n'), 1) << ctl_flag.err;
+  setenv("IJEPA_COORDINATOR_TOKEN", "s3cret\n", 1);
+  const auto ctl_variable = run_process(ctl("127.0.0.1:1", {"runs"}), dir);
+  unsetenv("IJEPA_COORDINATOR_TOKEN");
+  EXPECT_EQ(ctl_variable.code, 2) << ctl_variable.err;
 }
 
 TEST(CoordinatorEndToEnd, PrometheusScrapesTheRunStep) {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
+#include <sqlite3.h>
 
 #include "common/errors.h"
 #include "metrics/coordinator_metrics.h"
@@ -12,6 +13,35 @@
 
 namespace ijepa::coord {
 namespace {
+
+// Makes every write of a run or worker record fail while it lives: triggers added through a second connection.
+class FailingRecordWrites {
+ public:
+  explicit FailingRecordWrites(const std::string& path) {
+    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
+    for (const char* table : {"runs", "workers"}) {
+      for (const char* operation : {"INSERT", "UPDATE"}) {
+        exec(std::string("CREATE TRIGGER fail_") + operation + "_" + table + " BEFORE " + operation + " ON " + table +
+             " BEGIN SELECT RAISE(ABORT, 'injected write failure'); END");
+      }
+    }
+  }
+  ~FailingRecordWrites() {
+    for (const char* table : {"runs", "workers"}) {
+      for (const char* operation : {"INSERT", "UPDATE"})
+        exec(std::string("DROP TRIGGER fail_") + operation + "_" + table);
+    }
+    sqlite3_close(db_);
+  }
+  FailingRecordWrites(const FailingRecordWrites&) = delete;
+  FailingRecordWrites& operator=(const FailingRecordWrites&) = delete;
+
+ private:
+  void exec(const std::string& sql) {
+    EXPECT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sql;
+  }
+  sqlite3* db_ = nullptr;
+};
 
 class RegistryTest : public ::testing::Test {
  protected:
@@ -129,6 +159,25 @@ TEST_F(RegistryTest, HeartbeatsReachTheDatabaseOnFlushOtherChangesAtOnce) {
   EXPECT_EQ(reader.load_runs()[0].latest().step(), 0);
   registry_->flush();
   EXPECT_EQ(reader.load_runs()[0].latest().step(), 5);
+  EXPECT_EQ(reader.load_workers()[0].step(), 5);
+}
+
+TEST_F(RegistryTest, RecordsOfAFailedWriteGoWithTheNextSuccessfulOne) {
+  create("r", 1);
+  register_rank("r", 0);
+  beat("r", 0, 5);
+  v1::StopRunRequest stop;
+  stop.set_name("r");
+  {
+    const FailingRecordWrites failing(dir_ / "c.db");
+    EXPECT_THROW(registry_->flush(), std::runtime_error);
+    EXPECT_THROW(registry_->stop_run(stop), std::runtime_error);  // written through: fails at once
+  }
+  Storage reader(dir_ / "c.db");
+  EXPECT_EQ(reader.load_runs()[0].latest().step(), 0) << "nothing of the failed writes reached the database";
+  registry_->flush();
+  EXPECT_EQ(reader.load_runs()[0].latest().step(), 5);
+  EXPECT_EQ(reader.load_runs()[0].state(), v1::RUN_STATE_STOPPING);
   EXPECT_EQ(reader.load_workers()[0].step(), 5);
 }
 

@@ -131,7 +131,7 @@ TEST_F(ServiceTest, RunLifecycle) {
 }
 
 TEST_F(ServiceTest, WatchStreamsChangesAndEndsWithTheRun) {
-  start();
+  start({}, /*metrics=*/true);
   auto s = stub();
   v1::CreateRunResponse created;
   ASSERT_TRUE(s->CreateRun(context().get(), create_request("w"), &created).ok());
@@ -161,6 +161,15 @@ TEST_F(ServiceTest, WatchStreamsChangesAndEndsWithTheRun) {
   }
   EXPECT_EQ(update.run().state(), v1::RUN_STATE_FINISHED);
   EXPECT_TRUE(reader->Finish().ok());
+
+  // The stream is counted but stays out of the latency histogram: it lasted as long as this test watched.
+  const std::string metrics = testing::http_get(server_->metrics_port(), "/metrics");
+  EXPECT_NE(metrics.find("ijepa_coordinator_rpcs_total{code=\"OK\",method=\"WatchRun\"} 1"), std::string::npos)
+      << metrics;
+  EXPECT_EQ(metrics.find("ijepa_coordinator_rpc_duration_seconds_count{method=\"WatchRun\"}"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("ijepa_coordinator_rpc_duration_seconds_count{method=\"Heartbeat\"} 1"), std::string::npos)
+      << metrics;
 }
 
 TEST_F(ServiceTest, BadInputGetsInvalidArgumentOrNotFound) {

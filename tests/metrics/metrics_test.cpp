@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include "common/errors.h"
 #include "coord_test_util.h"
 #include "metrics/coordinator_metrics.h"
@@ -38,6 +42,8 @@ TEST(TrainerMetrics, ExportsTheTrainFamiliesWithRunAndRank) {
   const std::string text = serialize(metrics.registry());
   EXPECT_TRUE(contains(text, "ijepa_train_step{rank=\"1\",run=\"fmnist\"} 12")) << text;
   EXPECT_TRUE(contains(text, "ijepa_train_loss{rank=\"1\",run=\"fmnist\"} 0.25"));
+  // The trainer reports epochs counted from 1 (its CSV column), and the help text says so.
+  EXPECT_TRUE(contains(text, "# HELP ijepa_train_epoch Current epoch, counted from 1")) << text;
   EXPECT_TRUE(contains(text, "ijepa_train_images_per_second{rank=\"1\",run=\"fmnist\"} 640"));
   EXPECT_TRUE(contains(text, "ijepa_train_step_duration_seconds_count{rank=\"1\",run=\"fmnist\"} 2"));
   EXPECT_TRUE(contains(text, "ijepa_train_images_total{rank=\"1\",run=\"fmnist\"} 128"));
@@ -86,15 +92,42 @@ TEST(CoordinatorMetrics, RunSeriesComeAndGo) {
   EXPECT_TRUE(contains(text, "ijepa_coordinator_rpcs_total"));
 }
 
-TEST(Exporter, AddressHelpers) {
+TEST(Exporter, ListenAddressForRank) {  // host:port parsing itself: tests/common/checks_test.cpp
   EXPECT_EQ(listen_address_for_rank("127.0.0.1:9000", 3), "127.0.0.1:9003");
   EXPECT_EQ(listen_address_for_rank("[::1]:0", 3), "[::1]:0");
-  EXPECT_EQ(parse_host_port("[::1]:80", "x").host, "::1");
-  for (const std::string& bad :
-       std::vector<std::string>{"", "9000", ":9000", "host:", "host:70000", "host:12x", "::1:80", "[::1:80"}) {
-    EXPECT_THROW(parse_host_port(bad, "x"), common::InputError) << bad;
-  }
   EXPECT_THROW(listen_address_for_rank("127.0.0.1:65535", 1), common::InputError);
+  EXPECT_THROW(listen_address_for_rank("127.0.0.1:70000", 0), common::InputError);
+}
+
+// A client that sends its request a byte at a time, each well within any per-read timeout, is cut off at the
+// request deadline, so a scrape queued behind it still gets its answer.
+TEST(Exporter, SlowClientDelaysAScrapeByAtMostTheRequestDeadline) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  CoordinatorMetrics metrics(registry);
+  metrics.observe_rpc("Heartbeat", "OK", 0.001);
+  MetricsExporter exporter("127.0.0.1:0", registry);
+  const int slow = testing::connect_loopback(exporter.port());
+  ASSERT_GE(slow, 0);
+  std::atomic<bool> cut_off{false};
+  std::thread trickle([&] {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    while (std::chrono::steady_clock::now() < give_up) {
+      if (::send(slow, "G", 1, MSG_NOSIGNAL) != 1) {
+        cut_off = true;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the server is now busy with the slow client
+  const auto start = std::chrono::steady_clock::now();
+  const std::string body = testing::http_get(exporter.port(), "/metrics");
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  trickle.join();
+  ::close(slow);
+  EXPECT_TRUE(contains(body, "ijepa_coordinator_rpcs_total")) << body;
+  EXPECT_LT(waited, 6.0) << "a scrape waited behind a trickling client";
+  EXPECT_TRUE(cut_off.load()) << "the slow client was never disconnected";
 }
 
 TEST(Exporter, BusyPortIsAnInputError) {

@@ -8,12 +8,14 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <utility>
 
 #include "common/checks.h"
 #include "common/errors.h"
 #include "common/files.h"
 #include "masking/block_geometry.h"
+#include "model/vit_config.h"
 
 namespace ijepa::common {
 
@@ -438,11 +440,27 @@ void validate_mask(const Config& c, std::vector<std::string>& errors) {
     errors.push_back(std::move(problem));
 }
 
+// The predictor's width splits into the encoder's heads, and into 4 for its 2D sin-cos table.
+void check_predictor_width(const MetaConfig& m, std::vector<std::string>& errors) {
+  if (m.pred_emb_dim <= 0) return;
+  int64_t heads = 0;
+  try {
+    heads = model::vit_preset(m.model_name, 224, 16, 3).num_heads;  // the head count is the same at any size
+  } catch (const std::invalid_argument&) {
+    return;  // meta.model_name is reported
+  }
+  if (m.pred_emb_dim % 4 != 0 || m.pred_emb_dim % heads != 0) {
+    errors.push_back("meta.pred_emb_dim: " + std::to_string(m.pred_emb_dim) + " must be divisible by 4 and by " +
+                     m.model_name + "'s " + std::to_string(heads) + " heads");
+  }
+}
+
 void validate_meta(const MetaConfig& m, std::vector<std::string>& errors) {
   check_one_of(errors, "meta.model_name", m.model_name,
                {"vit_tiny", "vit_small", "vit_base", "vit_large", "vit_huge", "vit_giant"});
   check_positive(errors, "meta.pred_depth", static_cast<double>(m.pred_depth));
   check_positive(errors, "meta.pred_emb_dim", static_cast<double>(m.pred_emb_dim));
+  check_predictor_width(m, errors);
   check_one_of(errors, "meta.device", m.device, {"auto", "cpu", "cuda"});
   check_non_negative(errors, "meta.threads", static_cast<double>(m.threads));
   check_non_negative(errors, "meta.seed", static_cast<double>(m.seed));

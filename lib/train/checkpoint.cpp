@@ -64,8 +64,21 @@ GenericDict optimizer_state_dict(AdamW& optimizer, double lr, double weight_deca
   return opt;
 }
 
+// state[key] of parameter `name` as a tensor. AdamW's "step" may also be a number (torch before 1.12 saved it so).
+torch::Tensor optimizer_tensor(const GenericDict& state, const char* key, const std::string& name,
+                               const std::string& path) {
+  if (state.contains(key)) {
+    const auto& value = state.at(key);
+    if (value.isTensor()) return value.toTensor();
+    if (value.isInt() || value.isDouble()) return torch::tensor(value.toScalar().toDouble());
+  }
+  throw common::InputError(path + ": optimizer state of " + name + " has no tensor '" + key + "'");
+}
+
 void load_optimizer_state(AdamW& optimizer, const GenericDict& opt, const std::string& path) {
-  if (!opt.contains("state")) throw common::InputError(path + ": 'opt' has no 'state'");
+  if (!opt.contains("state") || !opt.at("state").isGenericDict()) {
+    throw common::InputError(path + ": 'opt' has no 'state' dictionary");
+  }
   const auto state = opt.at("state").toGenericDict();
   torch::NoGradGuard no_grad;
   int64_t id = 0;
@@ -75,10 +88,12 @@ void load_optimizer_state(AdamW& optimizer, const GenericDict& opt, const std::s
     for (const auto& name : g.reference_names) {
       const bool trainable = std::find(g.names.begin(), g.names.end(), name) != g.names.end();
       if (trainable) {
-        if (!state.contains(id)) throw common::InputError(path + ": optimizer state has no entry for " + name);
+        if (!state.contains(id) || !state.at(id).isGenericDict()) {
+          throw common::InputError(path + ": optimizer state has no entry for " + name);
+        }
         const auto s = state.at(id).toGenericDict();
         auto copy = [&](const char* key, torch::Tensor& into) {
-          const auto t = s.at(key).toTensor();
+          const auto t = optimizer_tensor(s, key, name, path);
           if (t.sizes() != into.sizes()) {
             throw common::InputError(path + ": optimizer " + key + " of " + name + " has shape " + c10::str(t.sizes()) +
                                      ", the model needs " + c10::str(into.sizes()));
@@ -87,7 +102,7 @@ void load_optimizer_state(AdamW& optimizer, const GenericDict& opt, const std::s
         };
         copy("exp_avg", optimizer.exp_avg()[tensor_index]);
         copy("exp_avg_sq", optimizer.exp_avg_sq()[tensor_index]);
-        if (!step_loaded) optimizer.step_count().copy_(s.at("step").toTensor().reshape({}));
+        if (!step_loaded) optimizer.step_count().copy_(optimizer_tensor(s, "step", name, path).reshape({}));
         step_loaded = true;
         ++tensor_index;
       }

@@ -207,10 +207,11 @@ Trainer::Impl::Impl(const common::Config& config, dist::Communicator& comm)
                        common::omp_wait_policy_description()));
   resolve_precision();
   dist::verify_same_across_ranks(comm_, "config", common::to_key_lines(config_));  // names the differing key
-  prepare_folder();
+  // Everything that can refuse the run (dataset, model, checkpoint) before anything is written.
   build_data();
   build_models();
   resume();
+  prepare_folder();
   const int64_t resumed_step = config_.meta.load_checkpoint ? position_.step : -1;
   reporter_ =
       std::make_unique<RunReporter>(config_, static_cast<int>(rank_), comm_.local_rank(), static_cast<int>(world_));
@@ -244,7 +245,11 @@ void Trainer::Impl::prepare_folder() {
 
 void Trainer::Impl::build_data() {
   const auto& d = config_.data;
-  dataset_ = data::open_dataset(d.dataset, common::dataset_path(d), d.split);
+  try {
+    dataset_ = data::open_dataset(d.dataset, common::dataset_path(d), d.split);
+  } catch (const common::InputError& e) {
+    throw common::InputError("data.dataset " + d.dataset + " at data.root_path/image_folder: " + e.what());
+  }
   masks_ = std::make_unique<masking::MultiBlockMaskSampler>(
       mask_spec(config_), at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(config_.meta.seed)));
 
@@ -298,11 +303,6 @@ void Trainer::Impl::build_models() {
   const auto& m = config_.meta;
   const auto encoder =
       model::vit_preset(m.model_name, config_.data.crop_size, config_.mask.patch_size, dataset_->channels());
-  if (m.pred_emb_dim % 4 != 0 || m.pred_emb_dim % encoder.num_heads != 0) {
-    throw common::InputError("meta.pred_emb_dim: " + std::to_string(m.pred_emb_dim) +
-                             " must be divisible by 4 and by " + m.model_name + "'s " +
-                             std::to_string(encoder.num_heads) + " heads");
-  }
   torch::manual_seed(static_cast<uint64_t>(m.seed));
   models_ = build_jepa_models(encoder, model::predictor_for(encoder, m.pred_emb_dim, m.pred_depth), device_);
   optimizer_ = std::make_unique<AdamW>(reference_param_groups(*models_.encoder, *models_.predictor));
@@ -324,6 +324,13 @@ void Trainer::Impl::resume() {
     }
     const auto loaded = load_checkpoint(path, models_, optimizer_.get(), loader_->batches_per_epoch());
     position_ = loaded.position;
+    if (position_.batch_in_epoch > loader_->batches_per_epoch()) {
+      throw common::InputError(log::str("checkpoint ", path, ": saved after batch ", position_.batch_in_epoch,
+                                        " of an epoch that had ", loaded.info.world_size, " ranks x batch ",
+                                        loaded.info.batch_size, ", but with ", world_, " x data.batch_size ",
+                                        config_.data.batch_size, " an epoch has only ", loader_->batches_per_epoch(),
+                                        " batches; resume with the checkpoint's batch size and ranks"));
+    }
     if (loaded.info.world_size != world_ || loaded.info.batch_size != config_.data.batch_size) {
       log::warn(log::str("checkpoint ", path, " was written with ", loaded.info.world_size, " ranks x batch ",
                          loaded.info.batch_size, "; resuming with ", world_, " x ", config_.data.batch_size,

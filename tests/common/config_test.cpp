@@ -139,6 +139,13 @@ TEST_F(ConfigTest, ImpossibleValuesAreRejected) {
   EXPECT_TRUE(has_error(errors_of(minimal(), {"meta.model_name=vit_enormous"}),
                         "meta.model_name: 'vit_enormous' is not one of"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"data.use_horizontal_flip=true"}), "data.use_color_distortion"));
+  // vit_base has 12 heads: the predictor width must split into them and into 4 (its 2D sin-cos table).
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"meta.pred_emb_dim=100"}),
+                        "meta.pred_emb_dim: 100 must be divisible by 4 and by vit_base's 12 heads"));
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"meta.pred_emb_dim=90"}), "meta.pred_emb_dim: 90"));
+  EXPECT_FALSE(has_error(errors_of(minimal(), {"meta.pred_emb_dim=96"}), "meta.pred_emb_dim"));
+  EXPECT_FALSE(
+      has_error(errors_of(minimal(), {"meta.model_name=vit_tiny", "meta.pred_emb_dim=12"}), "meta.pred_emb_dim"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"metrics.port_offset=pod"}), "metrics.port_offset: 'pod' is not one of"));
 }
 

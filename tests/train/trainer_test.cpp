@@ -6,10 +6,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sstream>
+
 #include "common/config.h"
 #include "common/errors.h"
 #include "common/sha256.h"
+#include "input_error.h"
 #include "model/autocast.h"
+#include "model/checkpoint_file.h"
 #include "model/state_dict.h"
 #include "test_util.h"
 #include "tiny_trainer.h"
@@ -20,6 +24,17 @@ namespace {
 using ijepa::testing::read_file;
 using TrainerTest = testing::TinyTrainerTest;
 using testing::leading_columns;
+
+// epoch, itr, step, lr, wd and momentum of a CSV row: the columns that do not depend on the data or timing.
+std::string schedule_columns(const std::string& row) {
+  std::vector<std::string> fields;
+  std::istringstream in(row);
+  for (std::string field; std::getline(in, field, ',');) fields.push_back(field);
+  std::string kept;
+  for (const size_t i : {0u, 1u, 6u, 7u, 8u, 9u})
+    kept += (kept.empty() ? "" : ",") + (i < fields.size() ? fields[i] : "");
+  return kept;
+}
 
 TEST_F(TrainerTest, AResumedRunIsBitIdenticalToAnUninterruptedOne) {
   const auto straight = train(config("straight", {"optimization.max_steps=17"}));
@@ -110,6 +125,57 @@ TEST_F(TrainerTest, ACorruptTruncatedOrMissingCheckpointIsAnErrorNeverAFreshStar
   }
   EXPECT_THROW(train(config("c", {"meta.load_checkpoint=true", "meta.read_checkpoint=nope.pth.tar"})),
                common::InputError);
+}
+
+TEST_F(TrainerTest, AReferenceFormatCheckpointContinuesTrainingAtItsNextEpoch) {
+  const auto straight = train(config("straight", {"optimization.max_steps=14"}));
+  train(config("ref", {"optimization.max_steps=12"}));  // one whole epoch of 12 steps
+  const std::string latest = dir_ / "ref/jepa-latest.pth.tar";
+  // What the reference saves: no "ijepa" entry or checksum; AdamW's step as a number, as torch before 1.12 wrote it.
+  auto reference = model::read_torch_file(latest);
+  ASSERT_EQ(reference.erase("ijepa"), 1u);
+  ASSERT_EQ(reference.erase("ijepa_sha256"), 1u);
+  for (const auto& entry : reference.at("opt").toGenericDict().at("state").toGenericDict()) {
+    entry.value().toGenericDict().insert_or_assign("step", int64_t{12});
+  }
+  model::write_torch_file(latest, reference);
+
+  const auto resumed = train(config("ref", {"optimization.max_steps=14", "meta.load_checkpoint=true"}));
+  EXPECT_EQ(resumed.steps, 14);
+  // Steps 13 and 14 are epoch 2's first batches, at the schedules' values of the uninterrupted run.
+  const auto rows = testing::lines_of(read_file(dir_ / "ref/jepa_r0.csv"));
+  const auto straight_rows = testing::lines_of(read_file(dir_ / "straight/jepa_r0.csv"));
+  ASSERT_EQ(rows.size(), 15u);
+  ASSERT_EQ(straight_rows.size(), 15u);
+  for (const size_t row : {13u, 14u}) {
+    EXPECT_EQ(schedule_columns(rows[row]), schedule_columns(straight_rows[row])) << rows[row];
+  }
+  EXPECT_EQ(schedule_columns(rows[13]).substr(0, 5), "2,0,1");
+}
+
+TEST_F(TrainerTest, OptimizerStateThatDoesNotFitIsNamed) {
+  train(config("opt", {"optimization.max_steps=4"}));
+  const std::string latest = dir_ / "opt/jepa-latest.pth.tar";
+  auto checkpoint = model::read_torch_file(latest);
+  // State 1 is patch_embed.proj.weight's (state 0, pos_embed's, is never read: that table is fixed).
+  auto state = checkpoint.at("opt").toGenericDict().at("state").toGenericDict().at(1).toGenericDict();
+  ASSERT_EQ(state.erase("exp_avg"), 1u);
+  model::seal_checkpoint(checkpoint);  // its checksum holds: only the optimizer state is wrong
+  model::write_torch_file(latest, checkpoint);
+  ijepa::testing::expect_input_error(
+      [&] {
+        train(config("opt", {"optimization.max_steps=8", "meta.load_checkpoint=true"}));
+      },
+      {latest, "optimizer state of patch_embed.proj.weight has no tensor 'exp_avg'"});
+}
+
+TEST_F(TrainerTest, ResumingInsideAnEpochWithABatchThatShortensItIsNamed) {
+  train(config("batch", {"optimization.max_steps=7"}));  // batch 7 of 12 (batch size 4)
+  ijepa::testing::expect_input_error(
+      [&] {
+        train(config("batch", {"data.batch_size=8", "meta.load_checkpoint=true"}));
+      },
+      {dir_ / "batch/jepa-latest.pth.tar", "saved after batch 7", "data.batch_size 8", "only 6 batches"});
 }
 
 TEST_F(TrainerTest, ANonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {

@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -122,6 +123,11 @@ torch::OrderedDict<std::string, torch::Tensor> trainable_parameters(JepaModels& 
   for (const auto& p : m.encoder->named_parameters()) out.insert("encoder." + p.key(), p.value());
   for (const auto& p : m.predictor->named_parameters()) out.insert("predictor." + p.key(), p.value());
   return out;
+}
+
+bool all_finite(const std::vector<torch::Tensor>& tensors) {
+  return std::all_of(tensors.begin(), tensors.end(),
+                     [](const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>(); });
 }
 
 std::vector<torch::Tensor> all_tensors(JepaModels& m) {
@@ -498,7 +504,14 @@ std::optional<ExitReason> Trainer::Impl::stop_reason() {
 
 void Trainer::Impl::save_checkpoint(bool epoch_end) {
   flush_logs();  // the loss check comes before anything is saved
-  if (rank_ != 0 || position_.step == last_saved_step_) return;
+  if (position_.step == last_saved_step_) return;
+  // The optimizer skips updates from non-finite gradients, but a finite one can still overflow a weight after
+  // the step's (finite) loss was taken. Every rank checks: their weights agree, so they stop together.
+  if (!all_finite(all_tensors(models_))) {
+    throw NonFiniteLoss(
+        log::str("weights are not finite after step ", position_.step, "; stopping without checkpointing this state"));
+  }
+  if (rank_ != 0) return;
   const int64_t s = std::max<int64_t>(1, position_.step);
   CheckpointInfo info{config_.data.batch_size, world_, schedules_->lr(s), schedules_->weight_decay(s),
                       common::to_yaml(config_)};
@@ -542,7 +555,14 @@ TrainResult Trainer::Impl::run() {
 
 TrainResult Trainer::Impl::finish(ExitReason reason) {
   loader_->stop();
-  if (reason != ExitReason::kNonFiniteLoss) save_checkpoint(/*epoch_end=*/false);
+  if (reason != ExitReason::kNonFiniteLoss) {
+    try {
+      save_checkpoint(/*epoch_end=*/false);  // flushes the last rows first: their losses are checked there
+    } catch (const NonFiniteLoss& e) {
+      log::error(e.what());
+      reason = ExitReason::kNonFiniteLoss;
+    }
+  }
   if (config_.eval.at_end && (reason == ExitReason::kCompleted || reason == ExitReason::kMaxSteps))
     evaluator_->evaluate_at_end(models_.target, eval_position());
   reporter_->finish(to_string(reason), reason == ExitReason::kNonFiniteLoss);

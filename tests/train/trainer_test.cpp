@@ -190,5 +190,16 @@ TEST_F(TrainerTest, ANonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
   EXPECT_EQ(summary("nan")["exit_reason"], "non_finite_loss");
 }
 
+TEST_F(TrainerTest, WeightsThatOverflowAfterAFiniteLossAreNeverCheckpointed) {
+  // Step 1's loss comes from the initial weights and is finite; its update, at a learning rate that is infinite in
+  // fp32, leaves the weights non-finite before the checkpoint due after that step.
+  const auto result = train(config("inf", {"checkpoint.every_steps=1", "optimization.lr=1.0e+39",
+                                           "optimization.start_lr=1.0e+39", "optimization.final_lr=1.0e+39"}));
+  EXPECT_EQ(result.reason, ExitReason::kNonFiniteLoss);
+  EXPECT_EQ(result.steps, 1);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "inf/jepa-latest.pth.tar"));
+  EXPECT_EQ(summary("inf")["exit_reason"], "non_finite_loss");
+}
+
 }  // namespace
 }  // namespace ijepa::train

@@ -14,6 +14,19 @@ namespace ijepa::train {
 
 #ifdef IJEPA_HAVE_COORDINATOR
 
+namespace {
+// An error message as an event's text: what the coordinator accepts (printable, bounded), not a refused call.
+std::string event_text(const std::string& message) {
+  constexpr size_t kMaxBytes = 2000;
+  std::string text = message.substr(0, kMaxBytes);
+  for (char& c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\n' && c != '\t') || u == 0x7f) c = ' ';
+  }
+  return text;
+}
+}  // namespace
+
 class RunReporter::Impl {
  public:
   Impl(const common::Config& config, int rank, int local_rank, int world_size) {
@@ -80,6 +93,12 @@ class RunReporter::Impl {
     }
   }
 
+  void failed(const std::string& error, int64_t step, bool stalled) {
+    if (!client_) return;
+    client_->report_event(stalled ? coord::EventType::kStall : coord::EventType::kMessage, event_text(error), step);
+    finish("error", /*failed=*/true);
+  }
+
  private:
   std::unique_ptr<coord::CoordinatorClient> client_;
   std::unique_ptr<metrics::TrainerMetrics> metrics_;
@@ -101,6 +120,7 @@ class RunReporter::Impl {
   void evaluation(const std::string&, double, int64_t) {}
   bool stop_requested() const { return false; }
   void finish(const std::string&, bool) {}
+  void failed(const std::string&, int64_t, bool) {}
 };
 
 #endif
@@ -112,6 +132,7 @@ RunReporter::~RunReporter() = default;
 void RunReporter::step(const CsvRow& row, int64_t images, double comm_wait_s) { impl_->step(row, images, comm_wait_s); }
 bool RunReporter::stop_requested() const { return impl_->stop_requested(); }
 void RunReporter::finish(const std::string& exit_reason, bool failed) { impl_->finish(exit_reason, failed); }
+void RunReporter::failed(const std::string& error, int64_t step, bool stalled) { impl_->failed(error, step, stalled); }
 
 void RunReporter::checkpoint_written(const std::string& path, int64_t step) { impl_->checkpoint_written(path, step); }
 void RunReporter::non_finite_loss(double loss, int64_t step) { impl_->non_finite_loss(loss, step); }

@@ -33,6 +33,9 @@ class RunReporter {
   bool stop_requested() const;
   // Ends the run at the coordinator (bounded wait for delivery). exit_reason: see ExitReason.
   void finish(const std::string& exit_reason, bool failed);
+  // Ends the run as failed on an error that is about to end the job: an event saying what (a stall when a
+  // collective timed out), then the failed end, delivered within a bounded wait.
+  void failed(const std::string& error, int64_t step, bool stalled);
 
  private:
   class Impl;

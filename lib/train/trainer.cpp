@@ -550,6 +550,11 @@ TrainResult Trainer::Impl::run() {
   } catch (const NonFiniteLoss& e) {
     log::error(e.what());
     return finish(ExitReason::kNonFiniteLoss);
+  } catch (const std::exception& e) {
+    // The job is about to end (a peer lost, a timeout, memory): the coordinator hears it now, not as a worker
+    // gone silent a heartbeat timeout later.
+    reporter_->failed(e.what(), position_.step, dynamic_cast<const dist::CollectiveTimeout*>(&e) != nullptr);
+    throw;
   }
 }
 

@@ -10,50 +10,18 @@
 
 #include "coord/client.h"
 #include "coord_test_util.h"
+#include "coordinator_process.h"
 
 namespace ijepa::coord {
 namespace {
 
 using testing::bin_path;
+using testing::Coordinator;
+using testing::ctl;
 using testing::loopback;
 using testing::run_process;
+using testing::show_json;
 using testing::wait_until;
-
-bool port_open(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool open = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
-  close(fd);
-  return open;
-}
-
-// ijepa-coordinator on free loopback ports with its database in DIR, ready to serve once constructed.
-class Coordinator {
- public:
-  Coordinator(const testing::TempDir& dir, const std::vector<std::string>& extra = {}, int port = 0)
-      : port_(port ? port : testing::free_port()), metrics_port_(testing::free_port()), log_(dir / "coordinator.log") {
-    std::vector<std::string> argv{
-        bin_path("ijepa-coordinator"), "--listen", loopback(port_), "--db", dir / "c.db", "--metrics-listen",
-        loopback(metrics_port_)};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    process_ = std::make_unique<testing::ChildProcess>(argv, log_);
-    EXPECT_TRUE(wait_until([&] { return port_open(port_); })) << testing::read_file(log_);
-  }
-  int port() const { return port_; }
-  int metrics_port() const { return metrics_port_; }
-  std::string address() const { return loopback(port_); }
-  testing::ChildProcess& process() { return *process_; }
-  std::string log() const { return testing::read_file(log_); }
-
- private:
-  int port_;
-  int metrics_port_;
-  std::string log_;
-  std::unique_ptr<testing::ChildProcess> process_;
-};
 
 common::CoordinatorConfig client_config(const std::string& address, const std::string& token = "") {
   common::CoordinatorConfig config;
@@ -79,18 +47,6 @@ metrics::StepReport step(int64_t n) {
   r.step_seconds = 0.05;
   r.images = 32;
   return r;
-}
-
-std::vector<std::string> ctl(const std::string& address, std::vector<std::string> args) {
-  std::vector<std::string> argv{bin_path("ijepa-ctl"), "--coordinator", address};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return argv;
-}
-
-// `ijepa-ctl show RUN --json`, parsed; null when the command fails.
-nlohmann::json show_json(const std::string& address, const std::string& run, const testing::TempDir& dir) {
-  const auto result = run_process(ctl(address, {"show", run, "--json"}), dir);
-  return result.code == 0 ? nlohmann::json::parse(result.out) : nlohmann::json();
 }
 
 TEST(CoordinatorEndToEnd, CtlShowsAFinishedRunWithItsStepCount) {

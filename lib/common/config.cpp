@@ -207,7 +207,11 @@ class YamlReader {
     keys_.clear();
     visit(*this, s);
     for (const auto& kv : node) {
-      const std::string key = kv.first.as<std::string>();
+      if (!kv.first.IsScalar()) {
+        errors_.push_back(section_ + ": a key must be a name, got " + describe(kv.first));
+        continue;
+      }
+      const std::string key = kv.first.Scalar();
       if (std::find(keys_.begin(), keys_.end(), key) == keys_.end()) {
         errors_.push_back(section_ + "." + key + ": unknown key" + did_you_mean(key, keys_));
       }
@@ -217,7 +221,11 @@ class YamlReader {
   void check_unknown_sections() {
     if (!root_.IsMap()) return;
     for (const auto& kv : root_) {
-      const std::string name = kv.first.as<std::string>();
+      if (!kv.first.IsScalar()) {
+        errors_.push_back("a section name must be a name, got " + describe(kv.first));
+        continue;
+      }
+      const std::string name = kv.first.Scalar();
       if (std::find(sections_.begin(), sections_.end(), name) == sections_.end()) {
         errors_.push_back(name + ": unknown section" + did_you_mean(name, sections_));
       }
@@ -344,6 +352,11 @@ void apply_override(YAML::Node& root, const std::string& text, std::vector<std::
   }
   const std::string section = text.substr(0, dot);
   const std::string key = text.substr(dot + 1, eq - dot - 1);
+  if (const YAML::Node existing = root[section]; existing && !existing.IsNull() && !existing.IsMap()) {
+    errors.push_back("--set " + text + ": section " + section + " in the config is " + describe(existing) +
+                     ", not a mapping of keys");
+    return;
+  }
   try {
     root[section][key] = YAML::Load(text.substr(eq + 1));
   } catch (const YAML::Exception& e) {

@@ -122,6 +122,15 @@ TEST_F(ConfigTest, EveryErrorIsReportedTogetherWithItsKeyPath) {
   EXPECT_EQ(errors.size(), 7u) << ::testing::PrintToString(errors);
 }
 
+TEST_F(ConfigTest, KeysThatAreNotNamesAndOverridesIntoAScalarSectionAreNamed) {
+  const auto errors = errors_of(minimal() + "meta: {[1, 2]: x}\n? [a]\n: 1\n", {"eval.every_epochs=1"});
+  EXPECT_TRUE(has_error(errors, "meta: a key must be a name, got a list")) << ::testing::PrintToString(errors);
+  EXPECT_TRUE(has_error(errors, "a section name must be a name, got a list")) << ::testing::PrintToString(errors);
+  const auto scalar = errors_of(minimal() + "eval: 3\n", {"eval.every_epochs=1"});
+  EXPECT_TRUE(has_error(scalar, "--set eval.every_epochs=1: section eval in the config is '3', not a mapping"))
+      << ::testing::PrintToString(scalar);
+}
+
 TEST_F(ConfigTest, ImpossibleValuesAreRejected) {
   EXPECT_TRUE(
       has_error(errors_of(minimal(), {"data.crop_size=30"}), "mask.patch_size: data.crop_size 30 is not divisible"));

@@ -117,6 +117,11 @@ std::unique_ptr<Communicator> make_communicator(const common::DistConfig& config
     throw InputError("dist.timeout_s: must be positive, got " + std::to_string(config.timeout_s));
   }
   const LaunchEnvironment launch = detect_launch();
+  if (launch.srun_tasks_without_mpi > 0) {
+    throw InputError("srun started " + std::to_string(launch.srun_tasks_without_mpi) +
+                     " tasks without an MPI plugin (no PMIx or PMI variables), so each would train alone: launch "
+                     "with srun --mpi=pmix (see deploy/slurm)");
+  }
   const std::string backend = resolve_backend(config.backend, device, launch);
   if (backend == "single") {
     if (launch.world_size > 1) {

@@ -32,6 +32,8 @@ LaunchEnvironment detect_launch() {
   } else if (env_set("PMIX_RANK")) {
     launch.under_mpi = true;
     launch.world_size = env_int("SLURM_STEP_NUM_TASKS", env_int("SLURM_NTASKS", 1));
+  } else if (const int tasks = env_int("SLURM_STEP_NUM_TASKS", 1); tasks > 1) {
+    launch.srun_tasks_without_mpi = tasks;
   }
   return launch;
 }

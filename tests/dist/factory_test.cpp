@@ -94,6 +94,18 @@ TEST(Factory, RejectsBackendsThatDoNotFit) {
   EXPECT_NE(input_error_of(config, torch::kCPU).find("dist.timeout_s"), std::string::npos);
 }
 
+TEST(Factory, SrunWithoutAnMpiPluginIsRefusedButABatchScriptIsOneProcess) {
+  {
+    LaunchVariables env(Variables{{"SLURM_STEP_NUM_TASKS", "2"}, {"SLURM_NTASKS", "2"}});  // srun -n 2 --mpi=none
+    EXPECT_EQ(detect_launch().srun_tasks_without_mpi, 2);
+    EXPECT_NE(input_error_of(with_backend("auto"), torch::kCPU).find("srun started 2 tasks without an MPI plugin"),
+              std::string::npos);
+  }
+  LaunchVariables batch(Variables{{"SLURM_NTASKS", "2"}});  // the batch script itself (no step task count)
+  EXPECT_EQ(detect_launch().srun_tasks_without_mpi, 0);
+  EXPECT_EQ(make_communicator(with_backend("auto"), torch::kCPU)->backend(), "single");
+}
+
 TEST(Factory, SingleProcessIsAnErrorWhenTheLauncherStartedSeveralRanks) {
   LaunchVariables env(Variables{{"OMPI_COMM_WORLD_SIZE", "2"}});
   EXPECT_NE(input_error_of(with_backend("single"), torch::kCPU).find("the launcher started 2 ranks"),

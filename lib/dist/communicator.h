@@ -56,6 +56,10 @@ class Communicator {
   virtual WorkHandle broadcast(const torch::Tensor& tensor, int root) = 0;
   // Blocks until every rank has entered it, or throws CollectiveTimeout.
   virtual void barrier() = 0;
+  // Blocks until the collectives this rank started have completed, then throws (CollectiveTimeout, DistError)
+  // if any failed. Before a checkpoint: NCCL's wait() never blocks the host, so a collective aborted by the
+  // watchdog would otherwise go unseen until the next call. The CPU backends finish a collective in wait().
+  virtual void synchronize() {}
   // Blocking. Element r of the result is rank r's bytes (any length, may differ between ranks). For small
   // control data: hashes, layout descriptions, ids.
   virtual std::vector<std::string> all_gather_bytes(const std::string& bytes) = 0;

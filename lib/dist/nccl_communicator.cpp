@@ -333,6 +333,17 @@ WorkHandle NcclCommunicator::broadcast(const torch::Tensor& tensor, int root) {
   });
 }
 
+void NcclCommunicator::synchronize() {
+  // Without the lock: a collective stuck on a dead peer ends when the watchdog, which needs the lock, aborts
+  // the communicator. Its failure is the news; a CUDA error from the aborted stream only comes after it.
+  const cudaError_t synced = cudaStreamSynchronize(state_->stream);
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->throw_if_failed_locked();
+  }
+  IJEPA_CUDA_CHECK(synced);
+}
+
 std::vector<std::string> NcclCommunicator::all_gather_bytes(const std::string& bytes) {
   return control_->all_gather_bytes(bytes);
 }

@@ -33,6 +33,7 @@ class NcclCommunicator : public Communicator {
   WorkHandle all_reduce(const torch::Tensor& tensor, ReduceOp op) override;
   WorkHandle broadcast(const torch::Tensor& tensor, int root) override;
   void barrier() override { control_->barrier(); }
+  void synchronize() override;
   std::vector<std::string> all_gather_bytes(const std::string& bytes) override;
   void abort(const std::string& reason, int exit_code) override;
 

@@ -505,6 +505,7 @@ std::optional<ExitReason> Trainer::Impl::stop_reason() {
 void Trainer::Impl::save_checkpoint(bool epoch_end) {
   flush_logs();  // the loss check comes before anything is saved
   if (position_.step == last_saved_step_) return;
+  comm_.synchronize();  // a failed gradient all-reduce (NCCL reports it late) must not reach a checkpoint
   // The optimizer skips updates from non-finite gradients, but a finite one can still overflow a weight after
   // the step's (finite) loss was taken. Every rank checks: their weights agree, so they stop together.
   if (!all_finite(all_tensors(models_))) {

@@ -89,6 +89,21 @@ TEST_F(Gpu, NcclCollectivesFollowWorkQueuedOnTheCallersStream) {
   EXPECT_THROW(comm->all_reduce(torch::ones({4}), ReduceOp::kSum), std::exception) << "a CPU tensor";
 }
 
+TEST_F(Gpu, NcclSynchronizeWaitsForTheStreamAndReportsAFailure) {
+  const auto comm = nccl_on_one_gpu();
+  auto x = torch::ones({1 << 24}, torch::TensorOptions().device(cuda_));
+  comm->all_reduce(x, ReduceOp::kSum);  // not waited on: synchronize() must wait for it
+  comm->synchronize();
+  EXPECT_EQ(x.sum().item<double>(), static_cast<double>(1 << 24));
+  comm->abort("test", 1);  // one process: marks the communicator failed, as the watchdog does on a timeout
+  try {
+    comm->synchronize();
+    ADD_FAILURE() << "synchronize() after a failure returned";
+  } catch (const dist::DistError& e) {
+    EXPECT_NE(std::string(e.what()).find("aborted: test"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(Gpu, NcclBucketsGiveThePlainBackwardGradients) {
   const auto comm = nccl_on_one_gpu();
   NetPair nets(cuda_);

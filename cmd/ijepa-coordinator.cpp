@@ -22,6 +22,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--retention", o.retention_s, "seconds an ended run's metric series stay in /metrics")
       ->capture_default_str();
+  app.add_option("--fail-lost-runs-after", o.fail_lost_runs_after_s,
+                 "seconds a run may have every worker lost before it ends as failed")
+      ->capture_default_str();
   app.add_option("--token", o.token, "bearer token every RPC must carry (or $IJEPA_COORDINATOR_TOKEN)")
       ->envname("IJEPA_COORDINATOR_TOKEN");
   app.add_option("--tls-cert", o.tls_cert, "server certificate (PEM); with --tls-key enables TLS");

@@ -1,12 +1,12 @@
 // RunRegistry, part one: the operations and the rules of run and worker states. Part two
-// (run_registry_io.cpp) moves state out of memory: loading, write-behind to SQLite, events, metrics.
+// (run_registry_io.cpp) moves state out of memory: loading, write-behind to SQLite, events, metrics. Part three
+// (run_registry_liveness.cpp) follows the workers' heartbeats: lost workers, stalled and abandoned runs.
 //
 // Every public method holds mutex_ for its whole length, so changes happen in one order.
 #include "coord/run_registry.h"
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <vector>
 
 #include "coord/records.h"
@@ -19,12 +19,6 @@ namespace {
 constexpr int kDefaultEventsShown = 20;
 constexpr int kDefaultListLimit = 100;
 constexpr int kMaxEventsPerUpdate = 1000;
-
-std::string seconds_text(double seconds) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%.1f s", seconds);
-  return buffer;
-}
 
 }  // namespace
 
@@ -69,13 +63,20 @@ v1::CreateRunResponse RunRegistry::create_run(const v1::CreateRunRequest& reques
                  "created with world size " + std::to_string(request.world_size()));
     response.set_created(true);
     it = runs_.find(request.name());
-  } else if (is_active(it->second.run.state())) {
-    if (it->second.run.world_size() != request.world_size()) {
+  } else if (is_active(it->second.run.state()) && it->second.run.world_size() != request.world_size()) {
+    RunEntry& old = it->second;
+    const bool abandoned = old.all_lost_since > 0.0;
+    if (!abandoned || request.rank() != 0) {
       throw ConflictError("run '" + request.name() + "' is active with world size " +
-                          std::to_string(it->second.run.world_size()) + ", not " +
-                          std::to_string(request.world_size()));
+                          std::to_string(old.run.world_size()) + ", not " + std::to_string(request.world_size()) +
+                          (abandoned ? "; its workers are all lost: rank 0 of the new job takes it over"
+                                     : "; a job of another world size may take it over once its workers are all lost"));
     }
-  } else if (request.rank() == 0) {
+    end_run(old, v1::RUN_STATE_FAILED,
+            all_lost_reason(old, t) + "; taken over by a job with world size " + std::to_string(request.world_size()),
+            t);
+    reopen(old, request, t);
+  } else if (!is_active(it->second.run.state()) && request.rank() == 0) {
     reopen(it->second, request, t);
   }
   save(it->second, t);
@@ -107,6 +108,7 @@ void RunRegistry::reopen(RunEntry& entry, const v1::CreateRunRequest& request, d
     storage_.save_config(run.name(), request.config_text());
   }
   entry.series_removed = false;
+  entry.all_lost_since = 0.0;
   record_event(entry, request.rank(), v1::EVENT_TYPE_RUN_CREATED, run.latest().step(),
                "reopened (was " + previous + ") with world size " + std::to_string(request.world_size()));
 }
@@ -301,74 +303,6 @@ void RunRegistry::shutdown() {
   std::lock_guard<std::mutex> lock(mutex_);
   shutting_down_ = true;
   changed_.notify_all();
-}
-
-void RunRegistry::tick() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  const double t = now();
-  bool counts_changed = false;
-  for (auto& [name, e] : runs_) {
-    if (is_active(e.run.state())) {
-      counts_changed |= expire_workers(e, t);
-    } else if (!e.series_removed && t - e.run.ended_time() > options_.retention_s) {
-      if (metrics_) metrics_->remove_run(name);
-      e.series_removed = true;
-    }
-  }
-  if (counts_changed) publish_counts();
-}
-
-bool RunRegistry::expire_workers(RunEntry& e, double now) {
-  std::vector<v1::Worker*> lost;
-  for (auto& [rank, w] : e.workers) {
-    const double age = now - w.last_heartbeat_time();
-    if (metrics_ && !e.series_removed && (is_live(w.state()) || w.state() == v1::WORKER_STATE_LOST)) {
-      metrics_->set_heartbeat_age(e.run.name(), rank, age);
-    }
-    if (is_live(w.state()) && age > options_.heartbeat_timeout_s) lost.push_back(&w);
-  }
-  if (lost.empty()) return false;
-  for (v1::Worker* w : lost) {
-    w->set_state(v1::WORKER_STATE_LOST);
-    save_worker(*w);
-    record_event(e, w->rank(), v1::EVENT_TYPE_WORKER_LOST, w->step(),
-                 "no heartbeat for " + seconds_text(now - w->last_heartbeat_time()) + " (timeout " +
-                     seconds_text(options_.heartbeat_timeout_s) + ")");
-  }
-  refresh_run(e, now);
-  save(e, now);
-  write_dirty();
-  return true;
-}
-
-void RunRegistry::refresh_run(RunEntry& e, double now) {
-  int live = 0;
-  int lost = 0;
-  double images_per_second = 0.0;
-  const v1::Worker* first_lost = nullptr;
-  for (const auto& [rank, w] : e.workers) {
-    if (is_live(w.state())) {
-      ++live;
-      images_per_second += w.latest().images_per_second();
-    } else if (w.state() == v1::WORKER_STATE_LOST) {
-      ++lost;
-      if (!first_lost) first_lost = &w;
-    }
-  }
-  e.run.set_live_workers(live);
-  e.run.set_images_per_second(images_per_second);
-  const v1::RunState state = e.run.state();
-  if (state == v1::RUN_STATE_RUNNING && lost > 0) {
-    e.run.set_state(v1::RUN_STATE_STALLED);
-    e.run.set_reason("rank " + std::to_string(first_lost->rank()) + " lost: no heartbeat for " +
-                     seconds_text(now - first_lost->last_heartbeat_time()) + " (timeout " +
-                     seconds_text(options_.heartbeat_timeout_s) + ")");
-  } else if (state == v1::RUN_STATE_STALLED && lost == 0) {
-    e.run.set_state(v1::RUN_STATE_RUNNING);
-    e.run.clear_reason();
-  } else if (state == v1::RUN_STATE_STOPPING && live == 0 && lost > 0) {
-    end_run(e, v1::RUN_STATE_STOPPED, "stop requested; workers went silent without finishing", now);
-  }
 }
 
 void RunRegistry::end_run(RunEntry& e, v1::RunState state, const std::string& reason, double now) {

@@ -3,8 +3,11 @@
 //
 // Run states: RUNNING -> STALLED (a worker silent past the heartbeat timeout; back to RUNNING when it reports
 // again), RUNNING/STALLED -> STOPPING (StopRun; delivered in heartbeat replies), and the final FINISHED,
-// STOPPED or FAILED (FinishRun from rank 0, a failure from any rank, or a stopping run whose workers are all
-// gone). Rank 0 creating a run that ended reopens it (a resumed training job keeps its name).
+// STOPPED or FAILED (FinishRun from rank 0, a failure from any rank, a stopping run whose workers are all
+// gone, or a stalled run left without a live worker for longer than fail_lost_after_s). Rank 0 creating a run
+// that ended reopens it (a resumed training job keeps its name). Rank 0 creating, with another world size, an
+// active run whose registered workers are all lost takes it over: the old run ends FAILED and is reopened, so
+// a crashed job resumed on a different number of ranks is not locked out by its dead predecessor.
 //
 // Heartbeats change memory only and mark their records dirty; flush() (a few times a second, from the server)
 // writes them in one transaction, so heartbeats never wait on SQLite. Every other change (runs created,
@@ -50,6 +53,7 @@ class ConflictError : public std::runtime_error {
 struct RegistryOptions {
   double heartbeat_timeout_s = 30.0;  // a worker silent this long is lost
   double retention_s = 3600.0;        // an ended run's metric series stay this long
+  double fail_lost_after_s = 600.0;   // a run with every worker lost this long ends FAILED
   std::function<double()> clock;      // seconds since the Unix epoch; empty: the system clock
 };
 
@@ -84,8 +88,9 @@ class RunRegistry {
   bool next_update(const std::string& name, WatchCursor& cursor, std::chrono::milliseconds timeout,
                    v1::WatchRunResponse& update);
 
-  // Marks silent workers lost (stalling their runs), refreshes heartbeat ages and drops the metric series of
-  // runs past retention. The server calls it about once a second.
+  // Marks silent workers lost (stalling their runs), fails runs left without a live worker past
+  // fail_lost_after_s, refreshes heartbeat ages and drops the metric series of runs past retention. The server
+  // calls it about once a second.
   void tick();
 
   // Writes the changes that heartbeats made since the last flush. Throws std::runtime_error when the
@@ -101,6 +106,9 @@ class RunRegistry {
     std::map<int32_t, v1::Worker> workers;
     uint64_t revision = 1;
     bool series_removed = false;
+    // When the run was first seen active with workers but none live and some lost; 0 otherwise. Kept in memory
+    // only: a restarted coordinator counts the grace period afresh, as it does a live worker's silence.
+    double all_lost_since = 0.0;
   };
 
   double now() const;
@@ -114,6 +122,9 @@ class RunRegistry {
   void refresh_run(RunEntry& entry, double now);
   void end_run(RunEntry& entry, v1::RunState state, const std::string& reason, double now);
   bool expire_workers(RunEntry& entry, double now);
+  bool fail_if_abandoned(RunEntry& entry, double now);
+  // "all workers lost: no heartbeat since <UTC time> (<age> ago)", for a run whose workers are all lost.
+  std::string all_lost_reason(const RunEntry& entry, double now) const;
   void save(RunEntry& entry, double now);      // marks the run dirty, bumps its revision, wakes watchers
   void save_worker(const v1::Worker& worker);  // marks the worker dirty
   // Snapshots the dirty records and clears the marks; after a failed write, mark_dirty() sets them again.

@@ -39,13 +39,19 @@ void RunRegistry::restore(RunEntry& entry, double now) {
     entry.series_removed = now - entry.run.ended_time() > options_.retention_s;
     if (entry.series_removed) return;
   }
+  bool live = false;
+  bool lost = false;
   for (auto& [rank, worker] : entry.workers) {
+    live |= is_live(worker.state());
+    lost |= worker.state() == v1::WORKER_STATE_LOST;
     if (is_active(entry.run.state()) && is_live(worker.state())) worker.set_last_heartbeat_time(now);
     if (metrics_) {
       metrics_->restore_worker_totals(worker.run(), rank, worker.data_wait_seconds_total(),
                                       worker.comm_wait_seconds_total());
     }
   }
+  // Lost workers could not reach a coordinator that was down either: their grace period starts again.
+  if (is_active(entry.run.state()) && lost && !live) entry.all_lost_since = now;
   publish_progress(entry);
 }
 

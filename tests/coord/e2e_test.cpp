@@ -1,7 +1,8 @@
 // End to end with the built binaries on loopback ports: a client reports a run to ijepa-coordinator and
 // ijepa-ctl shows, watches and stops it; the coordinator killed and restarted keeps the run while the client
-// carries on; a silent worker is declared lost; token and mutual TLS are enforced; bad flags exit 2; a real
-// Prometheus scrapes the run's step; and a short burst of the load generator sees no errors.
+// carries on; a silent worker is declared lost; a run whose workers are all lost fails and leaves /metrics, and
+// a resumed job of another world size takes it over; token and mutual TLS are enforced; bad flags exit 2; a
+// real Prometheus scrapes the run's step; and a short burst of the load generator sees no errors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -154,6 +155,65 @@ TEST(CoordinatorEndToEnd, SilentWorkerIsLostAndItsRunStalls) {
   EXPECT_NE(metrics.find("ijepa_coordinator_runs{state=\"stalled\"} 1"), std::string::npos);
 }
 
+bool has_event(const nlohmann::json& detail, const std::string& type, const std::string& text) {
+  for (const auto& e : detail["events"]) {
+    if (e["type"] == type && e["message"].get<std::string>().find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST(CoordinatorEndToEnd, RunWhoseWorkersAreAllLostFailsAndLeavesTheMetrics) {
+  testing::TempDir dir;
+  Coordinator coordinator(dir, {"--heartbeat-timeout", "1", "--fail-lost-runs-after", "1", "--retention", "1"});
+  {
+    CoordinatorClient client(client_config(coordinator.address()), {"e2e-abandoned", 0, 1, "", ""}, quick());
+    client.report_step(step(5));
+    ASSERT_TRUE(wait_until([&] { return client.stats().steps_sent == 1; }));
+  }  // the rank vanishes without finishing
+  ASSERT_TRUE(wait_until([&] {
+    return show_json(coordinator.address(), "e2e-abandoned", dir)["run"]["state"] == "failed";
+  })) << coordinator.log();
+  const nlohmann::json detail = show_json(coordinator.address(), "e2e-abandoned", dir);
+  const std::string reason = detail["run"]["reason"];
+  EXPECT_EQ(reason.rfind("all workers lost: no heartbeat since ", 0), 0u) << reason;
+  EXPECT_NE(reason.find("none came back within 1.0 s"), std::string::npos) << reason;
+  EXPECT_TRUE(has_event(detail, "run_ended", "failed: all workers lost")) << detail.dump();
+  const auto active = run_process(ctl(coordinator.address(), {"runs", "--json"}), dir);
+  ASSERT_EQ(active.code, 0) << active.err;
+  EXPECT_EQ(nlohmann::json::parse(active.out)["runs"][0]["state"], "failed");
+
+  ASSERT_TRUE(wait_until([&] {
+    return testing::http_get(coordinator.metrics_port(), "/metrics").find("run=\"e2e-abandoned\"") == std::string::npos;
+  })) << testing::http_get(coordinator.metrics_port(), "/metrics");
+  EXPECT_NE(
+      testing::http_get(coordinator.metrics_port(), "/metrics").find("ijepa_coordinator_runs{state=\"failed\"} 1"),
+      std::string::npos);
+}
+
+TEST(CoordinatorEndToEnd, ResumedJobOfAnotherWorldSizeTakesOverItsLostRun) {
+  testing::TempDir dir;
+  Coordinator coordinator(dir, {"--heartbeat-timeout", "1"});  // the default grace period: minutes
+  {
+    CoordinatorClient crashed(client_config(coordinator.address()), {"e2e-resume", 0, 1, "", ""}, quick());
+    crashed.report_step(step(5));
+    ASSERT_TRUE(wait_until([&] { return crashed.stats().steps_sent == 1; }));
+  }
+  ASSERT_TRUE(
+      wait_until([&] { return show_json(coordinator.address(), "e2e-resume", dir)["run"]["state"] == "stalled"; }));
+
+  CoordinatorClient rank1(client_config(coordinator.address()), {"e2e-resume", 1, 2, "", ""}, quick());
+  CoordinatorClient rank0(client_config(coordinator.address()), {"e2e-resume", 0, 2, "", ""}, quick());
+  rank0.report_step(step(6));
+  rank1.report_step(step(6));
+  ASSERT_TRUE(wait_until([&] { return rank0.stats().steps_sent == 1 && rank1.stats().steps_sent == 1; }))
+      << rank0.stats().last_error << " / " << rank1.stats().last_error;
+  const nlohmann::json detail = show_json(coordinator.address(), "e2e-resume", dir);
+  EXPECT_EQ(detail["run"]["state"], "running");
+  EXPECT_EQ(detail["run"]["world_size"], 2);
+  EXPECT_TRUE(has_event(detail, "run_ended", "taken over by a job with world size 2")) << detail.dump();
+  EXPECT_TRUE(has_event(detail, "run_created", "reopened (was failed) with world size 2")) << detail.dump();
+}
+
 TEST(CoordinatorEndToEnd, TokenIsEnforced) {
   testing::TempDir dir;
   Coordinator coordinator(dir, {"--token", "s3cret"});
@@ -210,6 +270,12 @@ TEST(CoordinatorEndToEnd, BadFlagsExitWithCodeTwo) {
   EXPECT_EQ(bad_tls.code, 2);
   EXPECT_NE(bad_tls.err.find("none."), std::string::npos) << bad_tls.err;
   EXPECT_EQ(run_process({coordinator, "--db", dir / "c.db", "--heartbeat-timeout", "-1"}, dir).code, 2);
+  const auto bad_grace = run_process({coordinator, "--db", dir / "c.db", "--fail-lost-runs-after=-5"}, dir);
+  EXPECT_EQ(bad_grace.code, 2);
+  EXPECT_NE(bad_grace.err.find("--fail-lost-runs-after must be >= 0 seconds"), std::string::npos) << bad_grace.err;
+  const auto not_a_number = run_process({coordinator, "--db", dir / "c.db", "--fail-lost-runs-after", "soon"}, dir);
+  EXPECT_EQ(not_a_number.code, 2);
+  EXPECT_NE(not_a_number.err.find("--fail-lost-runs-after"), std::string::npos) << not_a_number.err;
   EXPECT_EQ(run_process({bin_path("ijepa-ctl"), "frobnicate"}, dir).code, 2);
   EXPECT_EQ(run_process({bin_path("ijepa-ctl"), "show"}, dir).code, 2);
 }

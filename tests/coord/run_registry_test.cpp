@@ -1,5 +1,6 @@
-// RunRegistry: the state rules, lost-worker detection, stop delivery, persistence across a restart and the
-// removal of ended runs' metric series, on a fake clock.
+// RunRegistry: the state rules, lost-worker detection, the failure of runs left without a live worker and their
+// takeover by a new job, stop delivery, persistence across a restart and the removal of ended runs' metric
+// series, on a fake clock.
 #include "coord/run_registry.h"
 
 #include <gtest/gtest.h>
@@ -55,8 +56,8 @@ class RegistryTest : public ::testing::Test {
   void restart() {
     registry_.reset();
     storage_ = std::make_unique<Storage>(dir_ / "c.db");
-    registry_ =
-        std::make_unique<RunRegistry>(*storage_, &metrics_, RegistryOptions{10.0, 100.0, [this] { return now_; }});
+    registry_ = std::make_unique<RunRegistry>(*storage_, &metrics_,
+                                              RegistryOptions{10.0, 100.0, 60.0, [this] { return now_; }});
   }
 
   v1::CreateRunResponse create(const std::string& name, int world_size, int rank = 0) {
@@ -106,12 +107,16 @@ class RegistryTest : public ::testing::Test {
     registry_->finish_run(request);
   }
 
-  bool has_event(const std::string& run, v1::EventType type) {
+  bool has_event(const std::string& run, v1::EventType type) { return !event_message(run, type).empty(); }
+
+  // The message of the run's latest event of TYPE; empty when there is none.
+  std::string event_message(const std::string& run, v1::EventType type) {
     const v1::GetRunResponse detail = get(run);
+    std::string message;
     for (const v1::Event& e : detail.events()) {
-      if (e.type() == type) return true;
+      if (e.type() == type) message = e.message().empty() ? "-" : e.message();
     }
-    return false;
+    return message;
   }
 
   std::string scrape() { return metrics::serialize(*prometheus_); }
@@ -266,6 +271,103 @@ TEST_F(RegistryTest, StoppingRunWhoseWorkersAllVanishedEndsStopped) {
   now_ += 11;
   registry_->tick();
   EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_STOPPED);
+}
+
+TEST_F(RegistryTest, RunWhoseWorkersAreAllLostFailsAfterTheGracePeriodAndLeavesTheMetrics) {
+  create("r", 2);
+  register_rank("r", 0);
+  register_rank("r", 1);
+  for (int i = 0; i < 10; ++i) {  // rank 1 lost, rank 0 alive far past the grace period: only stalled
+    now_ += 9;
+    beat("r", 0, i + 1);
+    registry_->tick();
+  }
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_STALLED);
+  const double last_heartbeat = now_;
+  now_ += 11;  // rank 0 lost too
+  registry_->tick();
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_STALLED);
+  now_ += 60;  // not longer than the 60 s grace period
+  registry_->tick();
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_STALLED);
+  EXPECT_NE(scrape().find("ijepa_coordinator_runs{state=\"stalled\"} 1"), std::string::npos);
+
+  now_ += 1;
+  registry_->tick();
+  const v1::Run failed = get("r").run();
+  EXPECT_EQ(failed.state(), v1::RUN_STATE_FAILED);
+  EXPECT_DOUBLE_EQ(failed.ended_time(), now_);
+  EXPECT_EQ(last_heartbeat, 1090.0);
+  const std::string reason = "all workers lost: no heartbeat since 1970-01-01T00:18:10Z (72.0 s ago)";
+  EXPECT_EQ(failed.reason(), reason + "; none came back within 60.0 s");
+  EXPECT_EQ(event_message("r", v1::EVENT_TYPE_RUN_ENDED), "failed: " + failed.reason());
+  const std::string text = scrape();
+  EXPECT_NE(text.find("ijepa_coordinator_runs{state=\"failed\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("ijepa_coordinator_runs{state=\"stalled\"} 0"), std::string::npos) << text;
+  EXPECT_NE(text.find("ijepa_train_step{run=\"r\"} 10"), std::string::npos) << text;
+
+  restart();  // the end is in the database
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_FAILED);
+  EXPECT_EQ(get("r").run().reason(), failed.reason());
+  now_ += 101;
+  registry_->tick();
+  EXPECT_EQ(scrape().find("run=\"r\""), std::string::npos) << scrape();
+
+  // The name is free again: a resumed job of another world size reopens it.
+  const v1::Run reopened = create("r", 3).run();
+  EXPECT_EQ(reopened.state(), v1::RUN_STATE_RUNNING);
+  EXPECT_EQ(reopened.world_size(), 3);
+  register_rank("r", 2);
+  EXPECT_EQ(beat("r", 2, 11).run_state(), v1::RUN_STATE_RUNNING);
+}
+
+TEST_F(RegistryTest, RestartStartsTheGracePeriodOfALostRunAgain) {
+  create("r", 1);
+  register_rank("r", 0);
+  now_ += 11;
+  registry_->tick();
+  ASSERT_EQ(get("r").run().state(), v1::RUN_STATE_STALLED);
+  now_ += 50;
+  restart();
+  now_ += 50;  // 100 s since all were lost, 50 s since the restart
+  registry_->tick();
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_STALLED);
+  now_ += 11;
+  registry_->tick();
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_FAILED);
+}
+
+TEST_F(RegistryTest, NewJobOfAnotherWorldSizeTakesOverARunWhoseWorkersAreAllLost) {
+  create("r", 2);
+  register_rank("r", 0);
+  register_rank("r", 1);
+  beat("r", 0, 7);
+  now_ += 8;
+  beat("r", 0, 8);
+  now_ += 3;
+  registry_->tick();
+  ASSERT_EQ(get("r").run().state(), v1::RUN_STATE_STALLED);
+  EXPECT_THROW(create("r", 4), ConflictError) << "rank 0 is still live";
+
+  now_ += 9;
+  registry_->tick();
+  ASSERT_EQ(get("r").run().state(), v1::RUN_STATE_STALLED);
+  EXPECT_THROW(create("r", 4, 1), ConflictError) << "only the new job's rank 0 takes over";
+  EXPECT_THROW(register_rank("r", 3), common::InputError);
+
+  const v1::CreateRunResponse taken = create("r", 4);
+  EXPECT_FALSE(taken.created());
+  EXPECT_EQ(taken.run().state(), v1::RUN_STATE_RUNNING);
+  EXPECT_EQ(taken.run().world_size(), 4);
+  EXPECT_TRUE(taken.run().reason().empty());
+  EXPECT_EQ(event_message("r", v1::EVENT_TYPE_RUN_ENDED),
+            "failed: all workers lost: no heartbeat since 1970-01-01T00:16:48Z (12.0 s ago); taken over by a job "
+            "with world size 4");
+  EXPECT_EQ(event_message("r", v1::EVENT_TYPE_RUN_CREATED), "reopened (was failed) with world size 4");
+  EXPECT_FALSE(create("r", 4, 3).created());
+  for (int rank = 0; rank < 4; ++rank) register_rank("r", rank);
+  EXPECT_EQ(beat("r", 3, 9).run_state(), v1::RUN_STATE_RUNNING);
+  EXPECT_EQ(get("r").run().live_workers(), 4);
 }
 
 TEST_F(RegistryTest, RestartKeepsEverythingAndGivesWorkersAGracePeriod) {

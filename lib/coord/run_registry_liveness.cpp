@@ -1,0 +1,130 @@
+// RunRegistry, part three: liveness from heartbeats. A worker silent past the heartbeat timeout is lost and
+// stalls its run; a stalled run with no live worker left is failed once the grace period (fail_lost_after_s)
+// has passed, so that it ends, frees its name and leaves /metrics after retention like any ended run.
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "coord/records.h"
+#include "coord/run_registry.h"
+#include "metrics/coordinator_metrics.h"
+
+namespace ijepa::coord {
+namespace {
+
+std::string seconds_text(double seconds) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.1f s", seconds);
+  return buffer;
+}
+
+// UTC, ISO 8601: "2024-05-01T12:00:00Z".
+std::string utc_text(double time) {
+  const std::time_t seconds = static_cast<std::time_t>(time);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char buffer[32];
+  std::strftime(buffer, sizeof(buffer), "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return buffer;
+}
+
+}  // namespace
+
+void RunRegistry::tick() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const double t = now();
+  bool counts_changed = false;
+  for (auto& [name, e] : runs_) {
+    if (is_active(e.run.state())) {
+      counts_changed |= expire_workers(e, t);
+      counts_changed |= fail_if_abandoned(e, t);
+    } else if (!e.series_removed && t - e.run.ended_time() > options_.retention_s) {
+      if (metrics_) metrics_->remove_run(name);
+      e.series_removed = true;
+    }
+  }
+  if (counts_changed) publish_counts();
+}
+
+bool RunRegistry::expire_workers(RunEntry& e, double now) {
+  std::vector<v1::Worker*> lost;
+  for (auto& [rank, w] : e.workers) {
+    const double age = now - w.last_heartbeat_time();
+    if (metrics_ && !e.series_removed && (is_live(w.state()) || w.state() == v1::WORKER_STATE_LOST)) {
+      metrics_->set_heartbeat_age(e.run.name(), rank, age);
+    }
+    if (is_live(w.state()) && age > options_.heartbeat_timeout_s) lost.push_back(&w);
+  }
+  if (lost.empty()) return false;
+  for (v1::Worker* w : lost) {
+    w->set_state(v1::WORKER_STATE_LOST);
+    save_worker(*w);
+    record_event(e, w->rank(), v1::EVENT_TYPE_WORKER_LOST, w->step(),
+                 "no heartbeat for " + seconds_text(now - w->last_heartbeat_time()) + " (timeout " +
+                     seconds_text(options_.heartbeat_timeout_s) + ")");
+  }
+  refresh_run(e, now);
+  save(e, now);
+  write_dirty();
+  return true;
+}
+
+bool RunRegistry::fail_if_abandoned(RunEntry& e, double now) {
+  if (e.run.state() != v1::RUN_STATE_STALLED || e.all_lost_since <= 0.0 ||
+      now - e.all_lost_since <= options_.fail_lost_after_s) {
+    return false;
+  }
+  end_run(e, v1::RUN_STATE_FAILED,
+          all_lost_reason(e, now) + "; none came back within " + seconds_text(options_.fail_lost_after_s), now);
+  save(e, now);
+  write_dirty();
+  return true;
+}
+
+std::string RunRegistry::all_lost_reason(const RunEntry& e, double now) const {
+  double last_heartbeat = 0.0;
+  for (const auto& [rank, w] : e.workers) {
+    if (w.state() == v1::WORKER_STATE_LOST) last_heartbeat = std::max(last_heartbeat, w.last_heartbeat_time());
+  }
+  return "all workers lost: no heartbeat since " + utc_text(last_heartbeat) + " (" +
+         seconds_text(now - last_heartbeat) + " ago)";
+}
+
+void RunRegistry::refresh_run(RunEntry& e, double now) {
+  int live = 0;
+  int lost = 0;
+  double images_per_second = 0.0;
+  const v1::Worker* first_lost = nullptr;
+  for (const auto& [rank, w] : e.workers) {
+    if (is_live(w.state())) {
+      ++live;
+      images_per_second += w.latest().images_per_second();
+    } else if (w.state() == v1::WORKER_STATE_LOST) {
+      ++lost;
+      if (!first_lost) first_lost = &w;
+    }
+  }
+  e.run.set_live_workers(live);
+  e.run.set_images_per_second(images_per_second);
+  if (live > 0 || lost == 0) {
+    e.all_lost_since = 0.0;
+  } else if (e.all_lost_since <= 0.0) {
+    e.all_lost_since = now;
+  }
+  const v1::RunState state = e.run.state();
+  if (state == v1::RUN_STATE_RUNNING && lost > 0) {
+    e.run.set_state(v1::RUN_STATE_STALLED);
+    e.run.set_reason("rank " + std::to_string(first_lost->rank()) + " lost: no heartbeat for " +
+                     seconds_text(now - first_lost->last_heartbeat_time()) + " (timeout " +
+                     seconds_text(options_.heartbeat_timeout_s) + ")");
+  } else if (state == v1::RUN_STATE_STALLED && lost == 0) {
+    e.run.set_state(v1::RUN_STATE_RUNNING);
+    e.run.clear_reason();
+  } else if (state == v1::RUN_STATE_STOPPING && live == 0 && lost > 0) {
+    end_run(e, v1::RUN_STATE_STOPPED, "stop requested; workers went silent without finishing", now);
+  }
+}
+
+}  // namespace ijepa::coord

@@ -11,15 +11,11 @@
 
 namespace ijepa::testing {
 
+// True when something accepts connections on 127.0.0.1:PORT.
 inline bool port_open(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool open = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
-  close(fd);
-  return open;
+  const int fd = connect_loopback(port);
+  if (fd >= 0) close(fd);
+  return fd >= 0;
 }
 
 // ijepa-coordinator on free loopback ports with its database in DIR, ready to serve once constructed.

@@ -26,7 +26,8 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from live_test_util import Processes, free_port, wait_for, write_idx
+
 TEST_SECONDS = 240  # the whole test; CTest's TIMEOUT is above it
 SHORT_STEPS = 6
 LONG_RUN_SECONDS = 30  # training time of the run that sees the coordinator restart
@@ -43,26 +44,10 @@ def fail(message):
     failures.append(message)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def port_open(port):
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_for(condition, seconds, what):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise Failure(f"{what} within {seconds} s")
 
 
 def tail(path, lines=15):
@@ -71,32 +56,6 @@ def tail(path, lines=15):
             return "".join(f.readlines()[-lines:])
     except OSError:
         return "(none)\n"
-
-
-class Processes:
-    """Started processes, stopped (SIGTERM, then SIGKILL) when the block ends."""
-
-    def __init__(self):
-        self.started = []
-
-    def start(self, argv, log):
-        with open(log, "a") as out:
-            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        self.started.append(process)
-        return process
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for process in reversed(self.started):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
 
 
 class Coordinator:
@@ -210,7 +169,7 @@ def main():
         with Processes() as processes:
             try:
                 run(bin_dir, work, processes)
-            except (Failure, subprocess.TimeoutExpired) as e:
+            except (Failure, TimeoutError, subprocess.TimeoutExpired) as e:
                 fail(str(e))
         if failures:
             for log in ("coordinator.log", "short.log", "restart.log"):
@@ -231,8 +190,7 @@ def run(bin_dir, work, processes):
     ctl = Ctl(bin_dir, coordinator.address)
 
     # 640 images of batch 4: both runs stay in their first epoch, so no epoch-end checkpoint slows them.
-    subprocess.run([sys.executable, os.path.join(HERE, "write_idx.py"), os.path.join(work, "data"), "640"],
-                   check=True, timeout=60)
+    write_idx(os.path.join(work, "data"), 640)
     config = os.path.join(work, "config.yaml")
     with open(config, "w") as f:
         f.write(f"data: {{dataset: idx, root_path: {work}/data, batch_size: 4, crop_size: 28, num_workers: 1}}\n"

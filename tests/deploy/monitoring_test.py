@@ -19,15 +19,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 
 import yaml
+
+from live_test_util import Processes, free_port, wait_for, write_idx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -46,28 +46,12 @@ def fail(message):
     failures.append(message)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_get(url, timeout=5):
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.read().decode()
     except OSError:
         return ""
-
-
-def wait_for(condition, seconds, what):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise TimeoutError(f"{what} within {seconds} s")
 
 
 def dashboard_queries(dashboard):
@@ -158,35 +142,6 @@ def substitute(expr):
 def prometheus_query(port, expr):
     body = http_get(f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
     return json.loads(body) if body else {"status": "unreachable"}
-
-
-def write_idx(folder, count):
-    subprocess.run([sys.executable, os.path.join(HERE, "write_idx.py"), folder, str(count)], check=True)
-
-
-class Processes:
-    """Started processes, stopped (SIGTERM, then SIGKILL) when the block ends."""
-
-    def __init__(self):
-        self.started = []
-
-    def start(self, argv, log):
-        process = subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-        self.started.append(process)
-        return process
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for process in reversed(self.started):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
 
 
 def on_alarm(signum, frame):

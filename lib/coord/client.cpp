@@ -158,7 +158,7 @@ void CoordinatorClient::Impl::finish(Outcome outcome, const std::string& reason)
   finish_->set_run(identity_.run_name);
   finish_->set_rank(identity_.rank);
   finish_->set_outcome(to_proto(outcome));
-  finish_->set_reason(clipped(reason));
+  finish_->set_reason(sendable_text(reason));
   finish_->set_step(last_step_);
   wake_.notify_one();
 }

@@ -74,12 +74,16 @@ v1::StepMetrics to_proto(const metrics::StepReport& r, double time) {
   return m;
 }
 
-std::string clipped(const std::string& text) { return text.substr(0, kMaxTextBytes); }
+std::string sendable_text(const std::string& text) {
+  std::string sendable = text.substr(0, kMaxTextBytes);
+  std::replace_if(sendable.begin(), sendable.end(), is_refused_in_text, ' ');
+  return sendable;
+}
 
 v1::Event to_proto(EventType type, const std::string& message, int64_t step, double value, double time) {
   v1::Event event;
   event.set_type(to_proto(type));
-  event.set_message(clipped(message));
+  event.set_message(sendable_text(message));
   event.set_step(std::max<int64_t>(0, step));
   event.set_value(finite_or_zero(value));
   event.set_time(time);

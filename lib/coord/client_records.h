@@ -1,6 +1,7 @@
 // Conversions from CoordinatorClient's plain types (client.h) to the protobuf records it sends. Values the
 // coordinator would refuse are made acceptable here (negative counts and non-finite times become 0, long text
-// is clipped), so one odd value never costs a whole batch of reports. Internal to lib/coord.
+// is clipped, control characters become spaces), so one odd value never costs a whole batch of reports. Internal to
+// lib/coord.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +21,8 @@ v1::RunOutcome to_proto(Outcome outcome);
 v1::StepMetrics to_proto(const metrics::StepReport& report, double time);
 v1::Event to_proto(EventType type, const std::string& message, int64_t step, double value, double time);
 
-// TEXT cut to the coordinator's limit on messages and reasons.
-std::string clipped(const std::string& text);
+// TEXT as the coordinator accepts messages and reasons: cut to its limit, control characters (other than line
+// breaks and tabs) as spaces.
+std::string sendable_text(const std::string& text);
 
 }  // namespace ijepa::coord

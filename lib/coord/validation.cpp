@@ -76,11 +76,15 @@ void validate_host(const std::string& host) {
   }
 }
 
+bool is_refused_in_text(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return (u < 0x20 && c != '\n' && c != '\t' && c != '\r') || u == 0x7f;
+}
+
 void validate_text(const std::string& text, const std::string& field, size_t max_bytes) {
   if (text.size() > max_bytes) fail(field + " is longer than " + std::to_string(max_bytes) + " bytes");
   for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\n' && c != '\t' && c != '\r') || u == 0x7f) fail(field + " contains control characters");
+    if (is_refused_in_text(c)) fail(field + " contains control characters");
   }
 }
 

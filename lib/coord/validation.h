@@ -27,7 +27,9 @@ void validate_world_size(int32_t world_size);
 void validate_rank(int32_t rank, int32_t world_size);
 // Printable ASCII without spaces, at most kMaxHostBytes.
 void validate_host(const std::string& host);
-// At most `max_bytes`; no control characters other than tab and newline.
+// A control character that text may not hold (tab, newline and carriage return may).
+bool is_refused_in_text(char c);
+// At most `max_bytes`; no character is_refused_in_text.
 void validate_text(const std::string& text, const std::string& field, size_t max_bytes = kMaxTextBytes);
 
 void validate(const v1::CreateRunRequest& request);

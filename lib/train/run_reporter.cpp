@@ -14,19 +14,6 @@ namespace ijepa::train {
 
 #ifdef IJEPA_HAVE_COORDINATOR
 
-namespace {
-// An error message as an event's text: what the coordinator accepts (printable, bounded), not a refused call.
-std::string event_text(const std::string& message) {
-  constexpr size_t kMaxBytes = 2000;
-  std::string text = message.substr(0, kMaxBytes);
-  for (char& c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\n' && c != '\t') || u == 0x7f) c = ' ';
-  }
-  return text;
-}
-}  // namespace
-
 class RunReporter::Impl {
  public:
   Impl(const common::Config& config, int rank, int local_rank, int world_size) {
@@ -95,7 +82,7 @@ class RunReporter::Impl {
 
   void failed(const std::string& error, int64_t step, bool stalled) {
     if (!client_) return;
-    client_->report_event(stalled ? coord::EventType::kStall : coord::EventType::kMessage, event_text(error), step);
+    client_->report_event(stalled ? coord::EventType::kStall : coord::EventType::kMessage, error, step);
     finish("error", /*failed=*/true);
   }
 

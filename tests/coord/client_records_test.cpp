@@ -36,6 +36,11 @@ TEST(ClientRecords, EventsAreClippedAndFinite) {
   EXPECT_NO_THROW(validate(request));
   EXPECT_EQ(e.message().size(), kMaxTextBytes);
   EXPECT_EQ(e.type(), v1::EVENT_TYPE_EVALUATION_RESULT);
+
+  // An error message with a control character in it is sent (as a space), not refused with its whole batch.
+  *request.add_events() = to_proto(EventType::kStall, "timed out\x01 on rank 0\n", 3, 0.0, 1.7e9);
+  EXPECT_NO_THROW(validate(request));
+  EXPECT_EQ(request.events(1).message(), "timed out  on rank 0\n");
 }
 
 }  // namespace

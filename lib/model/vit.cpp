@@ -4,6 +4,10 @@
 #include <stdexcept>
 #include <string>
 
+#include <ATen/autocast_mode.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include "model/autocast.h"
 #include "model/pos_embed.h"
 
 namespace ijepa::model {
@@ -13,10 +17,36 @@ torch::nn::LayerNorm layer_norm(int64_t dim) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6));
 }
 
+// Forward only (no autograd), under CPU bf16 autocast, on a CPU with native bf16 products: the target encoder in a
+// training step and every encoder under evaluation. There nothing is kept for a backward pass, so a linear can take
+// oneDNN's kernel with the bias and GELU applied to the product's fp32 accumulator, one rounding to bf16 instead of
+// a bias copied into the output first and GELU as a pass of its own.
+bool fused_bf16_inference(const torch::Tensor& x) {
+  return x.is_cpu() && !at::GradMode::is_enabled() && at::autocast::is_autocast_enabled(at::kCPU) &&
+         at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16 && cpu_has_native_bf16();
+}
+
+enum class Activation { kNone, kGelu };
+
+// mkldnn::_linear_pointwise(X, W, B, attr, scalars, algorithm) on bf16 operands; attr "gelu" with algorithm "none"
+// is the exact (erf) GELU, as torch.nn.GELU() by default.
+torch::Tensor onednn_linear(const torch::Tensor& x, const torch::nn::Linear& layer, Activation activation) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, c10::string_view,
+                            c10::List<std::optional<at::Scalar>>, std::optional<c10::string_view>)>();
+  const auto bf16 = [](const torch::Tensor& t) { return t.to(torch::kBFloat16).contiguous(); };
+  const bool gelu = activation == Activation::kGelu;
+  return op.call(bf16(x), bf16(layer->weight), bf16(layer->bias), gelu ? "gelu" : "none",
+                 c10::List<std::optional<at::Scalar>>(), gelu ? std::optional<c10::string_view>("none") : std::nullopt);
+}
+
 // ATen's linear, as torch.nn.Linear calls it: one fused addmm over the flattened tokens. The C++ frontend's
 // LinearImpl::forward takes matmul and then `output += bias` for inputs of more than 2 dims, which under autocast
 // adds the fp32 bias into the bf16 output through a conversion pass and costs a separate add in backward.
 torch::Tensor linear(const torch::nn::Linear& layer, const torch::Tensor& x) {
+  if (fused_bf16_inference(x)) return onednn_linear(x, layer, Activation::kNone);
   return at::linear(x, layer->weight, layer->bias);
 }
 }  // namespace
@@ -94,7 +124,10 @@ MlpImpl::MlpImpl(int64_t dim, int64_t hidden) {
   fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return linear(fc2, torch::gelu(linear(fc1, x))); }
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  if (fused_bf16_inference(x)) return onednn_linear(onednn_linear(x, fc1, Activation::kGelu), fc2, Activation::kNone);
+  return linear(fc2, torch::gelu(linear(fc1, x)));
+}
 
 BlockImpl::BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden) {
   // Registration (and so default-init draw) order of the reference: norm1, attn, norm2, mlp.

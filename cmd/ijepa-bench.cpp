@@ -3,7 +3,8 @@
 //                    [--profile [--trace FILE]]
 //       the whole training step of a benchmark workload (see lib/train/step_benchmark.h)
 //   ijepa-bench micro [--benchmark_filter=...]
-//       Google Benchmark micro-benchmarks: matrix products, mask sampling, the fused AdamW and the EMA
+//       Google Benchmark micro-benchmarks: matrix products, mask sampling, the fused residual add and LayerNorm,
+//       the fused AdamW and the EMA
 #include <ATen/CPUGeneratorImpl.h>
 #include <benchmark/benchmark.h>
 #include <CLI/CLI.hpp>
@@ -14,6 +15,7 @@
 #include "common/omp_wait.h"
 #include "masking/multiblock.h"
 #include "model/autocast.h"
+#include "model/residual_norm.h"
 #include "train/optimizer.h"
 #include "train/step.h"
 #include "train/step_benchmark.h"
@@ -71,6 +73,40 @@ void BM_MaskSampling(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * state.range(1));
 }
 BENCHMARK(BM_MaskSampling)->Args({7, 64})->Args({14, 16})->ArgNames({"grid", "batch"})->Unit(benchmark::kMicrosecond);
+
+// One residual add and the LayerNorm after it under CPU bf16 autocast, forward and backward, on one thread: ATen's
+// ops as the reference runs them (fused 0) or model/residual_norm.h (fused 1). Rows: workload a's target encoder
+// (64 images x 49 tokens) and b's (16 x 196), width 192.
+void BM_ResidualNorm(benchmark::State& state) {
+  const bool fused = state.range(0) != 0;
+  const int64_t rows = state.range(1), width = 192;
+  const bool backward = state.range(2) != 0;
+  at::set_num_threads(1);
+  torch::manual_seed(0);
+  torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({width}).eps(1e-6));
+  const auto x = torch::randn({rows, width}).requires_grad_();
+  const auto branch = torch::randn({rows, width}).to(torch::kBFloat16).requires_grad_();
+  const auto downstream = torch::randn({rows, width}).to(torch::kBFloat16);
+  const ijepa::model::AutocastGuard autocast(c10::DeviceType::CPU, true);
+  for (auto _ : state) {
+    torch::Tensor residual, normed;
+    if (fused) {
+      auto out = ijepa::model::residual_layer_norm(x, branch, norm, torch::kBFloat16);
+      residual = out.residual;
+      normed = out.normed;
+    } else {
+      residual = x + branch;
+      normed = norm(residual).to(torch::kBFloat16);
+    }
+    // Both outputs used, as in a block: the normed one by the next linear, the residual by the next add.
+    if (backward) torch::autograd::backward({normed, residual}, {downstream, torch::ones_like(residual)});
+  }
+  state.SetItemsProcessed(state.iterations() * rows);
+}
+BENCHMARK(BM_ResidualNorm)
+    ->ArgsProduct({{0, 1}, {3136}, {0, 1}})
+    ->ArgNames({"fused", "rows", "backward"})
+    ->Unit(benchmark::kMicrosecond);
 
 // The update phase of workload a: the fused AdamW over the four groups, then the EMA.
 void BM_UpdateTiny(benchmark::State& state) {

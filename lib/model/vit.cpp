@@ -1,6 +1,7 @@
 #include "model/vit.h"
 
 #include <cmath>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -142,6 +143,49 @@ torch::Tensor BlockImpl::forward(torch::Tensor x) {
   return x + mlp(norm2(x));
 }
 
+ResidualNorm BlockImpl::forward_fused(const ResidualNorm& in, const torch::nn::LayerNorm& next_norm,
+                                      torch::ScalarType next_dtype) {
+  const auto mid = residual_layer_norm(in.residual, attn(in.normed), norm2, torch::kBFloat16);
+  return residual_layer_norm(mid.residual, mlp(mid.normed), next_norm, next_dtype);
+}
+
+namespace {
+
+// Under CPU bf16 autocast the residual stream is fp32 and its LayerNorms' outputs are cast to bf16 at the next
+// linear: there each add and the norm after it run as one pass (model/residual_norm.h), with the norm's output in
+// bf16 straight away (fp32 for the final norm, whose output the reference keeps in fp32).
+bool fuse_residual_norms(const torch::Tensor& x) {
+  return fusable_residual(x) && at::autocast::is_autocast_enabled(at::kCPU) &&
+         at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16;
+}
+
+using AfterBlock = std::function<void(size_t, const torch::Tensor&)>;
+
+// The blocks over the residual stream x, then final_norm; after_block(i, h), where given, sees the stream after
+// block i.
+torch::Tensor run_blocks(torch::nn::ModuleList blocks, const torch::Tensor& x, torch::nn::LayerNorm final_norm,
+                         const AfterBlock& after_block = nullptr) {
+  const auto block = [&](size_t i) { return blocks[i]->as<BlockImpl>(); };
+  if (blocks->is_empty() || !fuse_residual_norms(x)) {
+    auto h = x;
+    for (size_t i = 0; i < blocks->size(); ++i) {
+      h = block(i)->forward(h);
+      if (after_block) after_block(i, h);
+    }
+    return final_norm(h);
+  }
+  auto stream = residual_layer_norm(x, torch::Tensor(), block(0)->norm1, torch::kBFloat16);
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    const bool last = i + 1 == blocks->size();
+    stream = block(i)->forward_fused(stream, last ? final_norm : block(i + 1)->norm1,
+                                     last ? torch::kFloat : torch::kBFloat16);
+    if (after_block) after_block(i, stream.residual);
+  }
+  return stream.normed;
+}
+
+}  // namespace
+
 PatchEmbedImpl::PatchEmbedImpl(int64_t patch_size, int64_t in_chans, int64_t dim) {
   proj = register_module("proj",
                          torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, dim, patch_size).stride(patch_size)));
@@ -182,18 +226,17 @@ torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& x) {
 torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& x, const std::vector<torch::Tensor>& masks) {
   auto h = embed(x);
   if (!masks.empty()) h = apply_masks(h, masks);
-  for (const auto& block : *blocks) h = block->as<BlockImpl>()->forward(h);
-  return norm(h);
+  return run_blocks(blocks, h, norm);
 }
 
 std::vector<torch::Tensor> VisionTransformerImpl::last_block_outputs(const torch::Tensor& x, int64_t n) {
-  auto h = embed(x);
   std::vector<torch::Tensor> outputs;
-  const int64_t depth = static_cast<int64_t>(blocks->size());
-  for (int64_t i = 0; i < depth; ++i) {
-    h = blocks[i]->as<BlockImpl>()->forward(h);
-    if (i >= depth - n) outputs.push_back(i == depth - 1 ? norm(h) : h);
-  }
+  const auto depth = static_cast<int64_t>(blocks->size());
+  auto last = run_blocks(blocks, embed(x), norm, [&](size_t i, const torch::Tensor& h) {
+    const auto block = static_cast<int64_t>(i);
+    if (block >= depth - n && block < depth - 1) outputs.push_back(h);
+  });
+  outputs.push_back(std::move(last));
   return outputs;
 }
 
@@ -224,10 +267,9 @@ torch::Tensor PredictorImpl::forward(const torch::Tensor& x, const std::vector<t
   auto target_pos = repeat_interleave_batch(apply_masks(pos, masks), batch, nenc);  // [npred*nenc*B, Kp, Dp]
   auto mask_tokens = mask_token + target_pos;
 
-  auto h = torch::cat({context.repeat({npred, 1, 1}), mask_tokens}, 1);
-  for (const auto& block : *predictor_blocks) h = block->as<BlockImpl>()->forward(h);
-  h = predictor_norm(h).narrow(1, n_context, h.size(1) - n_context);
-  return linear(predictor_proj, h);  // [npred*nenc*B, Kp, D]
+  const auto tokens = torch::cat({context.repeat({npred, 1, 1}), mask_tokens}, 1);
+  const auto h = run_blocks(predictor_blocks, tokens, predictor_norm);
+  return linear(predictor_proj, h.narrow(1, n_context, h.size(1) - n_context));  // [npred*nenc*B, Kp, D]
 }
 
 }  // namespace ijepa::model

@@ -8,6 +8,7 @@
 
 #include <vector>
 
+#include "model/residual_norm.h"
 #include "model/vit_config.h"
 
 namespace ijepa::model {
@@ -45,6 +46,12 @@ class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden);
   torch::Tensor forward(torch::Tensor x);  // [B, N, D] -> [B, N, D]
+
+  // The same block on a stream whose norm1 was applied already (in.normed), with each residual add fused with the
+  // LayerNorm after it (model/residual_norm.h); next_norm, the norm that follows the block, gives the output's
+  // normed part in next_dtype.
+  ResidualNorm forward_fused(const ResidualNorm& in, const torch::nn::LayerNorm& next_norm,
+                             torch::ScalarType next_dtype);
 
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   Attention attn{nullptr};

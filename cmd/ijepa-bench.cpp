@@ -74,13 +74,14 @@ void BM_MaskSampling(benchmark::State& state) {
 }
 BENCHMARK(BM_MaskSampling)->Args({7, 64})->Args({14, 16})->ArgNames({"grid", "batch"})->Unit(benchmark::kMicrosecond);
 
-// One residual add and the LayerNorm after it under CPU bf16 autocast, forward and backward, on one thread: ATen's
-// ops as the reference runs them (fused 0) or model/residual_norm.h (fused 1). Rows: workload a's target encoder
-// (64 images x 49 tokens) and b's (16 x 196), width 192.
+// One residual add and the LayerNorm after it under CPU bf16 autocast, forward (backward 0) or forward and
+// backward (1), on one thread: ATen's ops as the reference runs them (fused 0) or model/residual_norm.h (fused 1).
+// 3136 rows of 192: a full batch of either workload's target encoder (64 images x 49 tokens, 16 x 196).
 void BM_ResidualNorm(benchmark::State& state) {
   const bool fused = state.range(0) != 0;
   const int64_t rows = state.range(1), width = 192;
   const bool backward = state.range(2) != 0;
+  const int threads = at::get_num_threads();
   at::set_num_threads(1);
   torch::manual_seed(0);
   torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({width}).eps(1e-6));
@@ -102,6 +103,7 @@ void BM_ResidualNorm(benchmark::State& state) {
     if (backward) torch::autograd::backward({normed, residual}, {downstream, torch::ones_like(residual)});
   }
   state.SetItemsProcessed(state.iterations() * rows);
+  at::set_num_threads(threads);
 }
 BENCHMARK(BM_ResidualNorm)
     ->ArgsProduct({{0, 1}, {3136}, {0, 1}})

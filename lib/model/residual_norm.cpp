@@ -318,7 +318,8 @@ ResidualNorm residual_layer_norm(const torch::Tensor& x, const torch::Tensor& br
   const auto& weight = norm->weight;
   TORCH_CHECK(fusable_residual(x), "residual_layer_norm: the residual stream must be a CPU fp32 tensor");
   TORCH_CHECK(weight.defined() && norm->bias.defined(), "residual_layer_norm: the LayerNorm needs a weight and bias");
-  TORCH_CHECK(x.dim() >= 1 && x.size(-1) == weight.numel(), "residual_layer_norm: the last dimension (", x.size(-1),
+  TORCH_CHECK(x.dim() >= 1, "residual_layer_norm: the residual stream has no dimension to normalise");
+  TORCH_CHECK(x.size(-1) == weight.numel(), "residual_layer_norm: the last dimension (", x.size(-1),
               ") is not the norm's width (", weight.numel(), ")");
   TORCH_CHECK(
       !branch.defined() || (branch.sizes() == x.sizes() && branch.is_cpu() &&

@@ -44,6 +44,10 @@ Bf16Choice choose_bf16(common::Bf16Mode asked, c10::DeviceType device, bool cpu_
   return choice;
 }
 
+bool cpu_bf16_autocast_active() {
+  return at::autocast::is_autocast_enabled(at::kCPU) && at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16;
+}
+
 AutocastGuard::AutocastGuard(c10::DeviceType device, bool enabled) : device_(device), enabled_(enabled) {
   if (!enabled_) return;
   was_enabled_ = at::autocast::is_autocast_enabled(device_);

@@ -29,6 +29,9 @@ struct Bf16Choice {
 };
 Bf16Choice choose_bf16(common::Bf16Mode asked, c10::DeviceType device, bool cpu_native_bf16);
 
+// Whether CPU autocast is on with bf16 on this thread (an AutocastGuard for the CPU in scope, or its Python twin).
+bool cpu_bf16_autocast_active();
+
 // Autocast to bf16 for one device type while in scope, restoring the previous state; a no-op when disabled.
 class AutocastGuard {
  public:

@@ -5,7 +5,6 @@
 #include <stdexcept>
 #include <string>
 
-#include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include "model/autocast.h"
@@ -23,8 +22,7 @@ torch::nn::LayerNorm layer_norm(int64_t dim) {
 // oneDNN's kernel with the bias and GELU applied to the product's fp32 accumulator, one rounding to bf16 instead of
 // a bias copied into the output first and GELU as a pass of its own.
 bool fused_bf16_inference(const torch::Tensor& x) {
-  return x.is_cpu() && !at::GradMode::is_enabled() && at::autocast::is_autocast_enabled(at::kCPU) &&
-         at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16 && cpu_has_native_bf16();
+  return x.is_cpu() && !at::GradMode::is_enabled() && cpu_bf16_autocast_active() && cpu_has_native_bf16();
 }
 
 enum class Activation { kNone, kGelu };
@@ -154,10 +152,7 @@ namespace {
 // Under CPU bf16 autocast the residual stream is fp32 and its LayerNorms' outputs are cast to bf16 at the next
 // linear: there each add and the norm after it run as one pass (model/residual_norm.h), with the norm's output in
 // bf16 straight away (fp32 for the final norm, whose output the reference keeps in fp32).
-bool fuse_residual_norms(const torch::Tensor& x) {
-  return fusable_residual(x) && at::autocast::is_autocast_enabled(at::kCPU) &&
-         at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16;
-}
+bool fuse_residual_norms(const torch::Tensor& x) { return fusable_residual(x) && cpu_bf16_autocast_active(); }
 
 using AfterBlock = std::function<void(size_t, const torch::Tensor&)>;
 

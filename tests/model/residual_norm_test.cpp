@@ -22,6 +22,12 @@ torch::nn::LayerNorm random_norm(int64_t width) {
   return norm;
 }
 
+// The same sum and norm as ATen's ops compute them, recorded by autograd as the reference's block does.
+ResidualNorm aten_residual_norm(const torch::Tensor& x, const torch::Tensor& branch, torch::nn::LayerNorm& norm) {
+  const auto sum = x + branch;
+  return {sum, torch::layer_norm(sum, {sum.size(-1)}, norm->weight, norm->bias, norm->options.eps())};
+}
+
 struct Grads {
   torch::Tensor x, branch, weight, bias;
 };
@@ -80,9 +86,7 @@ TEST(ResidualNorm, GradientsMatchATensAutogradInFp32) {
   const auto into_normed = torch::randn({2, 150, 192}), into_residual = torch::randn({2, 150, 192});
   const auto fused = backward_through(residual_layer_norm(x, branch, norm, torch::kFloat), x, branch, norm, into_normed,
                                       into_residual);
-  const auto sum = x + branch;
-  const ResidualNorm modules{sum, torch::layer_norm(sum, {192}, norm->weight, norm->bias, 1e-6)};
-  const auto aten = backward_through(modules, x, branch, norm, into_normed, into_residual);
+  const auto aten = backward_through(aten_residual_norm(x, branch, norm), x, branch, norm, into_normed, into_residual);
   EXPECT_TRUE(torch::allclose(fused.x, aten.x, 1e-4, 1e-5));
   EXPECT_TRUE(torch::equal(fused.branch, fused.x));  // an fp32 branch gets the residual's gradient itself
   EXPECT_TRUE(torch::allclose(fused.weight, aten.weight, 1e-4, 1e-4));
@@ -100,10 +104,8 @@ TEST(ResidualNorm, ABf16BranchGetsTheFp32GradientRoundedToBf16) {
   ASSERT_EQ(fused.branch.scalar_type(), torch::kBFloat16);
   EXPECT_TRUE(torch::equal(fused.branch, fused.x.to(torch::kBFloat16)));
   // Against the modules under autocast's arithmetic: the fp32 norm fed a bf16 upstream gradient.
-  const auto sum = x + branch;
-  const ResidualNorm modules{sum, torch::layer_norm(sum, {192}, norm->weight, norm->bias, 1e-6)};
-  const auto aten =
-      backward_through(modules, x, branch, norm, into_normed.to(torch::kBFloat16).to(torch::kFloat), into_residual);
+  const auto aten = backward_through(aten_residual_norm(x, branch, norm), x, branch, norm,
+                                     into_normed.to(torch::kBFloat16).to(torch::kFloat), into_residual);
   EXPECT_TRUE(torch::allclose(fused.x, aten.x, 1e-4, 1e-5));
   EXPECT_TRUE(torch::allclose(fused.weight, aten.weight, 1e-4, 1e-4));
 }

@@ -12,6 +12,7 @@
 
 #include <iostream>
 
+#include "common/malloc_tuning.h"
 #include "common/omp_wait.h"
 #include "masking/multiblock.h"
 #include "model/autocast.h"
@@ -43,7 +44,8 @@ void print_step(const StepBenchOptions& o, const ijepa::train::StepBenchResult& 
                             {"outside_forward_backward_share", r.outside_share},
                             {"context_tokens", r.context_tokens},
                             {"target_tokens", r.target_tokens},
-                            {"peak_rss_bytes", r.peak_rss_bytes}};
+                            {"peak_rss_bytes", r.peak_rss_bytes},
+                            {"malloc", ijepa::common::malloc_tuning_description()}};
   if (json) {
     std::cout << j.dump() << std::endl;
     return;
@@ -126,6 +128,7 @@ BENCHMARK(BM_UpdateTiny)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   ijepa::common::choose_omp_wait_policy(argv);  // see common/omp_wait.h
+  ijepa::common::keep_freed_memory();           // see common/malloc_tuning.h
   if (argc >= 2 && std::string(argv[1]) == "micro") {
     argv[1] = argv[0];
     --argc, ++argv;

@@ -7,11 +7,13 @@
 
 #include "common/errors.h"
 #include "common/logging.h"
+#include "common/malloc_tuning.h"
 #include "common/omp_wait.h"
 #include "eval/command.h"
 
 int main(int argc, char** argv) {
   ijepa::common::choose_omp_wait_policy(argv);  // see common/omp_wait.h
+  ijepa::common::keep_freed_memory();           // see common/malloc_tuning.h
   ijepa::eval::EvalCommandOptions o;
   auto& e = o.eval;
   CLI::App app{"ijepa-eval: linear probe and kNN on frozen I-JEPA features"};

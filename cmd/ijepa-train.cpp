@@ -9,6 +9,7 @@
 #include "common/config.h"
 #include "common/errors.h"
 #include "common/logging.h"
+#include "common/malloc_tuning.h"
 #include "common/omp_wait.h"
 #include "common/signals.h"
 #include "dist/communicator.h"
@@ -40,6 +41,7 @@ int train(const ijepa::common::Config& config) {
 
 int main(int argc, char** argv) {
   ijepa::common::choose_omp_wait_policy(argv);  // see common/omp_wait.h
+  ijepa::common::keep_freed_memory();           // see common/malloc_tuning.h
   CLI::App app{"I-JEPA pretraining (one rank)"};
   std::string config_path;
   std::vector<std::string> overrides;

@@ -14,6 +14,7 @@
 #include "common/errors.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/malloc_tuning.h"
 #include "common/omp_wait.h"
 #include "common/signals.h"
 #include "data/dataset.h"
@@ -210,7 +211,7 @@ Trainer::Impl::Impl(const common::Config& config, dist::Communicator& comm)
   if (config_.meta.threads > 0) at::set_num_threads(static_cast<int>(config_.meta.threads));
   if (rank_ == 0)
     log::info(log::str(at::get_num_threads(), " intra-op thread(s) per rank, OpenMP wait policy ",
-                       common::omp_wait_policy_description()));
+                       common::omp_wait_policy_description(), "; ", common::malloc_tuning_description()));
   resolve_precision();
   dist::verify_same_across_ranks(comm_, "config", common::to_key_lines(config_));  // names the differing key
   // Everything that can refuse the run (dataset, model, checkpoint) before anything is written.

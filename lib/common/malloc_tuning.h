@@ -1,0 +1,22 @@
+// glibc malloc's settings for the project's LibTorch processes.
+//
+// glibc gives a freed block above its mmap threshold back to the kernel at once (the threshold starts at 128 KiB
+// and follows the blocks freed up to 32 MiB), and trims the top of a heap once more than its trim threshold is
+// free there. A training step frees and allocates the same activations, a few MiB each, every step, so every step
+// faulted them in again page by page: 7-8 thousand minor page faults a step of the benchmark workloads, 4-8% of
+// its time (BENCHMARKS.md). As PyTorch's caching allocator does on a GPU, the process keeps what it freed for the
+// next step instead; its resident memory stays near its peak (13% more at those workloads).
+#pragma once
+
+#include <string>
+
+namespace ijepa::common {
+
+// Unless the user tuned glibc's malloc (GLIBC_TUNABLES naming glibc.malloc, or a MALLOC_*_ variable), sets the
+// mmap threshold to its largest value (32 MiB) and stops trimming. Call first thing in main.
+void keep_freed_memory();
+
+// One line for the start-up log: what keep_freed_memory() did and why.
+std::string malloc_tuning_description();
+
+}  // namespace ijepa::common

@@ -3,6 +3,9 @@
 # (bench_reference_step.py, the project's torch), same workload, dtype and threads, alternating runs.
 # Prints one JSON line per run; the table in BENCHMARKS.md is their medians.
 #   tests/reference/compare_step.sh [BIN_DIR] [ROUNDS] [THREADS]
+# REFERENCE_GLIBC_TUNABLES, when set, is the reference's GLIBC_TUNABLES: with
+# glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647 it runs with the malloc settings
+# that ijepa's binaries choose for themselves (lib/common/malloc_tuning.h).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${1:-$root/build/bin}
@@ -17,7 +20,8 @@ for workload in a b; do
     for ((round = 1; round <= rounds; round++)); do
       "$bin/ijepa-bench" step --workload $workload --dtype $dtype --threads "$threads" --steps "$steps" \
         --warmup 2 --json 2>/dev/null
-      (cd "$root/tests/reference" && "$root/.venv/bin/python" bench_reference_step.py --workload $workload \
+      (cd "$root/tests/reference" && env ${REFERENCE_GLIBC_TUNABLES:+GLIBC_TUNABLES=$REFERENCE_GLIBC_TUNABLES} \
+        "$root/.venv/bin/python" bench_reference_step.py --workload $workload \
         --dtype $dtype --threads "$threads" --steps "$steps" --warmup 2 2>/dev/null)
     done
   done

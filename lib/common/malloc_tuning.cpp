@@ -39,7 +39,7 @@ void keep_freed_memory() {
 std::string malloc_tuning_description() {
   switch (tuning) {
     case Tuning::kApplied:
-      return "freed memory kept in the process (malloc mmap threshold 32 MiB, no trimming)";
+      return "freed memory kept in the process (malloc mmap threshold 32 MiB, trim threshold 2 GiB)";
     case Tuning::kUserSettings:
       return "glibc's malloc settings from the environment";
     case Tuning::kFailed:

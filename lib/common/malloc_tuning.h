@@ -13,7 +13,8 @@
 namespace ijepa::common {
 
 // Unless the user tuned glibc's malloc (GLIBC_TUNABLES naming glibc.malloc, or a MALLOC_*_ variable), sets the
-// mmap threshold to its largest value (32 MiB) and stops trimming. Call first thing in main.
+// mmap threshold to its largest value (32 MiB) and the trim threshold to 2 GiB (the largest mallopt takes), so
+// that heaps are trimmed only when that much of them is free. Call first thing in main.
 void keep_freed_memory();
 
 // One line for the start-up log: what keep_freed_memory() did and why.

@@ -37,7 +37,8 @@ TEST(MallocTuning, AFreedBlockIsReusedWithoutPageFaults) {
   EXPECT_GE(glibc_default.repeat_faults, 2048);
   EXPECT_EQ(glibc_default.description, "glibc's default malloc settings\n");
   EXPECT_LT(kept.repeat_faults, 64);
-  EXPECT_EQ(kept.description, "freed memory kept in the process (malloc mmap threshold 32 MiB, no trimming)\n");
+  EXPECT_EQ(kept.description,
+            "freed memory kept in the process (malloc mmap threshold 32 MiB, trim threshold 2 GiB)\n");
 }
 
 TEST(MallocTuning, LeavesTheUsersMallocSettingsAlone) {

@@ -4,7 +4,7 @@
 //       the whole training step of a benchmark workload (see lib/train/step_benchmark.h)
 //   ijepa-bench micro [--benchmark_filter=...]
 //       Google Benchmark micro-benchmarks: matrix products, mask sampling, the fused residual add and LayerNorm,
-//       the fused AdamW and the EMA
+//       the attention's bf16 softmax, the fused AdamW and the EMA
 #include <ATen/CPUGeneratorImpl.h>
 #include <benchmark/benchmark.h>
 #include <CLI/CLI.hpp>
@@ -17,6 +17,7 @@
 #include "masking/multiblock.h"
 #include "model/autocast.h"
 #include "model/residual_norm.h"
+#include "model/softmax.h"
 #include "train/optimizer.h"
 #include "train/step.h"
 #include "train/step_benchmark.h"
@@ -110,6 +111,28 @@ void BM_ResidualNorm(benchmark::State& state) {
 BENCHMARK(BM_ResidualNorm)
     ->ArgsProduct({{0, 1}, {3136}, {0, 1}})
     ->ArgNames({"fused", "rows", "backward"})
+    ->Unit(benchmark::kMicrosecond);
+
+// The attention's softmax of bf16 scores, forward only, on one thread: ATen's (ours 0) or model/softmax.h's
+// (ours 1). [48, 196, 196]: a (b) target encoder layer over 16 images of 3 heads; [192, 109, 109]: a predictor
+// layer of (b) (64 sequences of 3 heads, about 109 tokens).
+void BM_AttentionSoftmax(benchmark::State& state) {
+  const bool ours = state.range(0) != 0;
+  const int64_t sequences = state.range(1), tokens = state.range(2);
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  torch::manual_seed(0);
+  const auto scores = (4.0 * torch::randn({sequences, tokens, tokens})).to(torch::kBFloat16);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(ours ? ijepa::model::last_dim_softmax(scores) : torch::softmax(scores, -1));
+  }
+  state.SetItemsProcessed(state.iterations() * scores.numel());
+  at::set_num_threads(threads);
+}
+BENCHMARK(BM_AttentionSoftmax)
+    ->ArgsProduct({{0, 1}, {48}, {196}})
+    ->ArgsProduct({{0, 1}, {192}, {109}})
+    ->ArgNames({"ours", "sequences", "tokens"})
     ->Unit(benchmark::kMicrosecond);
 
 // The update phase of workload a: the fused AdamW over the four groups, then the EMA.

@@ -9,6 +9,7 @@
 
 #include "model/autocast.h"
 #include "model/pos_embed.h"
+#include "model/softmax.h"
 
 namespace ijepa::model {
 
@@ -29,7 +30,8 @@ enum class Activation { kNone, kGelu };
 
 // mkldnn::_linear_pointwise(X, W, B, attr, scalars, algorithm) on bf16 operands; attr "gelu" with algorithm "none"
 // is the exact (erf) GELU, as torch.nn.GELU() by default.
-torch::Tensor onednn_linear(const torch::Tensor& x, const torch::nn::Linear& layer, Activation activation) {
+torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                            Activation activation) {
   static const auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
@@ -37,16 +39,57 @@ torch::Tensor onednn_linear(const torch::Tensor& x, const torch::nn::Linear& lay
                             c10::List<std::optional<at::Scalar>>, std::optional<c10::string_view>)>();
   const auto bf16 = [](const torch::Tensor& t) { return t.to(torch::kBFloat16).contiguous(); };
   const bool gelu = activation == Activation::kGelu;
-  return op.call(bf16(x), bf16(layer->weight), bf16(layer->bias), gelu ? "gelu" : "none",
-                 c10::List<std::optional<at::Scalar>>(), gelu ? std::optional<c10::string_view>("none") : std::nullopt);
+  return op.call(bf16(x), bf16(weight), bf16(bias), gelu ? "gelu" : "none", c10::List<std::optional<at::Scalar>>(),
+                 gelu ? std::optional<c10::string_view>("none") : std::nullopt);
 }
+
+// Under CPU bf16 autocast where autograd records (the context encoder and the predictor), on a CPU with native bf16
+// products: the forward as oneDNN's kernel with the bias added to the fp32 accumulator, the backward as ATen's
+// linear has it (addmm's), the gradients of the weight and bias cast back to fp32 as autocast's casts do. ATen's
+// addmm copies the broadcast bias into the output and accumulates the product onto it: a copy and a read more per
+// linear (159 against 185-200 GFLOP/s per thread for the same products in a (b) bf16 step, BENCHMARKS.md).
+bool fused_bf16_training(const torch::Tensor& x) {
+  return x.is_cpu() && at::GradMode::is_enabled() && cpu_bf16_autocast_active() && cpu_has_native_bf16();
+}
+
+class Bf16Linear : public torch::autograd::Function<Bf16Linear> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& bias) {
+    const auto x16 = x.to(torch::kBFloat16).contiguous(), weight16 = weight.to(torch::kBFloat16).contiguous();
+    ctx->save_for_backward({x16, weight16});
+    ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
+    ctx->saved_data["weight_dtype"] = static_cast<int64_t>(weight.scalar_type());
+    ctx->saved_data["bias_dtype"] = static_cast<int64_t>(bias.scalar_type());
+    return onednn_linear(x16, weight16, bias.to(torch::kBFloat16), Activation::kNone);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x16 = saved[0], &weight16 = saved[1];
+    const auto dtype = [&](const char* key) { return static_cast<torch::ScalarType>(ctx->saved_data[key].toInt()); };
+    const auto grad = grad_outputs[0].to(torch::kBFloat16).reshape({-1, weight16.size(0)});
+    torch::Tensor grad_x, grad_weight, grad_bias;
+    if (ctx->needs_input_grad(0)) grad_x = grad.mm(weight16).view(x16.sizes()).to(dtype("x_dtype"));
+    if (ctx->needs_input_grad(1)) {
+      grad_weight = grad.t().mm(x16.reshape({-1, x16.size(-1)})).to(dtype("weight_dtype"));
+    }
+    if (ctx->needs_input_grad(2)) grad_bias = grad.sum(0).to(dtype("bias_dtype"));
+    return {grad_x, grad_weight, grad_bias};
+  }
+};
 
 // ATen's linear, as torch.nn.Linear calls it: one fused addmm over the flattened tokens. The C++ frontend's
 // LinearImpl::forward takes matmul and then `output += bias` for inputs of more than 2 dims, which under autocast
 // adds the fp32 bias into the bf16 output through a conversion pass and costs a separate add in backward.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (fused_bf16_inference(x)) return onednn_linear(x, weight, bias, Activation::kNone);
+  if (fused_bf16_training(x)) return Bf16Linear::apply(x, weight, bias);
+  return at::linear(x, weight, bias);
+}
+
 torch::Tensor linear(const torch::nn::Linear& layer, const torch::Tensor& x) {
-  if (fused_bf16_inference(x)) return onednn_linear(x, layer, Activation::kNone);
-  return at::linear(x, layer->weight, layer->bias);
+  return linear(x, layer->weight, layer->bias);
 }
 }  // namespace
 
@@ -112,8 +155,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
     out = at::scaled_dot_product_attention(q, k, v);  // fused (flash) kernels, same (C/H)^-0.5 scale
   } else {
     // On CPU the explicit form is several times faster than the fused kernel in bf16 at ViT sequence lengths,
-    // and it is the reference's arithmetic op for op (CPU autocast leaves softmax in bf16, unlike CUDA's).
-    out = torch::matmul(torch::softmax(scaled_scores(q, k), -1), v);
+    // and it is the reference's arithmetic op for op (CPU autocast leaves softmax in bf16, unlike CUDA's; a bf16
+    // softmax takes this project's row kernel, model/softmax.h).
+    out = torch::matmul(last_dim_softmax(scaled_scores(q, k)), v);
   }
   return linear(proj, out.transpose(1, 2).reshape({B, N, C}));
 }
@@ -124,7 +168,10 @@ MlpImpl::MlpImpl(int64_t dim, int64_t hidden) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  if (fused_bf16_inference(x)) return onednn_linear(onednn_linear(x, fc1, Activation::kGelu), fc2, Activation::kNone);
+  if (fused_bf16_inference(x)) {
+    const auto hidden = onednn_linear(x, fc1->weight, fc1->bias, Activation::kGelu);
+    return onednn_linear(hidden, fc2->weight, fc2->bias, Activation::kNone);
+  }
   return linear(fc2, torch::gelu(linear(fc1, x)));
 }
 
@@ -195,7 +242,7 @@ torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
   // benchmark workloads' sizes (its weight gradient dominates), for the same result up to the order of the sums.
   const auto patches =
       x.reshape({B, C, rows, p, columns, p}).permute({0, 2, 4, 1, 3, 5}).reshape({B, rows * columns, C * p * p});
-  return at::linear(patches, proj->weight.reshape({proj->weight.size(0), C * p * p}), proj->bias);
+  return linear(patches, proj->weight.reshape({proj->weight.size(0), C * p * p}), proj->bias);
 }
 
 VisionTransformerImpl::VisionTransformerImpl(const ViTConfig& config) : config_(config) {

@@ -98,7 +98,7 @@ TEST(VitForward, InferenceUnderBf16AutocastMatchesTheAutogradPathUpToBf16Roundin
   VisionTransformer vit(cfg);
   const auto x = torch::randn({8, 1, 28, 28});
   const AutocastGuard autocast(c10::DeviceType::CPU, true);
-  const auto recorded = vit->forward(x).detach();  // grad mode on: ATen's linear, as in the context path
+  const auto recorded = vit->forward(x).detach();  // grad mode on: the linears autograd records, as in the context path
   torch::Tensor inference;
   {
     const torch::NoGradGuard no_grad;
@@ -111,6 +111,57 @@ TEST(VitForward, InferenceUnderBf16AutocastMatchesTheAutogradPathUpToBf16Roundin
   const auto difference = (inference.to(torch::kFloat) - recorded.to(torch::kFloat)).abs();
   EXPECT_LT(difference.mean().item<double>(), 5e-3);
   EXPECT_LT(difference.max().item<double>(), 0.05);
+}
+
+struct MlpRun {
+  torch::Tensor y, grad_x;
+  std::vector<torch::Tensor> grads;  // fc1 weight and bias, fc2 weight and bias
+  std::string last_node;             // what autograd recorded for the output
+};
+
+// Forward and backward of mlp under CPU bf16 autocast: its own linears (ours) or ATen's linear and GELU, as the
+// reference's block.
+MlpRun run_mlp(Mlp& mlp, const torch::Tensor& x_in, const torch::Tensor& upstream, bool ours) {
+  for (auto& p : mlp->parameters()) p.mutable_grad().reset();
+  const auto x = x_in.clone().requires_grad_();
+  torch::Tensor y;
+  {
+    const AutocastGuard autocast(c10::DeviceType::CPU, true);
+    y = ours ? mlp(x)
+             : at::linear(torch::gelu(at::linear(x, mlp->fc1->weight, mlp->fc1->bias)), mlp->fc2->weight,
+                          mlp->fc2->bias);
+  }
+  y.backward(upstream.to(y.scalar_type()));
+  return {y.detach(),
+          x.grad(),
+          {mlp->fc1->weight.grad(), mlp->fc1->bias.grad(), mlp->fc2->weight.grad(), mlp->fc2->bias.grad()},
+          y.grad_fn()->name()};
+}
+
+// Under CPU bf16 autocast where autograd records (the context path), on a CPU with native bf16 products, each linear
+// runs as oneDNN's kernel with the bias added to the accumulator and addmm's backward (vit.cpp), in place of ATen's
+// addmm over a copy of the bias: the same outputs and gradients up to bf16 rounding, gradients of fp32 parameters
+// and inputs in fp32.
+TEST(VitLinear, TrainingUnderBf16AutocastMatchesAtensLinearUpToBf16Rounding) {
+  torch::manual_seed(4);
+  Mlp mlp(192, 768);
+  const auto x = torch::randn({4, 50, 192}), upstream = torch::randn({4, 50, 192});
+  const auto ours = run_mlp(mlp, x, upstream, true), aten = run_mlp(mlp, x, upstream, false);
+  EXPECT_EQ(ours.last_node.find("Bf16Linear") != std::string::npos, cpu_has_native_bf16()) << ours.last_node;
+  ASSERT_EQ(ours.y.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(ours.grad_x.scalar_type(), torch::kFloat);
+  const auto close = [](const torch::Tensor& got, const torch::Tensor& expected) {
+    // bf16 keeps 8 significant bits: within a few of its rounding steps of the largest value.
+    const double scale = expected.abs().max().item<double>();
+    return torch::allclose(got.to(torch::kFloat), expected.to(torch::kFloat), 1.0 / 64, scale / 64);
+  };
+  EXPECT_TRUE(close(ours.y, aten.y));
+  EXPECT_TRUE(close(ours.grad_x, aten.grad_x));
+  for (size_t i = 0; i < ours.grads.size(); ++i) {
+    ASSERT_TRUE(ours.grads[i].defined()) << i;
+    EXPECT_EQ(ours.grads[i].scalar_type(), torch::kFloat) << i;
+    EXPECT_TRUE(close(ours.grads[i], aten.grads[i])) << i;
+  }
 }
 
 TEST(VitPatchEmbed, TheMatrixProductMatchesTheConvolutionAndRaggedImagesStillWork) {

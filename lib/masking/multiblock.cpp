@@ -96,6 +96,13 @@ BatchMasks BatchMasks::to(const torch::Device& device) const {
   return out;
 }
 
+BatchMasks BatchMasks::narrow(int64_t start, int64_t length) const {
+  BatchMasks out;
+  for (const auto& m : enc) out.enc.push_back(m.narrow(0, start, length));
+  for (const auto& m : pred) out.pred.push_back(m.narrow(0, start, length));
+  return out;
+}
+
 BatchMasks MultiBlockMaskSampler::sample(int64_t batch_size) {
   ++counter_;
   auto sizes = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(counter_));

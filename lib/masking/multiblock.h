@@ -37,6 +37,8 @@ struct BatchMasks {
 
   // The same masks on `device` (the sampler draws them on the CPU).
   BatchMasks to(const torch::Device& device) const;
+  // The masks of images [start, start + length) of the batch.
+  BatchMasks narrow(int64_t start, int64_t length) const;
 };
 
 class MultiBlockMaskSampler {

@@ -33,15 +33,36 @@ namespace {
 // FLOPs by that.
 constexpr double kContextCostPerFlop = 1.4;
 
-// a and b side by side on two of the intra-op threads (ATen runs the ops inside each on that one thread), both
-// with the caller's thread-local state: its grad mode, and the profiler's callbacks (without them `ijepa-bench step
-// --profile` saw only one thread's ops).
-void side_by_side(const std::function<void()>& a, const std::function<void()>& b) {
+// task(0) .. task(n - 1) at once, each on one of the intra-op threads (ATen runs the ops inside each on that one
+// thread), all with the caller's thread-local state: its grad mode, and the profiler's callbacks (without them
+// `ijepa-bench step --profile` saw only one thread's ops). n at most the number of intra-op threads.
+void on_threads_each(int64_t n, const std::function<void(int64_t)>& task) {
   const at::ThreadLocalState caller;
-  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
     const at::ThreadLocalStateGuard state(caller);
-    for (int64_t i = begin; i < end; ++i) (i == 0 ? a : b)();
+    for (int64_t i = begin; i < end; ++i) task(i);
   });
+}
+
+void side_by_side(const std::function<void()>& a, const std::function<void()>& b) {
+  on_threads_each(2, [&](int64_t i) { (i == 0 ? a : b)(); });
+}
+
+// Adds each parameter's gradients from the parts (undefined: unused there) to its .grad, as backward() would, summed
+// in part order so that the result does not depend on which thread finished first; out of place, since a part's
+// gradient may alias another tensor.
+void accumulate_in_part_order(std::vector<torch::Tensor>& params,
+                              const std::vector<torch::autograd::variable_list>& parts) {
+  const torch::NoGradGuard no_grad;
+  for (size_t j = 0; j < params.size(); ++j) {
+    torch::Tensor sum;
+    for (const auto& part : parts) {
+      if (part[j].defined()) sum = sum.defined() ? sum + part[j] : part[j];
+    }
+    if (!sum.defined()) continue;
+    auto& grad = params[j].mutable_grad();
+    grad = grad.defined() ? grad + sum : sum;
+  }
 }
 
 }  // namespace
@@ -65,6 +86,11 @@ JepaStep::JepaStep(JepaModels& models, AdamW& optimizer, bool use_bfloat16)
     if (!p.value().requires_grad()) continue;
     ema_sources_.push_back(p.value());
     ema_targets_.push_back(targets[p.key()]);
+  }
+  for (const auto& parameters : {models_.encoder->parameters(), models_.predictor->parameters()}) {
+    for (const auto& p : parameters) {
+      if (p.requires_grad()) trainable_.push_back(p);
+    }
   }
 }
 
@@ -124,11 +150,45 @@ std::pair<torch::Tensor, torch::Tensor> JepaStep::forward_side_by_side(const tor
   return {z, target_blocks(own < batch ? torch::cat({h_own, h_rest}) : h_own, masks)};
 }
 
+torch::Tensor JepaStep::part_loss(const torch::Tensor& images, const masking::BatchMasks& masks, int64_t start,
+                                  int64_t length) {
+  const model::AutocastGuard autocast(images.device().type(), bf16_);
+  const auto part = images.narrow(0, start, length);
+  const auto part_masks = masks.narrow(start, length);
+  const auto h = targets(part, part_masks);
+  const double share = static_cast<double>(length) / static_cast<double>(images.size(0));
+  return torch::smooth_l1_loss(predictions(part, part_masks), h) * share;
+}
+
+torch::Tensor JepaStep::forward_backward_in_parts(const torch::Tensor& images, const masking::BatchMasks& masks) {
+  // With the batch cut into one part per thread, each thread runs the whole step on its part (target encoder,
+  // context path, backward) alone: ViT-sized matrix products gain little from a second thread within one op, and
+  // no op waits for another thread (BENCHMARKS.md: 11-15% faster at workload (b) than the target encoder beside the
+  // context path, 2-4% at (a)). A part's loss is the mean over its rows times its share of the batch, so the parts'
+  // gradients add up to the whole batch's mean's.
+  const int64_t batch = images.size(0), parts = std::min<int64_t>(at::get_num_threads(), batch);
+  std::vector<torch::Tensor> losses(parts);
+  std::vector<torch::autograd::variable_list> grads(parts);
+  on_threads_each(parts, [&](int64_t i) {
+    const int64_t start = batch * i / parts, length = batch * (i + 1) / parts - start;
+    const auto loss = part_loss(images, masks, start, length);
+    grads[i] = torch::autograd::grad({loss}, trainable_, {}, /*retain_graph=*/false, /*create_graph=*/false,
+                                     /*allow_unused=*/true);
+    losses[i] = loss.detach();
+  });
+  accumulate_in_part_order(trainable_, grads);
+  auto loss = losses[0];
+  for (int64_t i = 1; i < parts; ++i) loss = loss + losses[i];
+  return loss;
+}
+
 torch::Tensor JepaStep::forward_backward(const torch::Tensor& images, const masking::BatchMasks& masks,
                                          const Backward& backward) {
   const auto device = images.device().type();
+  const bool threads_to_share = device == torch::kCPU && at::get_num_threads() > 1 && !at::in_parallel_region();
+  if (threads_to_share && !backward && images.size(0) > 1) return forward_backward_in_parts(images, masks);
   torch::Tensor z, h;
-  if (device == torch::kCPU && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+  if (threads_to_share) {
     std::tie(z, h) = forward_side_by_side(images, masks);
   } else {
     const model::AutocastGuard autocast(device, bf16_);

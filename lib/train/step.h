@@ -61,7 +61,13 @@ class JepaStep {
   torch::Tensor predictions(const torch::Tensor& images, const masking::BatchMasks& masks);
   // How many of the batch's target-encoder rows run on a thread of their own, beside the context path.
   int64_t target_rows_on_their_own(int64_t batch, const masking::BatchMasks& masks) const;
-  // The predictions and the targets, computed on two of the intra-op threads (CPU).
+  // The whole step with the batch cut into one part per intra-op thread, each on its own thread (CPU, where the
+  // gradients are not synchronised with other ranks).
+  torch::Tensor forward_backward_in_parts(const torch::Tensor& images, const masking::BatchMasks& masks);
+  // The loss of images [start, start + length) of the batch, times their share of it.
+  torch::Tensor part_loss(const torch::Tensor& images, const masking::BatchMasks& masks, int64_t start, int64_t length);
+  // The predictions and the targets, computed on two of the intra-op threads (CPU, for a data-parallel trainer,
+  // whose backward synchronises the gradients as they come).
   std::pair<torch::Tensor, torch::Tensor> forward_side_by_side(const torch::Tensor& images,
                                                                const masking::BatchMasks& masks);
 
@@ -69,6 +75,7 @@ class JepaStep {
   AdamW& optimizer_;
   bool bf16_;
   std::vector<torch::Tensor> ema_sources_, ema_targets_;
+  std::vector<torch::Tensor> trainable_;  // the encoder's and the predictor's, in registration order
   torch::Tensor last_skipped_;
 };
 

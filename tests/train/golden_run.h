@@ -60,8 +60,10 @@ inline MaskLists lists_of(const std::vector<torch::Tensor>& masks) {
 }
 
 // Seed 0, ViT-tiny with a 2-block predictor, one batch of masks from the default CPU generator, fixed sine
-// images, the reference's schedules (10 iterations per epoch, 2 epochs, 1 warm-up epoch): `steps` steps.
-inline GoldenRun run_golden_steps(const GoldenCase& c, torch::Device device, bool bf16, int steps = 3) {
+// images, the reference's schedules (10 iterations per epoch, 2 epochs, 1 warm-up epoch): `steps` steps, each
+// computing its gradients with `backward` (JepaStep::forward_backward's).
+inline GoldenRun run_golden_steps(const GoldenCase& c, torch::Device device, bool bf16, int steps = 3,
+                                  const JepaStep::Backward& backward = {}) {
   torch::manual_seed(0);
   const auto enc = model::vit_preset("vit_tiny", c.img, c.patch, c.chans);
   JepaModels models = build_jepa_models(enc, model::predictor_for(enc, 96, 2), device);
@@ -89,7 +91,7 @@ inline GoldenRun run_golden_steps(const GoldenCase& c, torch::Device device, boo
     out.wd = schedules.weight_decay(s);
     out.momentum = schedules.momentum(s);
     out.z_shape = step.targets(images, masks).sizes().vec();
-    out.loss = step.forward_backward(images, masks).item<double>();
+    out.loss = step.forward_backward(images, masks, backward).item<double>();
     step.update(out.lr, out.wd, out.momentum);
     out.encoder_sum = sum_of(*models.encoder);
     out.target_sum = sum_of(*models.target);

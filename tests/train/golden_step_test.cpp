@@ -1,5 +1,6 @@
 // The whole training step against the reference's first three steps (fp32): same init, same masks, same
-// schedules, same losses to 1e-4 relative; on two threads, the same steps, with both threads' ops profiled.
+// schedules, same losses to 1e-4 relative; on two and three threads, the same steps, with both threads' ops
+// profiled.
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
@@ -17,6 +18,7 @@ namespace {
 
 using ijepa::testing::golden;
 using testing::GoldenCase;
+using testing::GoldenRun;
 
 class GoldenSteps : public ::testing::TestWithParam<GoldenCase> {};
 
@@ -40,25 +42,60 @@ TEST_P(GoldenSteps, ThreeStepsReproduceTheReferenceLosses) {
   }
 }
 
-// With two intra-op threads the step runs the target encoder beside the context path (on a split batch): the
-// same steps as one thread, within fp32 rounding.
-TEST_P(GoldenSteps, TwoThreadsRunTheSameSteps) {
-  const int threads = at::get_num_threads();
-  at::set_num_threads(1);
-  const auto one = testing::run_golden_steps(GetParam(), torch::kCPU, /*bf16=*/false);
-  at::set_num_threads(2);
-  const auto two = testing::run_golden_steps(GetParam(), torch::kCPU, /*bf16=*/false);
+// The run on `threads` intra-op threads (the caller's count restored afterwards).
+GoldenRun run_on_threads(int threads, const GoldenCase& c, const JepaStep::Backward& backward = {}) {
+  const int before = at::get_num_threads();
   at::set_num_threads(threads);
-  ASSERT_EQ(one.steps.size(), two.steps.size());
-  for (size_t i = 0; i < one.steps.size(); ++i) {
-    EXPECT_NEAR(two.steps[i].loss, one.steps[i].loss, 1e-5 * one.steps[i].loss) << "step " << i;
-    EXPECT_NEAR(two.steps[i].encoder_sum, one.steps[i].encoder_sum, 1e-3) << "step " << i;
-    EXPECT_NEAR(two.steps[i].target_sum, one.steps[i].target_sum, 1e-3) << "step " << i;
+  auto run = testing::run_golden_steps(c, torch::kCPU, /*bf16=*/false, 3, backward);
+  at::set_num_threads(before);
+  return run;
+}
+
+void expect_the_same_steps(const GoldenRun& got, const GoldenRun& one_thread) {
+  ASSERT_EQ(got.steps.size(), one_thread.steps.size());
+  for (size_t i = 0; i < got.steps.size(); ++i) {
+    EXPECT_NEAR(got.steps[i].loss, one_thread.steps[i].loss, 1e-5 * one_thread.steps[i].loss) << "step " << i;
+    EXPECT_NEAR(got.steps[i].encoder_sum, one_thread.steps[i].encoder_sum, 1e-3) << "step " << i;
+    EXPECT_NEAR(got.steps[i].target_sum, one_thread.steps[i].target_sum, 1e-3) << "step " << i;
   }
 }
 
-// The side thread runs with the caller's thread-local state, the profiler's callbacks included, so a profile of a
-// two-thread step holds the target encoder's forward from both threads (`ijepa-bench step --profile`).
+// With several intra-op threads the step cuts the batch into one part per thread, each part's forward and
+// backward on its own thread: the same steps as one thread, within fp32 rounding (the gradients are summed over the
+// parts, in another order than one thread sums them over the batch). Three threads: parts of 1, 1 and 2 images
+// for the batch of 4, each weighted by its share.
+TEST_P(GoldenSteps, TwoAndThreeThreadsRunTheSameSteps) {
+  const auto one = run_on_threads(1, GetParam());
+  expect_the_same_steps(run_on_threads(2, GetParam()), one);
+  expect_the_same_steps(run_on_threads(3, GetParam()), one);
+}
+
+// The parts' gradients are summed in part order, whichever thread finishes first: the same bits run after run.
+TEST_P(GoldenSteps, ThePartsGiveTheSameBitsEveryRun) {
+  const auto first = run_on_threads(3, GetParam()), second = run_on_threads(3, GetParam());
+  for (size_t i = 0; i < first.steps.size(); ++i) {
+    EXPECT_EQ(first.steps[i].loss, second.steps[i].loss) << "step " << i;
+    EXPECT_EQ(first.steps[i].encoder_sum, second.steps[i].encoder_sum) << "step " << i;
+    EXPECT_EQ(first.steps[i].target_sum, second.steps[i].target_sum) << "step " << i;
+  }
+}
+
+// A data-parallel trainer passes its own backward (which synchronises the gradients as they come): then the whole
+// batch's context path runs on one thread while the target encoder's forward runs beside it, and the backward
+// once, on all threads. The same steps as one thread.
+TEST_P(GoldenSteps, WithABackwardOfItsOwnTheTargetEncoderRunsBesideTheContextPath) {
+  int calls = 0;
+  const auto backward = [&calls](const torch::Tensor& loss) {
+    ++calls;
+    loss.backward();
+  };
+  const auto two = run_on_threads(2, GetParam(), backward);
+  EXPECT_EQ(calls, 3);
+  expect_the_same_steps(two, run_on_threads(1, GetParam()));
+}
+
+// The threads run with the caller's thread-local state, the profiler's callbacks included, so a profile of a
+// two-thread step holds the ops of both threads (`ijepa-bench step --profile`).
 TEST_P(GoldenSteps, AProfileOfATwoThreadStepRecordsBothThreads) {
   const int threads = at::get_num_threads();
   at::set_num_threads(2);

@@ -40,7 +40,9 @@ class JepaStep {
   using Backward = std::function<void(const torch::Tensor& loss)>;
 
   // images: [B, C, H, W] on the models' device; masks on the same device.
-  // Returns the loss (fp32 scalar tensor, not synchronised with the host, never scaled by `backward`).
+  // Returns the loss (fp32 scalar tensor, not synchronised with the host, never scaled by `backward`). On a CPU with
+  // several intra-op threads and no `backward`, each thread computes a part of the batch, forward and backward; the
+  // loss is then the sum of the parts' shares, the batch mean up to rounding.
   torch::Tensor forward_backward(const torch::Tensor& images, const masking::BatchMasks& masks,
                                  const Backward& backward = {});
 

@@ -118,7 +118,9 @@ TEST_P(GoldenSteps, AProfileOfATwoThreadStepRecordsBothThreads) {
   const std::string trace = ::testing::TempDir() + "/two_thread_step_" + GetParam().key + ".json";
   const std::string table = profile.finish(trace, 3);
   at::set_num_threads(threads);
-  EXPECT_NE(table.find("aten::_softmax"), std::string::npos) << table;
+  // The table lists the top ops by self time (at 49 tokens the softmax may fall below them, behind the models'
+  // initialisation): the backward's products are always there; the trace holds every op.
+  EXPECT_NE(table.find("aten::mm"), std::string::npos) << table;
   std::set<int64_t> softmax_threads;
   const auto events = nlohmann::json::parse(std::ifstream(trace))["traceEvents"];
   std::filesystem::remove(trace);

@@ -82,7 +82,7 @@ class Bf16Softmax : public torch::autograd::Function<Bf16Softmax> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const auto out = ctx->get_saved_variables()[0];
-    return {at::_softmax_backward_data(grad_outputs[0], out, -1, torch::kBFloat16)};
+    return {at::_softmax_backward_data(grad_outputs[0].to(out.scalar_type()), out, -1, torch::kBFloat16)};
   }
 };
 

@@ -83,8 +83,8 @@ class Bf16Linear : public torch::autograd::Function<Bf16Linear> {
 // LinearImpl::forward takes matmul and then `output += bias` for inputs of more than 2 dims, which under autocast
 // adds the fp32 bias into the bf16 output through a conversion pass and costs a separate add in backward.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  if (fused_bf16_inference(x)) return onednn_linear(x, weight, bias, Activation::kNone);
-  if (fused_bf16_training(x)) return Bf16Linear::apply(x, weight, bias);
+  if (bias.defined() && fused_bf16_inference(x)) return onednn_linear(x, weight, bias, Activation::kNone);
+  if (bias.defined() && fused_bf16_training(x)) return Bf16Linear::apply(x, weight, bias);
   return at::linear(x, weight, bias);
 }
 

@@ -43,8 +43,7 @@ TEST_P(GoldenSteps, ThreeStepsReproduceTheReferenceLosses) {
 }
 
 // The run on `threads` intra-op threads (the caller's count restored afterwards).
-GoldenRun run_on_threads(int threads, const GoldenCase& c, const JepaStep::Backward& backward = {},
-                         bool bf16 = false) {
+GoldenRun run_on_threads(int threads, const GoldenCase& c, const JepaStep::Backward& backward = {}, bool bf16 = false) {
   const int before = at::get_num_threads();
   at::set_num_threads(threads);
   auto run = testing::run_golden_steps(c, torch::kCPU, bf16, 3, backward);

@@ -61,6 +61,20 @@ TEST_F(TrainerTest, AResumedRunIsBitIdenticalToAnUninterruptedOne) {
   EXPECT_EQ(leading_columns(read_file(dir_ / "straight/jepa_r0.csv"), 5), leading_columns(csv, 5));
 }
 
+// On two threads each takes a part of every batch (JepaStep): still the same bits with and without a stop.
+TEST_F(TrainerTest, OnTwoThreadsAResumedRunIsStillBitIdentical) {
+  const auto straight = train(config("straight2", {"optimization.max_steps=9", "meta.threads=2"}));
+  EXPECT_EQ(straight.steps, 9);
+  EXPECT_EQ(train(config("resumed2", {"optimization.max_steps=4", "meta.threads=2"})).steps, 4);
+  const auto resumed =
+      train(config("resumed2", {"optimization.max_steps=9", "meta.threads=2", "meta.load_checkpoint=true"}));
+  EXPECT_EQ(resumed.steps, 9);
+  const auto a = summary("straight2"), b = summary("resumed2");
+  EXPECT_EQ(a["encoder_sha256"], b["encoder_sha256"]);
+  EXPECT_EQ(a["target_encoder_sha256"], b["target_encoder_sha256"]);
+  EXPECT_EQ(a["last_loss"], b["last_loss"]);
+}
+
 TEST_F(TrainerTest, Bf16AutoRunsWhatThisCpuDoesNativelyAndRecordsIt) {
   EXPECT_EQ(train(config("auto", {"optimization.max_steps=2", "meta.use_bfloat16=auto"})).steps, 2);
   const bool native = model::cpu_has_native_bf16();

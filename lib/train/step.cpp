@@ -164,8 +164,8 @@ torch::Tensor JepaStep::forward_backward_in_parts(const torch::Tensor& images, c
   // With the batch cut into one part per thread, each thread runs the whole step on its part (target encoder,
   // context path, backward) alone: ViT-sized matrix products gain little from a second thread within one op, and
   // no op waits for another thread (BENCHMARKS.md: 11-15% faster at workload (b) than the target encoder beside the
-  // context path; less at (a), within the noise in some runs). A part's loss is the mean over its rows times its share of the batch, so the parts'
-  // gradients add up to the whole batch's mean's.
+  // context path; less at (a), within the noise in some runs). A part's loss is the mean over its rows times its share
+  // of the batch, so the parts' gradients add up to the whole batch's mean's.
   const int64_t batch = images.size(0), parts = std::min<int64_t>(at::get_num_threads(), batch);
   std::vector<torch::Tensor> losses(parts);
   std::vector<torch::autograd::variable_list> grads(parts);

@@ -4,7 +4,7 @@
 //       the whole training step of a benchmark workload (see lib/train/step_benchmark.h)
 //   ijepa-bench micro [--benchmark_filter=...]
 //       Google Benchmark micro-benchmarks: matrix products, mask sampling, the fused residual add and LayerNorm,
-//       the attention's bf16 softmax, the fused AdamW and the EMA
+//       the attention's bf16 softmax, the patch embedding's rows, the fused AdamW and the EMA
 #include <ATen/CPUGeneratorImpl.h>
 #include <benchmark/benchmark.h>
 #include <CLI/CLI.hpp>
@@ -16,6 +16,7 @@
 #include "common/omp_wait.h"
 #include "masking/multiblock.h"
 #include "model/autocast.h"
+#include "model/patch_rows.h"
 #include "model/residual_norm.h"
 #include "model/softmax.h"
 #include "train/optimizer.h"
@@ -134,6 +135,30 @@ BENCHMARK(BM_AttentionSoftmax)
     ->ArgsProduct({{0, 1}, {192}, {109}})
     ->ArgNames({"ours", "sequences", "tokens"})
     ->Unit(benchmark::kMicrosecond);
+
+// The patch embedding's input rows of a (b) batch (16 images, 3 x 224 x 224, patch 16) in bf16, on one thread:
+// ATen's copy of the permuted image, then its cast (ours 0), or model/patch_rows.h's one pass (ours 1).
+void BM_PatchRows(benchmark::State& state) {
+  const bool ours = state.range(0) != 0;
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  torch::manual_seed(0);
+  const int64_t p = 16;
+  const auto images = torch::randn({16, 3, 224, 224});
+  for (auto _ : state) {
+    if (ours) {
+      benchmark::DoNotOptimize(ijepa::model::patch_rows(images, p, torch::kBFloat16));
+    } else {
+      benchmark::DoNotOptimize(images.reshape({16, 3, 14, p, 14, p})
+                                   .permute({0, 2, 4, 1, 3, 5})
+                                   .reshape({16, 196, 3 * p * p})
+                                   .to(torch::kBFloat16));
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * images.numel());
+  at::set_num_threads(threads);
+}
+BENCHMARK(BM_PatchRows)->Arg(0)->Arg(1)->ArgName("ours")->Unit(benchmark::kMicrosecond);
 
 // The update phase of workload a: the fused AdamW over the four groups, then the EMA.
 void BM_UpdateTiny(benchmark::State& state) {

@@ -8,6 +8,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include "model/autocast.h"
+#include "model/patch_rows.h"
 #include "model/pos_embed.h"
 #include "model/softmax.h"
 
@@ -233,16 +234,23 @@ PatchEmbedImpl::PatchEmbedImpl(int64_t patch_size, int64_t in_chans, int64_t dim
                          torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, dim, patch_size).stride(patch_size)));
 }
 
-torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
+torch::Tensor PatchEmbedImpl::rows(const torch::Tensor& x) const {
   const int64_t p = proj->options.kernel_size()->at(0);
-  const int64_t B = x.size(0), C = x.size(1), rows = x.size(2) / p, columns = x.size(3) / p;
-  if (!x.is_cpu() || rows * p != x.size(2) || columns * p != x.size(3)) return proj(x).flatten(2).transpose(1, 2);
+  if (!x.is_cpu() || x.size(2) % p != 0 || x.size(3) % p != 0) return {};
   // A p x p convolution with stride p is one matrix product over the image's patches, each flattened as the
   // kernel is ([C, p, p]). On CPU that is 1.3-5x faster than ATen's convolution forward and backward at the
   // benchmark workloads' sizes (its weight gradient dominates), for the same result up to the order of the sums.
-  const auto patches =
-      x.reshape({B, C, rows, p, columns, p}).permute({0, 2, 4, 1, 3, 5}).reshape({B, rows * columns, C * p * p});
-  return linear(patches, proj->weight.reshape({proj->weight.size(0), C * p * p}), proj->bias);
+  // Under bf16 autocast the rows are laid out in bf16 directly: the linear would cast them to it.
+  return patch_rows(x, p, cpu_bf16_autocast_active() ? torch::kBFloat16 : x.scalar_type());
+}
+
+torch::Tensor PatchEmbedImpl::project(const torch::Tensor& rows) const {
+  return linear(rows, proj->weight.reshape({proj->weight.size(0), -1}), proj->bias);
+}
+
+torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
+  const auto patches = rows(x);
+  return patches.defined() ? project(patches) : proj(x).flatten(2).transpose(1, 2);
 }
 
 VisionTransformerImpl::VisionTransformerImpl(const ViTConfig& config) : config_(config) {
@@ -255,20 +263,29 @@ VisionTransformerImpl::VisionTransformerImpl(const ViTConfig& config) : config_(
   norm = register_module("norm", layer_norm(config.embed_dim));
 }
 
-torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& x) {
-  // Where the convolution runs (CUDA), the patch tokens are a transposed view of its output and the sum keeps that
-  // layout, so the residual stream would be non-contiguous and every LayerNorm on it would copy it first: lay it
-  // out once here (a no-op for the matrix product's output on CPU).
-  auto tokens = patch_embed(x).contiguous();  // [B, N, D]
-  if (tokens.size(1) == pos_embed.size(1)) return tokens + pos_embed;
-  const auto grid = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(tokens.size(1)))));
-  return tokens + sincos_table(config_.embed_dim, grid).to(tokens.device());
+torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& x, const std::vector<torch::Tensor>& masks) {
+  const int64_t tokens = (x.size(2) / config_.patch_size) * (x.size(3) / config_.patch_size);
+  const auto pos =
+      tokens == pos_embed.size(1)
+          ? pos_embed
+          : sincos_table(config_.embed_dim, static_cast<int64_t>(std::lround(std::sqrt(tokens)))).to(x.device());
+  const auto patches = patch_embed->rows(x);
+  if (!patches.defined()) {
+    // Where the convolution runs (CUDA), the patch tokens are a transposed view of its output and the sum keeps
+    // that layout, so the residual stream would be non-contiguous and every LayerNorm on it would copy it first:
+    // lay it out once here.
+    const auto all = patch_embed(x).contiguous() + pos;
+    return masks.empty() ? all : apply_masks(all, masks);
+  }
+  if (masks.empty()) return patch_embed->project(patches) + pos;
+  // Only the kept patches are projected (the context encoder keeps about half): each token is the same as when
+  // all are projected and some kept, for the kept ones' work forward and backward, and no scatter of the gradient
+  // into a zero-filled [B, N, D].
+  return patch_embed->project(apply_masks(patches, masks)) + apply_masks(pos.expand({x.size(0), -1, -1}), masks);
 }
 
 torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& x, const std::vector<torch::Tensor>& masks) {
-  auto h = embed(x);
-  if (!masks.empty()) h = apply_masks(h, masks);
-  return run_blocks(blocks, h, norm);
+  return run_blocks(blocks, embed(x, masks), norm);
 }
 
 std::vector<torch::Tensor> VisionTransformerImpl::last_block_outputs(const torch::Tensor& x, int64_t n) {

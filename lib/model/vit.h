@@ -64,6 +64,12 @@ class PatchEmbedImpl : public torch::nn::Module {
   PatchEmbedImpl(int64_t patch_size, int64_t in_chans, int64_t dim);
   torch::Tensor forward(const torch::Tensor& x);  // [B, C, H, W] -> [B, (H/p)*(W/p), D], row-major tokens
 
+  // On CPU with sides that are multiples of the patch, the convolution runs as one matrix product over the image's
+  // patches: rows(x) lays them out ([B, N, C*p*p], model/patch_rows.h) and project(rows) multiplies, so that a
+  // caller may keep some rows before the product. Elsewhere rows(x) is undefined and forward convolves.
+  torch::Tensor rows(const torch::Tensor& x) const;
+  torch::Tensor project(const torch::Tensor& rows) const;  // [..., C*p*p] -> [..., D]
+
   torch::nn::Conv2d proj{nullptr};
 };
 TORCH_MODULE(PatchEmbed);
@@ -87,7 +93,8 @@ class VisionTransformerImpl : public torch::nn::Module {
   torch::nn::LayerNorm norm{nullptr};
 
  private:
-  torch::Tensor embed(const torch::Tensor& x);  // patch embedding + positions: [B, N, D]
+  // Patch embedding plus positions: [B, N, D], or with masks the kept tokens only, as apply_masks gives them.
+  torch::Tensor embed(const torch::Tensor& x, const std::vector<torch::Tensor>& masks = {});
   ViTConfig config_;
 };
 TORCH_MODULE(VisionTransformer);

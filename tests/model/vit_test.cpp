@@ -81,6 +81,41 @@ TEST(VitForward, MaskedForwardKeepsTheListedTokens) {
   EXPECT_FALSE(torch::allclose(z.narrow(0, 2, 2), z2.narrow(0, 2, 2)));
 }
 
+// On CPU the context encoder projects only the patches its masks keep (vit.cpp): with no blocks (the output is the
+// final norm of the embedded tokens, token by token), that is the full encoding with the masks applied after,
+// forward and backward, in fp32 and under bf16 autocast with autograd recording.
+TEST(VitForward, ProjectingOnlyTheKeptPatchesGivesTheKeptTokensOfTheFullEmbedding) {
+  torch::manual_seed(5);
+  ViTConfig cfg = vit_preset("vit_tiny", 16, 4, 3);
+  cfg.depth = 0;
+  VisionTransformer vit(cfg);
+  const auto x = torch::randn({2, 3, 16, 16});
+  const std::vector<torch::Tensor> masks{torch::tensor({{0, 5, 7, 9}, {1, 2, 15, 3}}),
+                                         torch::tensor({{3, 4, 6, 8}, {8, 9, 10, 0}})};
+  const auto upstream = torch::randn({4, 4, 192});
+  for (const bool bf16 : {false, true}) {
+    const auto run = [&](bool masked_inside) {
+      vit->zero_grad();
+      torch::Tensor out;
+      {
+        const AutocastGuard autocast(c10::DeviceType::CPU, bf16);
+        out = masked_inside ? vit->forward(x, masks) : apply_masks(vit->forward(x), masks);
+      }
+      (out.to(torch::kFloat) * upstream).sum().backward();
+      return std::pair{out.detach().to(torch::kFloat), vit->patch_embed->proj->weight.grad().clone()};
+    };
+    const auto [kept, kept_grad] = run(true);
+    const auto [all, all_grad] = run(false);
+    ASSERT_EQ(kept.sizes(), all.sizes());
+    // The tokens are the same sums; the weight's gradient adds the kept tokens' terms without the others' zeros,
+    // in another order.
+    EXPECT_TRUE(torch::allclose(kept, all, 1e-6, 1e-6)) << "bf16 " << bf16;
+    const double scale = all_grad.abs().max().item<double>();
+    EXPECT_TRUE(torch::allclose(kept_grad, all_grad, bf16 ? 1.0 / 64 : 1e-5, scale * (bf16 ? 1.0 / 64 : 1e-6)))
+        << "bf16 " << bf16;
+  }
+}
+
 TEST(VitForward, OtherResolutionsUseTheirOwnSinCosTable) {
   torch::manual_seed(2);
   VisionTransformer vit(vit_preset("vit_tiny", 16, 4, 3));

@@ -1,5 +1,6 @@
 // Model FLOPs of the I-JEPA training step, counted from the shapes (2 FLOPs per multiply-add; matrix products and
-// attention only, the usual convention). No LibTorch here.
+// attention only, the usual convention), as the reference computes them: the context encoder's patch embedding
+// over the whole image, though on CPU this project projects only the kept patches (model/vit.h). No LibTorch here.
 #pragma once
 
 #include <cstdint>
@@ -11,7 +12,7 @@ namespace ijepa::model {
 // Forward FLOPs of one transformer block over n tokens of width d with MLP hidden h.
 double block_flops(double n, double d, double h);
 
-// Forward FLOPs of the encoder on n_tokens of one image (the patch embedding always sees the whole image).
+// Forward FLOPs of the encoder on n_tokens of one image (the patch embedding over the whole image, as the reference's).
 double encoder_flops(const ViTConfig& c, double n_tokens);
 
 // Forward FLOPs of the predictor for one image: nenc context sets of `context` tokens, npred target blocks of

@@ -99,12 +99,26 @@ torch::Tensor sincos_table(int64_t dim, int64_t grid) {
   return torch::from_blob(table.data(), {1, grid * grid, dim}, torch::kFloat64).to(torch::kFloat32);
 }
 
+namespace {
+
+// x [B, N, D] at the tokens of mask [B, K]: [B, K, D]. The rows of x as one [B*N, D] matrix, picked by index_select:
+// a copy per token, where torch.gather, with its index expanded over D, reads an index per element (on CPU 4-20x
+// slower, the most for bf16 rows of 768 patch values). The same values, and a gradient of the same sums.
+torch::Tensor keep_tokens(const torch::Tensor& x, const torch::Tensor& mask) {
+  const int64_t batch = mask.size(0), kept = mask.size(1), tokens = x.size(1), width = x.size(2);
+  if (x.size(0) == batch && batch > 1 && x.stride(0) == 0) {  // one table for every image (the positions)
+    return x.select(0, 0).index_select(0, mask.flatten()).view({batch, kept, width});
+  }
+  const auto offsets = torch::arange(batch, mask.options()).mul_(tokens).unsqueeze(1);
+  return x.reshape({-1, width}).index_select(0, (mask + offsets).flatten()).view({batch, kept, width});
+}
+
+}  // namespace
+
 torch::Tensor apply_masks(const torch::Tensor& x, const std::vector<torch::Tensor>& masks) {
   std::vector<torch::Tensor> kept;
   kept.reserve(masks.size());
-  for (const auto& m : masks) {
-    kept.push_back(torch::gather(x, 1, m.unsqueeze(-1).expand({m.size(0), m.size(1), x.size(-1)})));
-  }
+  for (const auto& m : masks) kept.push_back(keep_tokens(x, m));
   return kept.size() == 1 ? kept[0] : torch::cat(kept, 0);
 }
 

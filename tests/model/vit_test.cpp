@@ -61,6 +61,28 @@ TEST(VitNames, StateDictKeysAreTheReferences) {
   EXPECT_FALSE(m.encoder->pos_embed.requires_grad());
 }
 
+// The reference's apply_masks: torch.gather along the tokens, mask-major; here by index_select over the rows.
+TEST(ApplyMasks, IsTheReferencesGatherForwardAndBackwardAlsoForATableBroadcastOverTheBatch) {
+  torch::manual_seed(6);
+  const auto x = torch::randn({3, 10, 4}).requires_grad_();
+  const std::vector<torch::Tensor> masks{torch::tensor({{0, 9}, {4, 5}, {7, 1}}),
+                                         torch::tensor({{2, 3}, {3, 2}, {0, 9}})};
+  const auto reference = [&](const torch::Tensor& t) {
+    std::vector<torch::Tensor> kept;
+    for (const auto& m : masks) kept.push_back(torch::gather(t, 1, m.unsqueeze(-1).expand({3, 2, t.size(-1)})));
+    return torch::cat(kept, 0);
+  };
+  const auto ours = apply_masks(x, masks);
+  const auto expected = reference(x);
+  ASSERT_EQ(ours.sizes(), expected.sizes());
+  EXPECT_TRUE(torch::equal(ours, expected));
+  const auto upstream = torch::randn_like(ours);
+  const auto ours_grad = torch::autograd::grad({ours}, {x}, {upstream})[0];
+  EXPECT_TRUE(torch::equal(ours_grad, torch::autograd::grad({expected}, {x}, {upstream})[0]));
+  const auto table = torch::randn({1, 10, 4}).expand({3, -1, -1});  // as the positions are passed
+  EXPECT_TRUE(torch::equal(apply_masks(table, masks), reference(table)));
+}
+
 TEST(VitForward, MaskedForwardKeepsTheListedTokens) {
   torch::manual_seed(1);
   const ViTConfig cfg = vit_preset("vit_tiny", 16, 4, 1);

@@ -4,7 +4,8 @@
 //       the whole training step of a benchmark workload (see lib/train/step_benchmark.h)
 //   ijepa-bench micro [--benchmark_filter=...]
 //       Google Benchmark micro-benchmarks: matrix products, mask sampling, the fused residual add and LayerNorm,
-//       the attention's bf16 softmax, the patch embedding's rows, the fused AdamW and the EMA
+//       the attention's bf16 softmax, the patch embedding's rows, GELU's backward, the fused
+//       AdamW and the EMA
 #include <ATen/CPUGeneratorImpl.h>
 #include <benchmark/benchmark.h>
 #include <CLI/CLI.hpp>
@@ -16,6 +17,7 @@
 #include "common/omp_wait.h"
 #include "masking/multiblock.h"
 #include "model/autocast.h"
+#include "model/gelu.h"
 #include "model/patch_rows.h"
 #include "model/residual_norm.h"
 #include "model/softmax.h"
@@ -159,6 +161,28 @@ void BM_PatchRows(benchmark::State& state) {
   at::set_num_threads(threads);
 }
 BENCHMARK(BM_PatchRows)->Arg(0)->Arg(1)->ArgName("ours")->Unit(benchmark::kMicrosecond);
+
+// GELU's backward of the MLP's bf16 hidden layer, on one thread: ATen's (ours 0) or model/gelu.h's table (ours 1).
+// [3392, 384]: a predictor layer of (b), one part of the batch (32 sequences of 106 tokens).
+void BM_GeluBackward(benchmark::State& state) {
+  const bool ours = state.range(0) != 0;
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  torch::manual_seed(0);
+  const auto x = (2 * torch::randn({3392, 384})).to(torch::kBFloat16).requires_grad_();
+  const auto upstream = torch::randn({3392, 384}).to(torch::kBFloat16);
+  const auto y = ijepa::model::exact_gelu(x);
+  for (auto _ : state) {
+    if (ours) {
+      benchmark::DoNotOptimize(torch::autograd::grad({y}, {x}, {upstream}, /*retain_graph=*/true)[0]);
+    } else {
+      benchmark::DoNotOptimize(at::gelu_backward(upstream, x.detach()));
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * x.numel());
+  at::set_num_threads(threads);
+}
+BENCHMARK(BM_GeluBackward)->Arg(0)->Arg(1)->ArgName("ours")->Unit(benchmark::kMicrosecond);
 
 // The update phase of workload a: the fused AdamW over the four groups, then the EMA.
 void BM_UpdateTiny(benchmark::State& state) {

@@ -8,6 +8,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include "model/autocast.h"
+#include "model/gelu.h"
 #include "model/patch_rows.h"
 #include "model/pos_embed.h"
 #include "model/softmax.h"
@@ -187,7 +188,7 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
     const auto hidden = onednn_linear(x, fc1->weight, fc1->bias, Activation::kGelu);
     return onednn_linear(hidden, fc2->weight, fc2->bias, Activation::kNone);
   }
-  return linear(fc2, torch::gelu(linear(fc1, x)));
+  return linear(fc2, exact_gelu(linear(fc1, x)));
 }
 
 BlockImpl::BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden) {

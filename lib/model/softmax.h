@@ -12,6 +12,9 @@
 
 namespace ijepa::model {
 
-torch::Tensor last_dim_softmax(const torch::Tensor& scores);
+// softmax(scores * scale) over the last dimension, scale > 0. The product is rounded to the scores' dtype first, as
+// the reference's `(q @ k^T) * scale` is before its softmax: the kernel takes it on the way, in place of a pass of
+// its own over the scores, forward and backward.
+torch::Tensor last_dim_softmax(const torch::Tensor& scores, double scale = 1.0);
 
 }  // namespace ijepa::model

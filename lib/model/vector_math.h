@@ -71,6 +71,14 @@ IJEPA_INLINE void store_narrowed(BFloat16* p, Floats v) {
   std::memcpy(p, &h, sizeof(h));
 }
 
+// v rounded to the nearest bf16 (ties to even) and kept as floats, as storing to bf16 and loading again would;
+// a NaN stays a NaN.
+IJEPA_INLINE Floats rounded_to_bf16(Floats v) {
+  const Bits bits = to_bits(v);
+  const Bits rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
+  return v != v ? v : from_bits(rounded);
+}
+
 // exp(x) for x <= 0: Cephes' expf, n = round(x / ln 2) and r = x - n ln 2 (ln 2 in
 // two parts), exp(r) by a degree-7 polynomial, times 2^n assembled in the exponent bits. Below -87 (exp(-87) =
 // 1.6e-38) the result is 0, where 2^n would leave fp32's normal range; so

@@ -144,16 +144,17 @@ AttentionImpl::AttentionImpl(int64_t dim, int64_t num_heads) : num_heads_(num_he
 
 namespace {
 
-// The reference's (q k^T) * (C/H)^-0.5. When that scale is a power of two (heads 4, 16, 64 or 256 wide, as in
-// ViT-tiny to -large) scaling q instead gives the same bits, forward and backward (a power of two commutes with
+// The reference's softmax((q k^T) * (C/H)^-0.5). When that scale is a power of two (heads 4, 16, 64 or 256 wide, as
+// in ViT-tiny to -large) scaling q instead gives the same bits, forward and backward (a power of two commutes with
 // every rounding), and q [N, C/H] is the smaller tensor to multiply once the sequence is longer than a head.
-torch::Tensor scaled_scores(const torch::Tensor& q, const torch::Tensor& k) {
+// Otherwise (the predictor's heads of 32) the softmax kernel scales the scores as it reads them.
+torch::Tensor attention_weights(const torch::Tensor& q, const torch::Tensor& k) {
   const int64_t head_width = q.size(-1), tokens = q.size(-2);
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_width));
   int exponent = 0;
   const bool power_of_two = std::frexp(scale, &exponent) == 0.5;
-  if (power_of_two && tokens > head_width) return torch::matmul(q * scale, k.transpose(-2, -1));
-  return torch::matmul(q, k.transpose(-2, -1)) * scale;
+  if (power_of_two && tokens > head_width) return last_dim_softmax(torch::matmul(q * scale, k.transpose(-2, -1)));
+  return last_dim_softmax(torch::matmul(q, k.transpose(-2, -1)), scale);
 }
 
 }  // namespace
@@ -173,7 +174,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
     // On CPU the explicit form is several times faster than the fused kernel in bf16 at ViT sequence lengths,
     // and it is the reference's arithmetic op for op (CPU autocast leaves softmax in bf16, unlike CUDA's; a bf16
     // softmax takes this project's row kernel, model/softmax.h).
-    out = torch::matmul(last_dim_softmax(scaled_scores(q, k)), v);
+    out = torch::matmul(attention_weights(q, k), v);
   }
   return linear(proj, out.transpose(1, 2).reshape({B, N, C}));
 }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 
 #include "model/softmax.h"
 
@@ -84,6 +85,28 @@ TEST(Bf16Softmax, BackwardIsAtensForTheSameOutput) {
   const auto s_aten = s.detach().clone().requires_grad_();
   const auto grad_aten = torch::autograd::grad({torch::softmax(s_aten, -1)}, {s_aten}, {upstream})[0];
   EXPECT_TRUE(torch::allclose(grad.to(torch::kFloat), grad_aten.to(torch::kFloat), 0.02, 0.02));
+}
+
+// The predictor's attention (heads 32 wide): the reference's bf16 `scores * 32^-0.5`, then softmax. The kernel
+// scales as it reads: the same bits forward, and backward the same as autograd through the product.
+TEST(Bf16Softmax, ScalingTheScoresOnTheWayIsTheSameAsScalingThemFirst) {
+  torch::manual_seed(4);
+  const double scale = 1.0 / std::sqrt(32.0);
+  for (const int64_t width : {106, 49, 16}) {
+    const auto s = scores({2, 3, 20, width}, 8.0);
+    const auto upstream = torch::randn({2, 3, 20, width}).to(torch::kBFloat16);
+    const auto on_the_way = s.clone().requires_grad_(), first = s.clone().requires_grad_();
+    const auto ours = last_dim_softmax(on_the_way, scale);
+    const auto expected = last_dim_softmax(first * scale);
+    EXPECT_TRUE(torch::equal(ours, expected)) << width;
+    const auto grad = torch::autograd::grad({ours}, {on_the_way}, {upstream})[0];
+    EXPECT_TRUE(torch::equal(grad, torch::autograd::grad({expected}, {first}, {upstream})[0])) << width;
+    EXPECT_TRUE(torch::equal(last_dim_softmax(s, scale), last_dim_softmax(s * scale))) << width;  // no autograd
+  }
+  const auto fp32 = torch::randn({4, 33});
+  EXPECT_TRUE(torch::equal(last_dim_softmax(fp32, scale), torch::softmax(fp32 * scale, -1)));
+  EXPECT_THROW(last_dim_softmax(fp32, 0.0), std::invalid_argument);
+  EXPECT_THROW(last_dim_softmax(scores({2, 16}, 1.0), -1.0), std::invalid_argument);
 }
 
 TEST(Bf16Softmax, OtherDtypesAndDevicesAreAtensSoftmax) {

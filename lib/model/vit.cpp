@@ -144,16 +144,20 @@ AttentionImpl::AttentionImpl(int64_t dim, int64_t num_heads) : num_heads_(num_he
 
 namespace {
 
-// The reference's softmax((q k^T) * (C/H)^-0.5). When that scale is a power of two (heads 4, 16, 64 or 256 wide, as
-// in ViT-tiny to -large) scaling q instead gives the same bits, forward and backward (a power of two commutes with
-// every rounding), and q [N, C/H] is the smaller tensor to multiply once the sequence is longer than a head.
-// Otherwise (the predictor's heads of 32) the softmax kernel scales the scores as it reads them.
+// The reference's softmax((q k^T) * (C/H)^-0.5), its scale applied by the softmax kernel as it reads the scores
+// (model/softmax.h). Where autograd records and that scale is a power of two (heads 4, 16, 64 or 256 wide, as in
+// ViT-tiny to -large), scaling q instead gives the same bits, forward and backward (a power of two commutes with
+// every rounding), and in the backward q [N, C/H] is the smaller tensor to multiply once the sequence is longer
+// than a head.
 torch::Tensor attention_weights(const torch::Tensor& q, const torch::Tensor& k) {
   const int64_t head_width = q.size(-1), tokens = q.size(-2);
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_width));
   int exponent = 0;
   const bool power_of_two = std::frexp(scale, &exponent) == 0.5;
-  if (power_of_two && tokens > head_width) return last_dim_softmax(torch::matmul(q * scale, k.transpose(-2, -1)));
+  const bool records = at::GradMode::is_enabled() && q.requires_grad();
+  if (records && power_of_two && tokens > head_width) {
+    return last_dim_softmax(torch::matmul(q * scale, k.transpose(-2, -1)));
+  }
   return last_dim_softmax(torch::matmul(q, k.transpose(-2, -1)), scale);
 }
 

@@ -48,13 +48,13 @@ void side_by_side(const std::function<void()>& a, const std::function<void()>& b
   on_threads_each(2, [&](int64_t i) { (i == 0 ? a : b)(); });
 }
 
-// Adds each parameter's gradients from the parts (undefined: unused there) to its .grad, as backward() would, summed
-// in part order so that the result does not depend on which thread finished first; out of place, since a part's
-// gradient may alias another tensor.
+// Adds the gradients of params [begin, end) from the parts (undefined: unused there) to their .grad, as backward()
+// would, summed in part order so that the result does not depend on which thread finished first; out of place,
+// since a part's gradient may alias another tensor.
 void accumulate_in_part_order(std::vector<torch::Tensor>& params,
-                              const std::vector<torch::autograd::variable_list>& parts) {
+                              const std::vector<torch::autograd::variable_list>& parts, size_t begin, size_t end) {
   const torch::NoGradGuard no_grad;
-  for (size_t j = 0; j < params.size(); ++j) {
+  for (size_t j = begin; j < end; ++j) {
     torch::Tensor sum;
     for (const auto& part : parts) {
       if (part[j].defined()) sum = sum.defined() ? sum + part[j] : part[j];
@@ -63,6 +63,24 @@ void accumulate_in_part_order(std::vector<torch::Tensor>& params,
     auto& grad = params[j].mutable_grad();
     grad = grad.defined() ? grad + sum : sum;
   }
+}
+
+// Where params splits into n runs of about equal numbers of elements: n + 1 indices from 0 to params.size(), so
+// that n threads can each sum one run of the gradients.
+std::vector<size_t> even_runs(const std::vector<torch::Tensor>& params, int64_t n) {
+  int64_t total = 0;
+  for (const auto& p : params) total += p.numel();
+  std::vector<size_t> bounds{0};
+  int64_t seen = 0;
+  for (size_t j = 0; j < params.size(); ++j) {
+    seen += params[j].numel();
+    // Close run k once it holds its share, total * k / n elements in all.
+    while (static_cast<int64_t>(bounds.size()) < n && seen * n >= total * static_cast<int64_t>(bounds.size())) {
+      bounds.push_back(j + 1);
+    }
+  }
+  while (static_cast<int64_t>(bounds.size()) <= n) bounds.push_back(params.size());
+  return bounds;
 }
 
 }  // namespace
@@ -176,7 +194,12 @@ torch::Tensor JepaStep::forward_backward_in_parts(const torch::Tensor& images, c
                                      /*allow_unused=*/true);
     losses[i] = loss.detach();
   });
-  accumulate_in_part_order(trainable_, grads);
+  // The sums on the same threads, each over a run of the parameters: at this point ATen would split only the
+  // largest gradients' adds between the threads, and run the many small ones on one.
+  const auto runs = even_runs(trainable_, parts);
+  on_threads_each(parts, [&](int64_t i) {
+    accumulate_in_part_order(trainable_, grads, runs[static_cast<size_t>(i)], runs[static_cast<size_t>(i) + 1]);
+  });
   auto loss = losses[0];
   for (int64_t i = 1; i < parts; ++i) loss = loss + losses[i];
   return loss;

@@ -4,8 +4,7 @@
 //       the whole training step of a benchmark workload (see lib/train/step_benchmark.h)
 //   ijepa-bench micro [--benchmark_filter=...]
 //       Google Benchmark micro-benchmarks: matrix products, mask sampling, the fused residual add and LayerNorm,
-//       the attention's bf16 softmax, the patch embedding's rows, GELU's backward, the fused
-//       AdamW and the EMA
+//       the attention's bf16 softmax, the patch embedding's rows, GELU's backward, the fused AdamW and the EMA
 #include <ATen/CPUGeneratorImpl.h>
 #include <benchmark/benchmark.h>
 #include <CLI/CLI.hpp>

@@ -109,8 +109,9 @@ class Bf16Softmax : public torch::autograd::Function<Bf16Softmax> {
 }  // namespace
 
 torch::Tensor last_dim_softmax(const torch::Tensor& scores, double scale) {
-  if (!(scale > 0.0))
+  if (!(scale > 0.0)) {
     throw std::invalid_argument("last_dim_softmax: the scale must be positive, not " + std::to_string(scale));
+  }
   if (!scores.is_cpu() || scores.scalar_type() != torch::kBFloat16 || scores.dim() == 0) {
     return torch::softmax(scale == 1.0 ? scores : scores * scale, -1);
   }

@@ -13,6 +13,7 @@
 #include "model/autocast.h"
 #include "model/flops.h"
 #include "model/init.h"
+#include "train/ema.h"
 
 namespace ijepa::train {
 
@@ -84,12 +85,6 @@ std::vector<size_t> even_runs(const std::vector<torch::Tensor>& params, int64_t 
 }
 
 }  // namespace
-
-void ema_update(std::vector<torch::Tensor>& targets, const std::vector<torch::Tensor>& sources, double momentum) {
-  torch::NoGradGuard no_grad;
-  torch::_foreach_mul_(targets, momentum);
-  torch::_foreach_add_(targets, sources, 1.0 - momentum);
-}
 
 JepaStep::JepaStep(JepaModels& models, AdamW& optimizer, bool use_bfloat16)
     : models_(models), optimizer_(optimizer), bf16_(use_bfloat16) {

@@ -81,7 +81,4 @@ class JepaStep {
   torch::Tensor last_skipped_;
 };
 
-// The EMA update over matching parameter lists (reference order of operations: t*m, then + (1-m)*s).
-void ema_update(std::vector<torch::Tensor>& targets, const std::vector<torch::Tensor>& sources, double momentum);
-
 }  // namespace ijepa::train

@@ -13,13 +13,13 @@
 #define IJEPA_GELU_AVX512 1
 #endif
 
-#include "model/row_kernels.h"
+#include "model/vector_math.h"
 
 namespace ijepa::model {
 
 namespace {
 
-using row_kernels::BFloat16;
+using namespace vector_math;  // NOLINT: the kernel is written in its vocabulary
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
@@ -42,39 +42,29 @@ const std::vector<float>& derivative_table() {
   return table;
 }
 
-IJEPA_INLINE float widen(uint16_t bits) { return row_kernels::widen(BFloat16(bits, BFloat16::from_bits())); }
-
-void backward_portable(const uint16_t* x, const uint16_t* grad, uint16_t* out, const float* table, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    BFloat16 rounded;
-    row_kernels::narrow_to(widen(grad[i]) * table[x[i]], &rounded);
-    out[i] = rounded.x;
-  }
+void backward_portable(const BFloat16* x, const BFloat16* grad, BFloat16* out, const float* table, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) row_kernels::narrow_to(row_kernels::widen(grad[i]) * table[x[i].x], out + i);
 }
 
 #ifdef IJEPA_GELU_AVX512
-// Sixteen elements a step: the derivatives gathered by their bf16 bits, times the widened gradient, rounded to
-// nearest even (NaN to the quiet NaN) as row_kernels::narrow_to. GCC does not vectorise the gather by itself.
-__attribute__((target("avx512f,avx512bw"))) void backward_avx512(const uint16_t* x, const uint16_t* grad, uint16_t* out,
+// Sixteen elements a step, in lib/model/vector_math.h's vocabulary: the derivatives gathered by their bf16 bits,
+// times the widened gradient, rounded to bf16 as row_kernels::narrow_to does. The gather is the one intrinsic: GCC
+// does not vectorise it by itself.
+__attribute__((target("avx512f,avx512bw"))) void backward_avx512(const BFloat16* x, const BFloat16* grad, BFloat16* out,
                                                                  const float* table, int64_t n) {
-  const __m512i rounding = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1), quiet_nan = _mm512_set1_epi32(0x7FC0);
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
+  for (; i + kLanes <= n; i += kLanes) {
     const __m512i index = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
-    const __m512 derivative = _mm512_i32gather_ps(index, table, sizeof(float));
-    const __m512i grad_bits = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(grad + i)));
-    const __m512 product = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(grad_bits, 16)), derivative);
-    const __m512i bits = _mm512_castps_si512(product);
-    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), one);
-    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(bits, rounding), odd), 16);
-    rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(product, product, _CMP_UNORD_Q), quiet_nan);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi32_epi16(rounded));
+    const __m512 gathered = _mm512_i32gather_ps(index, table, sizeof(float));
+    Floats derivative;
+    std::memcpy(&derivative, &gathered, sizeof(derivative));
+    store_narrowed(out + i, load_widened(grad + i) * derivative);
   }
   backward_portable(x + i, grad + i, out + i, table, n - i);
 }
 #endif
 
-using BackwardKernel = void (*)(const uint16_t*, const uint16_t*, uint16_t*, const float*, int64_t);
+using BackwardKernel = void (*)(const BFloat16*, const BFloat16*, BFloat16*, const float*, int64_t);
 
 BackwardKernel backward_kernel() {
 #ifdef IJEPA_GELU_AVX512
@@ -88,12 +78,12 @@ torch::Tensor bf16_gelu_backward(const torch::Tensor& grad_in, const torch::Tens
   static const BackwardKernel kernel = backward_kernel();
   const auto grad = grad_in.to(torch::kBFloat16).contiguous(), x = x_in.contiguous();
   auto out = torch::empty_like(x);
-  const auto* x_bits = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
-  const auto* grad_bits = reinterpret_cast<const uint16_t*>(grad.data_ptr<at::BFloat16>());
-  auto* out_bits = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
+  const auto* x_data = x.data_ptr<BFloat16>();
+  const auto* grad_data = grad.data_ptr<BFloat16>();
+  auto* out_data = out.data_ptr<BFloat16>();
   const float* table = derivative_table().data();
   at::parallel_for(0, x.numel(), kElementsPerTask, [&](int64_t begin, int64_t end) {
-    kernel(x_bits + begin, grad_bits + begin, out_bits + begin, table, end - begin);
+    kernel(x_data + begin, grad_data + begin, out_data + begin, table, end - begin);
   });
   return out;
 }

@@ -63,21 +63,21 @@ IJEPA_INLINE Floats load_widened(const BFloat16* p) {
   return from_bits(__builtin_convertvector(h, Bits) << 16);
 }
 
-// As row_kernels::narrow_to: round to nearest even, NaN to the quiet NaN.
-IJEPA_INLINE void store_narrowed(BFloat16* p, Floats v) {
+// The bf16 bit patterns of v, in the low half of each lane, as row_kernels::narrow_to gives them: round to nearest
+// even, NaN to the quiet NaN.
+IJEPA_INLINE Bits bf16_bits(Floats v) {
   const Bits bits = to_bits(v);
   const Bits rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-  const Halves h = __builtin_convertvector(v != v ? Bits{} + 0x7FC0u : rounded, Halves);
+  return v != v ? Bits{} + 0x7FC0u : rounded;
+}
+
+IJEPA_INLINE void store_narrowed(BFloat16* p, Floats v) {
+  const Halves h = __builtin_convertvector(bf16_bits(v), Halves);
   std::memcpy(p, &h, sizeof(h));
 }
 
-// v rounded to the nearest bf16 (ties to even) and kept as floats, as storing to bf16 and loading again would;
-// a NaN stays a NaN.
-IJEPA_INLINE Floats rounded_to_bf16(Floats v) {
-  const Bits bits = to_bits(v);
-  const Bits rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
-  return v != v ? v : from_bits(rounded);
-}
+// v rounded to bf16 and kept as floats, as storing to bf16 and loading again would.
+IJEPA_INLINE Floats rounded_to_bf16(Floats v) { return from_bits(bf16_bits(v) << 16); }
 
 // exp(x) for x <= 0: Cephes' expf, n = round(x / ln 2) and r = x - n ln 2 (ln 2 in
 // two parts), exp(r) by a degree-7 polynomial, times 2^n assembled in the exponent bits. Below -87 (exp(-87) =

@@ -5,10 +5,8 @@
 #include <stdexcept>
 #include <string>
 
-#include <ATen/core/dispatch/Dispatcher.h>
-
 #include "model/autocast.h"
-#include "model/gelu.h"
+#include "model/linear.h"
 #include "model/patch_rows.h"
 #include "model/pos_embed.h"
 #include "model/softmax.h"
@@ -18,80 +16,6 @@ namespace ijepa::model {
 namespace {
 torch::nn::LayerNorm layer_norm(int64_t dim) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6));
-}
-
-// Forward only (no autograd), under CPU bf16 autocast, on a CPU with native bf16 products: the target encoder in a
-// training step and every encoder under evaluation. There nothing is kept for a backward pass, so a linear can take
-// oneDNN's kernel with the bias and GELU applied to the product's fp32 accumulator, one rounding to bf16 instead of
-// a bias copied into the output first and GELU as a pass of its own.
-bool fused_bf16_inference(const torch::Tensor& x) {
-  return x.is_cpu() && !at::GradMode::is_enabled() && cpu_bf16_autocast_active() && cpu_has_native_bf16();
-}
-
-enum class Activation { kNone, kGelu };
-
-// mkldnn::_linear_pointwise(X, W, B, attr, scalars, algorithm) on bf16 operands; attr "gelu" with algorithm "none"
-// is the exact (erf) GELU, as torch.nn.GELU() by default.
-torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
-                            Activation activation) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, c10::string_view,
-                            c10::List<std::optional<at::Scalar>>, std::optional<c10::string_view>)>();
-  const auto bf16 = [](const torch::Tensor& t) { return t.to(torch::kBFloat16).contiguous(); };
-  const bool gelu = activation == Activation::kGelu;
-  return op.call(bf16(x), bf16(weight), bf16(bias), gelu ? "gelu" : "none", c10::List<std::optional<at::Scalar>>(),
-                 gelu ? std::optional<c10::string_view>("none") : std::nullopt);
-}
-
-// Under CPU bf16 autocast where autograd records (the context encoder and the predictor), on a CPU with native bf16
-// products: the forward as oneDNN's kernel with the bias added to the fp32 accumulator, the backward as ATen's
-// linear has it (addmm's), the gradients of the weight and bias cast back to fp32 as autocast's casts do. ATen's
-// addmm copies the broadcast bias into the output and accumulates the product onto it: a copy and a read more per
-// linear (159 against 185-200 GFLOP/s per thread for the same products in a (b) bf16 step, BENCHMARKS.md).
-bool fused_bf16_training(const torch::Tensor& x) {
-  return x.is_cpu() && at::GradMode::is_enabled() && cpu_bf16_autocast_active() && cpu_has_native_bf16();
-}
-
-class Bf16Linear : public torch::autograd::Function<Bf16Linear> {
- public:
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& weight, const torch::Tensor& bias) {
-    const auto x16 = x.to(torch::kBFloat16).contiguous(), weight16 = weight.to(torch::kBFloat16).contiguous();
-    ctx->save_for_backward({x16, weight16});
-    ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
-    ctx->saved_data["weight_dtype"] = static_cast<int64_t>(weight.scalar_type());
-    ctx->saved_data["bias_dtype"] = static_cast<int64_t>(bias.scalar_type());
-    return onednn_linear(x16, weight16, bias.to(torch::kBFloat16), Activation::kNone);
-  }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grad_outputs) {
-    const auto saved = ctx->get_saved_variables();
-    const auto &x16 = saved[0], &weight16 = saved[1];
-    const auto dtype = [&](const char* key) { return static_cast<torch::ScalarType>(ctx->saved_data[key].toInt()); };
-    const auto grad = grad_outputs[0].to(torch::kBFloat16).reshape({-1, weight16.size(0)});
-    torch::Tensor grad_x, grad_weight, grad_bias;
-    if (ctx->needs_input_grad(0)) grad_x = grad.mm(weight16).view(x16.sizes()).to(dtype("x_dtype"));
-    if (ctx->needs_input_grad(1)) {
-      grad_weight = grad.t().mm(x16.reshape({-1, x16.size(-1)})).to(dtype("weight_dtype"));
-    }
-    if (ctx->needs_input_grad(2)) grad_bias = grad.sum(0).to(dtype("bias_dtype"));
-    return {grad_x, grad_weight, grad_bias};
-  }
-};
-
-// ATen's linear, as torch.nn.Linear calls it: one fused addmm over the flattened tokens. The C++ frontend's
-// LinearImpl::forward takes matmul and then `output += bias` for inputs of more than 2 dims, which under autocast
-// adds the fp32 bias into the bf16 output through a conversion pass and costs a separate add in backward.
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  if (bias.defined() && fused_bf16_inference(x)) return onednn_linear(x, weight, bias, Activation::kNone);
-  if (bias.defined() && fused_bf16_training(x)) return Bf16Linear::apply(x, weight, bias);
-  return at::linear(x, weight, bias);
-}
-
-torch::Tensor linear(const torch::nn::Linear& layer, const torch::Tensor& x) {
-  return linear(x, layer->weight, layer->bias);
 }
 }  // namespace
 
@@ -188,13 +112,7 @@ MlpImpl::MlpImpl(int64_t dim, int64_t hidden) {
   fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  if (fused_bf16_inference(x)) {
-    const auto hidden = onednn_linear(x, fc1->weight, fc1->bias, Activation::kGelu);
-    return onednn_linear(hidden, fc2->weight, fc2->bias, Activation::kNone);
-  }
-  return linear(fc2, exact_gelu(linear(fc1, x)));
-}
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return linear(fc2, linear_gelu(fc1, x)); }
 
 BlockImpl::BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden) {
   // Registration (and so default-init draw) order of the reference: norm1, attn, norm2, mlp.

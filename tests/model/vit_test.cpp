@@ -6,6 +6,7 @@
 #include "input_error.h"
 #include "model/autocast.h"
 #include "model/init.h"
+#include "model/linear.h"
 #include "model/state_dict.h"
 #include "model/vit.h"
 
@@ -176,14 +177,14 @@ struct MlpRun {
   std::string last_node;             // what autograd recorded for the output
 };
 
-// Forward and backward of mlp under CPU bf16 autocast: its own linears (ours) or ATen's linear and GELU, as the
-// reference's block.
-MlpRun run_mlp(Mlp& mlp, const torch::Tensor& x_in, const torch::Tensor& upstream, bool ours) {
+// Forward and backward of mlp, under CPU bf16 autocast or in fp32: its own linears (ours) or ATen's linear and
+// GELU, as the reference's block.
+MlpRun run_mlp(Mlp& mlp, const torch::Tensor& x_in, const torch::Tensor& upstream, bool ours, bool bf16) {
   for (auto& p : mlp->parameters()) p.mutable_grad().reset();
   const auto x = x_in.clone().requires_grad_();
   torch::Tensor y;
   {
-    const AutocastGuard autocast(c10::DeviceType::CPU, true);
+    const AutocastGuard autocast(c10::DeviceType::CPU, bf16);
     y = ours ? mlp(x)
              : at::linear(torch::gelu(at::linear(x, mlp->fc1->weight, mlp->fc1->bias)), mlp->fc2->weight,
                           mlp->fc2->bias);
@@ -195,30 +196,60 @@ MlpRun run_mlp(Mlp& mlp, const torch::Tensor& x_in, const torch::Tensor& upstrea
           y.grad_fn()->name()};
 }
 
+// got within `steps` rounding steps of a format with `bits` significant bits, relative to expected's largest value.
+bool close_in(int bits, double steps, const torch::Tensor& got, const torch::Tensor& expected) {
+  const double tolerance = steps * std::ldexp(1.0, -bits);
+  const double scale = expected.abs().max().item<double>();
+  return torch::allclose(got.to(torch::kFloat), expected.to(torch::kFloat), tolerance, scale * tolerance);
+}
+
+void expect_same_mlp_up_to(int bits, double steps, const MlpRun& ours, const MlpRun& aten) {
+  EXPECT_TRUE(close_in(bits, steps, ours.y, aten.y));
+  EXPECT_TRUE(close_in(bits, steps, ours.grad_x, aten.grad_x));
+  EXPECT_EQ(ours.grad_x.scalar_type(), torch::kFloat);
+  for (size_t i = 0; i < ours.grads.size(); ++i) {
+    ASSERT_TRUE(ours.grads[i].defined()) << i;
+    EXPECT_EQ(ours.grads[i].scalar_type(), torch::kFloat) << i;
+    EXPECT_TRUE(close_in(bits, steps, ours.grads[i], aten.grads[i])) << i;
+  }
+}
+
 // Under CPU bf16 autocast where autograd records (the context path), on a CPU with native bf16 products, each linear
-// runs as oneDNN's kernel with the bias added to the accumulator and addmm's backward (vit.cpp), in place of ATen's
-// addmm over a copy of the bias: the same outputs and gradients up to bf16 rounding, gradients of fp32 parameters
-// and inputs in fp32.
+// runs as oneDNN's kernel with the bias added to the accumulator and addmm's backward (model/linear.h), in place of
+// ATen's addmm over a copy of the bias: the same outputs and gradients up to bf16 rounding (a few of its steps:
+// bf16 keeps 8 significant bits), gradients of fp32 parameters and inputs in fp32.
 TEST(VitLinear, TrainingUnderBf16AutocastMatchesAtensLinearUpToBf16Rounding) {
   torch::manual_seed(4);
   Mlp mlp(192, 768);
   const auto x = torch::randn({4, 50, 192}), upstream = torch::randn({4, 50, 192});
-  const auto ours = run_mlp(mlp, x, upstream, true), aten = run_mlp(mlp, x, upstream, false);
-  EXPECT_EQ(ours.last_node.find("Bf16Linear") != std::string::npos, cpu_has_native_bf16()) << ours.last_node;
+  const auto ours = run_mlp(mlp, x, upstream, true, true), aten = run_mlp(mlp, x, upstream, false, true);
+  EXPECT_EQ(ours.last_node.find("OnednnLinear") != std::string::npos, cpu_has_native_bf16()) << ours.last_node;
   ASSERT_EQ(ours.y.scalar_type(), torch::kBFloat16);
-  EXPECT_EQ(ours.grad_x.scalar_type(), torch::kFloat);
-  const auto close = [](const torch::Tensor& got, const torch::Tensor& expected) {
-    // bf16 keeps 8 significant bits: within a few of its rounding steps of the largest value.
-    const double scale = expected.abs().max().item<double>();
-    return torch::allclose(got.to(torch::kFloat), expected.to(torch::kFloat), 1.0 / 64, scale / 64);
-  };
-  EXPECT_TRUE(close(ours.y, aten.y));
-  EXPECT_TRUE(close(ours.grad_x, aten.grad_x));
-  for (size_t i = 0; i < ours.grads.size(); ++i) {
-    ASSERT_TRUE(ours.grads[i].defined()) << i;
-    EXPECT_EQ(ours.grads[i].scalar_type(), torch::kFloat) << i;
-    EXPECT_TRUE(close(ours.grads[i], aten.grads[i])) << i;
-  }
+  expect_same_mlp_up_to(8, 4, ours, aten);
+}
+
+// In fp32 on a CPU, the linears' products and input gradients run on oneDNN's fp32 kernel in place of MKL's sgemm:
+// the same values up to the order of the sums (fp32 keeps 24 significant bits; sums of 192 to 768 products).
+TEST(VitLinear, Fp32TrainingMatchesAtensLinearUpToTheOrderOfTheSums) {
+  torch::manual_seed(5);
+  Mlp mlp(192, 768);
+  const auto x = torch::randn({4, 50, 192}), upstream = torch::randn({4, 50, 192});
+  const auto ours = run_mlp(mlp, x, upstream, true, false), aten = run_mlp(mlp, x, upstream, false, false);
+  EXPECT_EQ(ours.last_node.find("OnednnLinear") != std::string::npos, at::hasMKLDNN()) << ours.last_node;
+  ASSERT_EQ(ours.y.scalar_type(), torch::kFloat);
+  expect_same_mlp_up_to(24, 64, ours, aten);
+}
+
+// Where nothing is recorded (the target encoder, evaluation), fp32 too: GELU applied on oneDNN's accumulator.
+TEST(VitLinear, Fp32InferenceWithGeluOnTheAccumulatorMatchesAtens) {
+  torch::manual_seed(6);
+  Mlp mlp(192, 768);
+  const auto x = torch::randn({4, 50, 192});
+  const torch::NoGradGuard no_grad;
+  const auto aten =
+      at::linear(torch::gelu(at::linear(x, mlp->fc1->weight, mlp->fc1->bias)), mlp->fc2->weight, mlp->fc2->bias);
+  EXPECT_TRUE(close_in(24, 64, mlp(x), aten));
+  EXPECT_TRUE(close_in(24, 64, linear_gelu(mlp->fc1, x), torch::gelu(at::linear(x, mlp->fc1->weight, mlp->fc1->bias))));
 }
 
 TEST(VitPatchEmbed, TheMatrixProductMatchesTheConvolutionAndRaggedImagesStillWork) {
@@ -240,18 +271,16 @@ TEST(VitPatchEmbed, TheMatrixProductMatchesTheConvolutionAndRaggedImagesStillWor
   EXPECT_EQ(embed(torch::randn({1, 3, 30, 30})).sizes(), (std::vector<int64_t>{1, 49, 192}));
 }
 
-// The attention as the reference writes it, with the scores scaled after q k^T.
+// The attention as the reference writes it, with the scores scaled after q k^T (and the module's linears, so that
+// only the scale's place differs).
 torch::Tensor reference_attention(Attention& attn, const torch::Tensor& x, int64_t heads) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
-  const auto qkv = at::linear(x, attn->qkv->weight, attn->qkv->bias)
-                       .reshape({B, N, 3, heads, C / heads})
-                       .permute({2, 0, 3, 1, 4})
-                       .contiguous()
-                       .unbind(0);
+  const auto qkv =
+      linear(attn->qkv, x).reshape({B, N, 3, heads, C / heads}).permute({2, 0, 3, 1, 4}).contiguous().unbind(0);
   const double scale = 1.0 / std::sqrt(static_cast<double>(C / heads));
   const auto scores = torch::matmul(qkv[0], qkv[1].transpose(-2, -1)) * scale;
   const auto out = torch::matmul(torch::softmax(scores, -1), qkv[2]).transpose(1, 2).reshape({B, N, C});
-  return at::linear(out, attn->proj->weight, attn->proj->bias);
+  return linear(attn->proj, out);
 }
 
 TEST(VitAttention, ScalingTheQueriesGivesTheReferencesBitsForwardAndBackward) {

@@ -24,9 +24,9 @@ std::optional<torch::ScalarType> onednn_dtype(const torch::Tensor& x) {
 
 enum class Activation { kNone, kGelu };
 
-// x W^T (+ bias) by mkldnn::_linear_pointwise(X, W, B, attr, scalars, algorithm), the operands already in one
-// dtype; W may be a strided view (oneDNN reads it in place). attr "gelu" with algorithm "none" is the exact (erf)
-// GELU, as torch.nn.GELU() by default, applied to the fp32 accumulator.
+// x W^T (+ bias) by mkldnn::_linear_pointwise(X, W, B, attr, scalars, algorithm), the operands contiguous and in
+// one dtype. attr "gelu" with algorithm "none" is the exact (erf) GELU, as torch.nn.GELU() by default, applied to
+// the fp32 accumulator.
 torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& weight,
                             const std::optional<torch::Tensor>& bias, Activation activation) {
   static const auto op =
@@ -40,12 +40,15 @@ torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& weight,
 }
 
 // grad X = grad Y W. In bf16, ATen's mm is oneDNN's matrix product already, and at these shapes faster than the
-// inner-product kernel given W^T (190-200 against 210 GFLOP/s a thread). In fp32, ATen's mm is MKL's sgemm, and
-// oneDNN's kernel given W^T as a strided view is the faster (92-110 against 70-100 GFLOP/s a thread, two processes
-// at once). The weight's gradient stays ATen's mm in both: neither was ahead over the shapes of a step.
+// inner-product kernel given W^T (210 against 180-200 GFLOP/s a thread). In fp32, ATen's mm is MKL's sgemm, and
+// oneDNN's inner product over W^T is the faster (93-104 against 69-98 GFLOP/s a thread, two processes at once).
+// W^T is copied contiguous first: given it as a strided view (a few percent faster still), oneDNN corrupted the
+// heap now and then (torch 2.11: 5 of 85 short fp32 training runs crashed at exit, destroying its primitive cache;
+// none of 80 with the copy, BENCHMARKS.md). The weight's gradient stays ATen's mm in both dtypes: neither kernel
+// was ahead over the shapes of a step.
 torch::Tensor input_gradient(const torch::Tensor& grad_output, const torch::Tensor& weight) {
   if (grad_output.scalar_type() == torch::kFloat) {
-    return onednn_linear(grad_output, weight.t(), std::nullopt, Activation::kNone);
+    return onednn_linear(grad_output, weight.t().contiguous(), std::nullopt, Activation::kNone);
   }
   return grad_output.mm(weight);
 }

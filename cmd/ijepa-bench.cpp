@@ -4,7 +4,8 @@
 //       the whole training step of a benchmark workload (see lib/train/step_benchmark.h)
 //   ijepa-bench micro [--benchmark_filter=...]
 //       Google Benchmark micro-benchmarks: matrix products, mask sampling, the fused residual add and LayerNorm,
-//       the attention's bf16 softmax, the patch embedding's rows, GELU's backward, the fused AdamW and the EMA
+//       the attention's bf16 softmax, the patch embedding's rows, GELU's backward, the fp32 linear, the fused
+//       AdamW and the EMA
 #include <ATen/CPUGeneratorImpl.h>
 #include <benchmark/benchmark.h>
 #include <CLI/CLI.hpp>
@@ -17,6 +18,7 @@
 #include "masking/multiblock.h"
 #include "model/autocast.h"
 #include "model/gelu.h"
+#include "model/linear.h"
 #include "model/patch_rows.h"
 #include "model/residual_norm.h"
 #include "model/softmax.h"
@@ -182,6 +184,37 @@ void BM_GeluBackward(benchmark::State& state) {
   at::set_num_threads(threads);
 }
 BENCHMARK(BM_GeluBackward)->Arg(0)->Arg(1)->ArgName("ours")->Unit(benchmark::kMicrosecond);
+
+// An fp32 linear's forward and backward (input and weight gradients) on one thread: ATen's (ours 0, MKL's sgemm) or
+// model/linear.h's (ours 1, oneDNN's kernel for the product and the input's gradient). Rows, inputs and outputs of
+// (b)'s layers for one part of the batch: the qkv and MLP layers of an encoder over 8 images of 196 tokens, and the
+// predictor's MLP over 32 sequences of 106.
+void BM_LinearFp32(benchmark::State& state) {
+  const bool ours = state.range(0) != 0;
+  const int64_t rows = state.range(1), in = state.range(2), out = state.range(3);
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  torch::manual_seed(0);
+  torch::nn::Linear layer(in, out);
+  const auto x = torch::randn({rows, in}).requires_grad_();
+  const auto upstream = torch::randn({rows, out});
+  for (auto _ : state) {
+    const auto y = ours ? ijepa::model::linear(layer, x) : at::linear(x, layer->weight, layer->bias);
+    benchmark::DoNotOptimize(torch::autograd::grad({y}, {x, layer->weight, layer->bias}, {upstream}));
+  }
+  const double flops = 3.0 * 2 * static_cast<double>(rows * in * out);  // the three products
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+  at::set_num_threads(threads);
+}
+BENCHMARK(BM_LinearFp32)
+    ->ArgsProduct({{0, 1}, {1568}, {192}, {576}})
+    ->ArgsProduct({{0, 1}, {1568}, {192}, {768}})
+    ->ArgsProduct({{0, 1}, {1568}, {768}, {192}})
+    ->ArgsProduct({{0, 1}, {3392}, {96}, {384}})
+    ->ArgsProduct({{0, 1}, {3392}, {384}, {96}})
+    ->ArgNames({"ours", "rows", "in", "out"})
+    ->Unit(benchmark::kMicrosecond);
 
 // The update phase of workload a: the fused AdamW over the four groups, then the EMA.
 void BM_UpdateTiny(benchmark::State& state) {

@@ -24,9 +24,9 @@ std::optional<torch::ScalarType> onednn_dtype(const torch::Tensor& x) {
 
 enum class Activation { kNone, kGelu };
 
-// x W^T (+ bias) by mkldnn::_linear_pointwise(X, W, B, attr, scalars, algorithm), the operands contiguous and in
-// one dtype. attr "gelu" with algorithm "none" is the exact (erf) GELU, as torch.nn.GELU() by default, applied to
-// the fp32 accumulator.
+// x W^T (+ bias) by mkldnn::_linear_pointwise(X, W, B, attr, scalars, algorithm), the operands in one dtype and
+// made contiguous (see input_gradient for what a strided weight did). attr "gelu" with algorithm "none" is the exact
+// (erf) GELU, as torch.nn.GELU() by default, applied to the fp32 accumulator.
 torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& weight,
                             const std::optional<torch::Tensor>& bias, Activation activation) {
   static const auto op =
@@ -35,8 +35,8 @@ torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& weight,
           .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, c10::string_view,
                             c10::List<std::optional<at::Scalar>>, std::optional<c10::string_view>)>();
   const bool gelu = activation == Activation::kGelu;
-  return op.call(x.contiguous(), weight, bias, gelu ? "gelu" : "none", c10::List<std::optional<at::Scalar>>(),
-                 gelu ? std::optional<c10::string_view>("none") : std::nullopt);
+  return op.call(x.contiguous(), weight.contiguous(), bias, gelu ? "gelu" : "none",
+                 c10::List<std::optional<at::Scalar>>(), gelu ? std::optional<c10::string_view>("none") : std::nullopt);
 }
 
 // grad X = grad Y W. In bf16, ATen's mm is oneDNN's matrix product already, and at these shapes faster than the

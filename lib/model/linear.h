@@ -6,7 +6,8 @@
 //     accumulator, and GELU too where nothing is recorded for backward, one rounding to bf16 instead of ATen's
 //     bias copied into the output, then a cast, then GELU as a pass of its own;
 //   - in fp32 (no autocast): oneDNN's fp32 kernel for the product and for the input's gradient, where ATen's
-//     addmm and mm take MKL's sgemm, 10-20% slower at these shapes on the AVX-512 AMD machine of BENCHMARKS.md.
+//     addmm and mm take MKL's sgemm, up to a third slower at these shapes with both cores busy on the AVX-512 AMD
+//     machine of BENCHMARKS.md.
 //
 // Everywhere else (CUDA, other dtypes, CPU bf16 without native products) it is ATen's linear.
 #include <torch/torch.h>

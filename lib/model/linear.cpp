@@ -43,7 +43,7 @@ torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& weight,
 // inner-product kernel given W^T (210 against 180-200 GFLOP/s a thread). In fp32, ATen's mm is MKL's sgemm, and
 // oneDNN's inner product over W^T is the faster (93-104 against 69-98 GFLOP/s a thread, two processes at once).
 // W^T is copied contiguous first: given it as a strided view (a few percent faster still), oneDNN corrupted the
-// heap now and then (torch 2.11: 5 of 85 short fp32 training runs crashed at exit, destroying its primitive cache;
+// heap now and then (torch 2.11: 6 of 86 short fp32 training runs crashed at exit, destroying its primitive cache;
 // none of 80 with the copy, BENCHMARKS.md). The weight's gradient stays ATen's mm in both dtypes: neither kernel
 // was ahead over the shapes of a step.
 torch::Tensor input_gradient(const torch::Tensor& grad_output, const torch::Tensor& weight) {

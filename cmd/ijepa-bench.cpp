@@ -264,7 +264,8 @@ int main(int argc, char** argv) {
   step->add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   step->add_flag("--json", json, "one JSON object on stdout");
   step->add_flag("--profile", o.profile, "print the timed steps' ops by self time (stderr)");
-  step->add_option("--trace", o.trace_path, "with --profile: also write a Chrome trace to this file");
+  step->add_option("--trace", o.trace_path,
+                   "with --profile: also write a Chrome trace (with input shapes) to this file");
   app.add_subcommand("micro", "Google Benchmark micro-benchmarks (pass --benchmark_* flags after it)");
   try {
     app.parse(argc, argv);

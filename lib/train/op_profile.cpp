@@ -66,8 +66,8 @@ std::map<std::string, OpTotals> totals_by_op(const std::vector<profiler::KinetoE
 
 }  // namespace
 
-OpProfile::OpProfile() {
-  const ProfilerConfig config(ProfilerState::KINETO);
+OpProfile::OpProfile(bool with_shapes) {
+  const ProfilerConfig config(ProfilerState::KINETO, /*report_input_shapes=*/with_shapes);
   profiler::prepareProfiler(config, kActivities);
   profiler::enableProfiler(config, kActivities);
 }

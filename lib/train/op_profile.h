@@ -9,7 +9,9 @@ namespace ijepa::train {
 
 class OpProfile {
  public:
-  OpProfile();  // starts recording every ATen op on every thread
+  // Starts recording every ATen op on every thread; with_shapes also records each op's input shapes (for a trace:
+  // which product ran at which size), at some cost per op.
+  explicit OpProfile(bool with_shapes = false);
   OpProfile(const OpProfile&) = delete;
   OpProfile& operator=(const OpProfile&) = delete;
   ~OpProfile();  // stops recording if finish() was not called

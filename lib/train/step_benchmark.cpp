@@ -105,7 +105,7 @@ StepBenchResult run_step_benchmark(const StepBenchOptions& o) {
   r.batch = w.batch;
   std::unique_ptr<OpProfile> profile;
   for (int i = 0; i < o.warmup + o.steps; ++i) {
-    if (o.profile && i == o.warmup) profile = std::make_unique<OpProfile>();
+    if (o.profile && i == o.warmup) profile = std::make_unique<OpProfile>(!o.trace_path.empty());
     const TimedStep t = time_step(step, sampler, images, schedules, i + 1);
     if (i < o.warmup) continue;
     step_ms.push_back(t.total_ms);

@@ -19,7 +19,7 @@ struct StepBenchOptions {
   int warmup = 3;
   std::string device = "cpu";
   bool profile = false;    // record the timed steps op by op (OpProfile); see profile_table
-  std::string trace_path;  // with profile: also write a Chrome trace here
+  std::string trace_path;  // with profile: also write a Chrome trace here, with each op's input shapes
 };
 
 struct StepBenchResult {

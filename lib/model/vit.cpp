@@ -74,7 +74,7 @@ namespace {
 // every rounding), and in the backward q [N, C/H] is the smaller tensor to multiply once the sequence is longer
 // than a head.
 torch::Tensor attention_weights(const torch::Tensor& q, const torch::Tensor& k) {
-  const int64_t head_width = q.size(-1), tokens = q.size(-2);
+  const int64_t head_width = q.size(-1), tokens = k.size(-2);
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_width));
   int exponent = 0;
   const bool power_of_two = std::frexp(scale, &exponent) == 0.5;
@@ -85,16 +85,29 @@ torch::Tensor attention_weights(const torch::Tensor& q, const torch::Tensor& k) 
   return last_dim_softmax(torch::matmul(q, k.transpose(-2, -1)), scale);
 }
 
+// [B, N, parts * C] -> `parts` tensors [B, H, N, C/H], laid out once so that the products of the attention need no
+// copies of them, and split by unbind, whose backward stacks the gradients (indexing would give each its own
+// zero-filled buffer of the whole and sum them).
+std::vector<torch::Tensor> split_heads(const torch::Tensor& t, int64_t parts, int64_t heads) {
+  const int64_t B = t.size(0), N = t.size(1), head_width = t.size(2) / parts / heads;
+  return t.reshape({B, N, parts, heads, head_width}).permute({2, 0, 3, 1, 4}).contiguous().unbind(0);
+}
+
 }  // namespace
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
-  const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
-  // [B, N, 3, H, C/H] -> [3, B, H, N, C/H], laid out once so that the products below need no copies of q, k, v,
-  // and split by unbind, whose backward stacks the three gradients (indexing would give each its own zero-filled
-  // [3, B, H, N, C/H] buffer and sum them).
-  const auto qkv_heads =
-      linear(qkv, x).reshape({B, N, 3, num_heads_, C / num_heads_}).permute({2, 0, 3, 1, 4}).contiguous().unbind(0);
-  const auto &q = qkv_heads[0], &k = qkv_heads[1], &v = qkv_heads[2];  // [B, H, N, C/H]
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, int64_t from) {
+  const int64_t B = x.size(0), N = x.size(1), C = x.size(2), queries = N - from;
+  torch::Tensor q, k, v;  // [B, H, N, C/H], q [B, H, queries, C/H]
+  if (from == 0) {
+    const auto qkv_heads = split_heads(linear(qkv, x), 3, num_heads_);
+    q = qkv_heads[0], k = qkv_heads[1], v = qkv_heads[2];
+  } else {
+    // The rows of qkv's weight and bias are q's, then k's, then v's: the first C project the queries.
+    const auto &weight = qkv->weight, &bias = qkv->bias;
+    q = split_heads(linear(x.narrow(1, from, queries), weight.narrow(0, 0, C), bias.narrow(0, 0, C)), 1, num_heads_)[0];
+    const auto kv = split_heads(linear(x, weight.narrow(0, C, 2 * C), bias.narrow(0, C, 2 * C)), 2, num_heads_);
+    k = kv[0], v = kv[1];
+  }
   torch::Tensor out;
   if (x.is_cuda()) {
     out = at::scaled_dot_product_attention(q, k, v);  // fused (flash) kernels, same (C/H)^-0.5 scale
@@ -104,7 +117,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
     // softmax takes this project's row kernel, model/softmax.h).
     out = torch::matmul(attention_weights(q, k), v);
   }
-  return linear(proj, out.transpose(1, 2).reshape({B, N, C}));
+  return linear(proj, out.transpose(1, 2).reshape({B, queries, C}));
 }
 
 MlpImpl::MlpImpl(int64_t dim, int64_t hidden) {
@@ -122,14 +135,22 @@ BlockImpl::BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden) {
   mlp = register_module("mlp", Mlp(dim, mlp_hidden));
 }
 
-torch::Tensor BlockImpl::forward(torch::Tensor x) {
-  x = x + attn(norm1(x));
+namespace {
+// Tokens [from, N) of x [B, N, ...], x itself when that is all of them.
+torch::Tensor tokens_from(const torch::Tensor& x, int64_t from) {
+  return from == 0 ? x : x.narrow(1, from, x.size(1) - from);
+}
+}  // namespace
+
+torch::Tensor BlockImpl::forward(torch::Tensor x, int64_t from) {
+  x = tokens_from(x, from) + attn->forward(norm1(x), from);
   return x + mlp(norm2(x));
 }
 
 ResidualNorm BlockImpl::forward_fused(const ResidualNorm& in, const torch::nn::LayerNorm& next_norm,
-                                      torch::ScalarType next_dtype) {
-  const auto mid = residual_layer_norm(in.residual, attn(in.normed), norm2, torch::kBFloat16);
+                                      torch::ScalarType next_dtype, int64_t from) {
+  const auto mid =
+      residual_layer_norm(tokens_from(in.residual, from), attn->forward(in.normed, from), norm2, torch::kBFloat16);
   return residual_layer_norm(mid.residual, mlp(mid.normed), next_norm, next_dtype);
 }
 
@@ -142,15 +163,18 @@ bool fuse_residual_norms(const torch::Tensor& x) { return fusable_residual(x) &&
 
 using AfterBlock = std::function<void(size_t, const torch::Tensor&)>;
 
-// The blocks over the residual stream x, then final_norm; after_block(i, h), where given, sees the stream after
-// block i.
+// The blocks over the residual stream x, then final_norm, for the tokens from `from` on: the last block computes
+// only theirs (the others' outputs are read by nothing). after_block(i, h), where given, sees the stream after block
+// i.
 torch::Tensor run_blocks(torch::nn::ModuleList blocks, const torch::Tensor& x, torch::nn::LayerNorm final_norm,
-                         const AfterBlock& after_block = nullptr) {
+                         int64_t from = 0, const AfterBlock& after_block = nullptr) {
   const auto block = [&](size_t i) { return blocks[i]->as<BlockImpl>(); };
-  if (blocks->is_empty() || !fuse_residual_norms(x)) {
+  if (blocks->is_empty()) return final_norm(tokens_from(x, from));
+  const auto last_from = [&](size_t i) { return i + 1 == blocks->size() ? from : 0; };
+  if (!fuse_residual_norms(x)) {
     auto h = x;
     for (size_t i = 0; i < blocks->size(); ++i) {
-      h = block(i)->forward(h);
+      h = block(i)->forward(h, last_from(i));
       if (after_block) after_block(i, h);
     }
     return final_norm(h);
@@ -159,7 +183,7 @@ torch::Tensor run_blocks(torch::nn::ModuleList blocks, const torch::Tensor& x, t
   for (size_t i = 0; i < blocks->size(); ++i) {
     const bool last = i + 1 == blocks->size();
     stream = block(i)->forward_fused(stream, last ? final_norm : block(i + 1)->norm1,
-                                     last ? torch::kFloat : torch::kBFloat16);
+                                     last ? torch::kFloat : torch::kBFloat16, last_from(i));
     if (after_block) after_block(i, stream.residual);
   }
   return stream.normed;
@@ -229,7 +253,7 @@ torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& x, const std::
 std::vector<torch::Tensor> VisionTransformerImpl::last_block_outputs(const torch::Tensor& x, int64_t n) {
   std::vector<torch::Tensor> outputs;
   const auto depth = static_cast<int64_t>(blocks->size());
-  auto last = run_blocks(blocks, embed(x), norm, [&](size_t i, const torch::Tensor& h) {
+  auto last = run_blocks(blocks, embed(x), norm, /*from=*/0, [&](size_t i, const torch::Tensor& h) {
     const auto block = static_cast<int64_t>(i);
     if (block >= depth - n && block < depth - 1) outputs.push_back(h);
   });
@@ -265,8 +289,9 @@ torch::Tensor PredictorImpl::forward(const torch::Tensor& x, const std::vector<t
   auto mask_tokens = mask_token + target_pos;
 
   const auto tokens = torch::cat({context.repeat({npred, 1, 1}), mask_tokens}, 1);
-  const auto h = run_blocks(predictor_blocks, tokens, predictor_norm);
-  return linear(predictor_proj, h.narrow(1, n_context, h.size(1) - n_context));  // [npred*nenc*B, Kp, D]
+  // Only the mask tokens' predictions are read: the last block and the norm compute theirs alone.
+  const auto predicted = run_blocks(predictor_blocks, tokens, predictor_norm, n_context);
+  return linear(predictor_proj, predicted);  // [npred*nenc*B, Kp, D]
 }
 
 }  // namespace ijepa::model

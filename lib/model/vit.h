@@ -23,7 +23,9 @@ torch::Tensor repeat_interleave_batch(const torch::Tensor& x, int64_t batch, int
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(int64_t dim, int64_t num_heads);
-  torch::Tensor forward(const torch::Tensor& x);  // [B, N, D] -> [B, N, D]
+  // x [B, N, D] -> [B, N - from, D]: the attention of the tokens from `from` on over all N tokens (only their
+  // queries are projected).
+  torch::Tensor forward(const torch::Tensor& x, int64_t from = 0);
 
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
 
@@ -45,13 +47,15 @@ TORCH_MODULE(Mlp);
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden);
-  torch::Tensor forward(torch::Tensor x);  // [B, N, D] -> [B, N, D]
+  // x [B, N, D] -> [B, N - from, D]: the block's output for the tokens from `from` on (all N are attended to).
+  // Each output token is the one the whole block gives; the others' work is left out, where nothing reads them.
+  torch::Tensor forward(torch::Tensor x, int64_t from = 0);
 
   // The same block on a stream whose norm1 was applied already (in.normed), with each residual add fused with the
   // LayerNorm after it (model/residual_norm.h); next_norm, the norm that follows the block, gives the output's
-  // normed part in next_dtype.
+  // normed part in next_dtype. `from` as for forward.
   ResidualNorm forward_fused(const ResidualNorm& in, const torch::nn::LayerNorm& next_norm,
-                             torch::ScalarType next_dtype);
+                             torch::ScalarType next_dtype, int64_t from = 0);
 
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   Attention attn{nullptr};

@@ -7,6 +7,7 @@
 #include "model/autocast.h"
 #include "model/init.h"
 #include "model/linear.h"
+#include "model/residual_norm.h"
 #include "model/state_dict.h"
 #include "model/vit.h"
 
@@ -297,6 +298,63 @@ TEST(VitAttention, ScalingTheQueriesGivesTheReferencesBitsForwardAndBackward) {
     (ours * upstream).sum().backward();
     (reference * upstream).sum().backward();
     EXPECT_TRUE(torch::equal(ours_in.grad(), reference_in.grad())) << dtype;
+  }
+}
+
+struct BlockRun {
+  torch::Tensor y, grad_x;
+  std::vector<torch::Tensor> grads;  // the block's parameters, in order
+};
+
+// Forward and backward of a block's output for its tokens from `from` on, computed for those alone or as the whole
+// block's output cut to them: in fp32 (BlockImpl::forward), or under CPU bf16 autocast with the residual adds fused
+// with the norms (forward_fused), as the predictor runs it there.
+BlockRun run_block_tail(Block& block, const torch::Tensor& x_in, const torch::Tensor& upstream, int64_t from,
+                        bool alone, bool bf16) {
+  for (auto& p : block->parameters()) p.mutable_grad().reset();
+  const auto x = x_in.clone().requires_grad_();
+  const int64_t n = x.size(1) - from;
+  torch::Tensor y;
+  {
+    const AutocastGuard autocast(c10::DeviceType::CPU, bf16);
+    if (bf16) {
+      const auto in = residual_layer_norm(x, torch::Tensor(), block->norm1, torch::kBFloat16);
+      const auto out = block->forward_fused(in, block->norm2, torch::kFloat, alone ? from : 0);
+      y = (alone ? out.normed : out.normed.narrow(1, from, n)) +
+          (alone ? out.residual : out.residual.narrow(1, from, n));
+    } else {
+      y = alone ? block->forward(x, from) : block->forward(x).narrow(1, from, n);
+    }
+  }
+  (y * upstream).sum().backward();
+  BlockRun run{y.detach(), x.grad(), {}};
+  for (const auto& p : block->parameters()) run.grads.push_back(p.grad());
+  return run;
+}
+
+// The predictor reads only its mask tokens' outputs, which come last in each sequence: its last block projects only
+// their queries and runs the attention's output, the residual adds and the MLP for them alone, over the keys and
+// values of all. The same outputs and gradients as the whole block's cut to those tokens, up to the order of the
+// sums (the whole block's gradients add the other tokens' zeros).
+TEST(VitBlock, TheLastTokensAloneAreTheWholeBlocksLastTokensForwardAndBackward) {
+  for (const bool bf16 : {false, true}) {
+    torch::manual_seed(7);
+    Block block(96, 3, 384);
+    const auto x = torch::randn({4, 37, 96}), upstream = torch::randn({4, 12, 96});
+    const auto alone = run_block_tail(block, x, upstream, 25, true, bf16);
+    const auto whole = run_block_tail(block, x, upstream, 25, false, bf16);
+    ASSERT_EQ(alone.y.sizes(), (std::vector<int64_t>{4, 12, 96}));
+    const int bits = bf16 ? 8 : 24;
+    const double steps = bf16 ? 4 : 64;
+    EXPECT_TRUE(close_in(bits, steps, alone.y, whole.y)) << "bf16 " << bf16;
+    EXPECT_TRUE(close_in(bits, steps, alone.grad_x, whole.grad_x)) << "bf16 " << bf16;
+    ASSERT_EQ(alone.grads.size(), whole.grads.size());
+    for (size_t i = 0; i < alone.grads.size(); ++i) {
+      ASSERT_TRUE(alone.grads[i].defined()) << i;
+      EXPECT_TRUE(close_in(bits, steps, alone.grads[i], whole.grads[i])) << "bf16 " << bf16 << ", parameter " << i;
+    }
+    // The first tokens still reach the outputs through the keys and values.
+    EXPECT_GT(alone.grad_x.narrow(1, 0, 25).abs().sum().item<double>(), 0);
   }
 }
 

@@ -24,39 +24,6 @@ torch::Tensor sincos_table(int64_t dim, int64_t grid) {
   return torch::from_blob(table.data(), {1, grid * grid, dim}, torch::kFloat64).to(torch::kFloat32);
 }
 
-namespace {
-
-// x [B, N, D] at the tokens of mask [B, K]: [B, K, D]. The rows of x as one [B*N, D] matrix, picked by index_select:
-// a copy per token, where torch.gather, with its index expanded over D, reads an index per element (on CPU 4-20x
-// slower, the most for bf16 rows of 768 patch values). The same values, and a gradient of the same sums.
-torch::Tensor keep_tokens(const torch::Tensor& x, const torch::Tensor& mask) {
-  const int64_t batch = mask.size(0), kept = mask.size(1), tokens = x.size(1), width = x.size(2);
-  if (x.size(0) == batch && batch > 1 && x.stride(0) == 0) {  // one table for every image (the positions)
-    return x.select(0, 0).index_select(0, mask.flatten()).view({batch, kept, width});
-  }
-  const auto offsets = torch::arange(batch, mask.options()).mul_(tokens).unsqueeze(1);
-  return x.reshape({-1, width}).index_select(0, (mask + offsets).flatten()).view({batch, kept, width});
-}
-
-}  // namespace
-
-torch::Tensor apply_masks(const torch::Tensor& x, const std::vector<torch::Tensor>& masks) {
-  std::vector<torch::Tensor> kept;
-  kept.reserve(masks.size());
-  for (const auto& m : masks) kept.push_back(keep_tokens(x, m));
-  return kept.size() == 1 ? kept[0] : torch::cat(kept, 0);
-}
-
-torch::Tensor repeat_interleave_batch(const torch::Tensor& x, int64_t batch, int64_t repeat) {
-  if (repeat == 1) return x;
-  const int64_t chunks = x.size(0) / batch;
-  std::vector<torch::Tensor> parts;
-  for (int64_t i = 0; i < chunks; ++i) {
-    for (int64_t r = 0; r < repeat; ++r) parts.push_back(x.narrow(0, i * batch, batch));
-  }
-  return torch::cat(parts, 0);
-}
-
 AttentionImpl::AttentionImpl(int64_t dim, int64_t num_heads) : num_heads_(num_heads) {
   if (num_heads <= 0 || dim % num_heads != 0) {
     throw std::invalid_argument("attention width " + std::to_string(dim) + " is not divisible by " +
@@ -95,16 +62,16 @@ std::vector<torch::Tensor> split_heads(const torch::Tensor& t, int64_t parts, in
 
 }  // namespace
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x, int64_t from) {
-  const int64_t B = x.size(0), N = x.size(1), C = x.size(2), queries = N - from;
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& outputs) {
+  const int64_t B = x.size(0), C = x.size(2), queries = outputs.defined() ? outputs.size(1) : x.size(1);
   torch::Tensor q, k, v;  // [B, H, N, C/H], q [B, H, queries, C/H]
-  if (from == 0) {
+  if (!outputs.defined()) {
     const auto qkv_heads = split_heads(linear(qkv, x), 3, num_heads_);
     q = qkv_heads[0], k = qkv_heads[1], v = qkv_heads[2];
   } else {
     // The rows of qkv's weight and bias are q's, then k's, then v's: the first C project the queries.
     const auto &weight = qkv->weight, &bias = qkv->bias;
-    q = split_heads(linear(x.narrow(1, from, queries), weight.narrow(0, 0, C), bias.narrow(0, 0, C)), 1, num_heads_)[0];
+    q = split_heads(linear(pick_tokens(x, outputs), weight.narrow(0, 0, C), bias.narrow(0, 0, C)), 1, num_heads_)[0];
     const auto kv = split_heads(linear(x, weight.narrow(0, C, 2 * C), bias.narrow(0, C, 2 * C)), 2, num_heads_);
     k = kv[0], v = kv[1];
   }
@@ -136,21 +103,21 @@ BlockImpl::BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden) {
 }
 
 namespace {
-// Tokens [from, N) of x [B, N, ...], x itself when that is all of them.
-torch::Tensor tokens_from(const torch::Tensor& x, int64_t from) {
-  return from == 0 ? x : x.narrow(1, from, x.size(1) - from);
+// The tokens `outputs` of x, x itself where it is undefined (all of them).
+torch::Tensor output_tokens(const torch::Tensor& x, const torch::Tensor& outputs) {
+  return outputs.defined() ? pick_tokens(x, outputs) : x;
 }
 }  // namespace
 
-torch::Tensor BlockImpl::forward(torch::Tensor x, int64_t from) {
-  x = tokens_from(x, from) + attn->forward(norm1(x), from);
+torch::Tensor BlockImpl::forward(torch::Tensor x, const torch::Tensor& outputs) {
+  x = output_tokens(x, outputs) + attn->forward(norm1(x), outputs);
   return x + mlp(norm2(x));
 }
 
 ResidualNorm BlockImpl::forward_fused(const ResidualNorm& in, const torch::nn::LayerNorm& next_norm,
-                                      torch::ScalarType next_dtype, int64_t from) {
-  const auto mid =
-      residual_layer_norm(tokens_from(in.residual, from), attn->forward(in.normed, from), norm2, torch::kBFloat16);
+                                      torch::ScalarType next_dtype, const torch::Tensor& outputs) {
+  const auto mid = residual_layer_norm(output_tokens(in.residual, outputs), attn->forward(in.normed, outputs), norm2,
+                                       torch::kBFloat16);
   return residual_layer_norm(mid.residual, mlp(mid.normed), next_norm, next_dtype);
 }
 
@@ -163,18 +130,18 @@ bool fuse_residual_norms(const torch::Tensor& x) { return fusable_residual(x) &&
 
 using AfterBlock = std::function<void(size_t, const torch::Tensor&)>;
 
-// The blocks over the residual stream x, then final_norm, for the tokens from `from` on: the last block computes
-// only theirs (the others' outputs are read by nothing). after_block(i, h), where given, sees the stream after block
-// i.
+// The blocks over the residual stream x, then final_norm, for the tokens `outputs` (all where undefined): the last
+// block computes only theirs (the others' outputs are read by nothing). after_block(i, h), where given, sees the
+// stream after block i.
 torch::Tensor run_blocks(torch::nn::ModuleList blocks, const torch::Tensor& x, torch::nn::LayerNorm final_norm,
-                         int64_t from = 0, const AfterBlock& after_block = nullptr) {
+                         const torch::Tensor& outputs = {}, const AfterBlock& after_block = nullptr) {
   const auto block = [&](size_t i) { return blocks[i]->as<BlockImpl>(); };
-  if (blocks->is_empty()) return final_norm(tokens_from(x, from));
-  const auto last_from = [&](size_t i) { return i + 1 == blocks->size() ? from : 0; };
+  if (blocks->is_empty()) return final_norm(output_tokens(x, outputs));
+  const auto last_outputs = [&](size_t i) { return i + 1 == blocks->size() ? outputs : torch::Tensor(); };
   if (!fuse_residual_norms(x)) {
     auto h = x;
     for (size_t i = 0; i < blocks->size(); ++i) {
-      h = block(i)->forward(h, last_from(i));
+      h = block(i)->forward(h, last_outputs(i));
       if (after_block) after_block(i, h);
     }
     return final_norm(h);
@@ -183,7 +150,7 @@ torch::Tensor run_blocks(torch::nn::ModuleList blocks, const torch::Tensor& x, t
   for (size_t i = 0; i < blocks->size(); ++i) {
     const bool last = i + 1 == blocks->size();
     stream = block(i)->forward_fused(stream, last ? final_norm : block(i + 1)->norm1,
-                                     last ? torch::kFloat : torch::kBFloat16, last_from(i));
+                                     last ? torch::kFloat : torch::kBFloat16, last_outputs(i));
     if (after_block) after_block(i, stream.residual);
   }
   return stream.normed;
@@ -246,14 +213,18 @@ torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& x, const std::ve
   return patch_embed->project(apply_masks(patches, masks)) + apply_masks(pos.expand({x.size(0), -1, -1}), masks);
 }
 
-torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& x, const std::vector<torch::Tensor>& masks) {
-  return run_blocks(blocks, embed(x, masks), norm);
+torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& x, const std::vector<torch::Tensor>& masks,
+                                             const torch::Tensor& outputs) {
+  if (outputs.defined() && !masks.empty()) {
+    throw std::invalid_argument("VisionTransformer::forward: outputs are picked from all tokens, not with masks");
+  }
+  return run_blocks(blocks, embed(x, masks), norm, outputs);
 }
 
 std::vector<torch::Tensor> VisionTransformerImpl::last_block_outputs(const torch::Tensor& x, int64_t n) {
   std::vector<torch::Tensor> outputs;
   const auto depth = static_cast<int64_t>(blocks->size());
-  auto last = run_blocks(blocks, embed(x), norm, /*from=*/0, [&](size_t i, const torch::Tensor& h) {
+  auto last = run_blocks(blocks, embed(x), norm, /*outputs=*/{}, [&](size_t i, const torch::Tensor& h) {
     const auto block = static_cast<int64_t>(i);
     if (block >= depth - n && block < depth - 1) outputs.push_back(h);
   });
@@ -290,7 +261,9 @@ torch::Tensor PredictorImpl::forward(const torch::Tensor& x, const std::vector<t
 
   const auto tokens = torch::cat({context.repeat({npred, 1, 1}), mask_tokens}, 1);
   // Only the mask tokens' predictions are read: the last block and the norm compute theirs alone.
-  const auto predicted = run_blocks(predictor_blocks, tokens, predictor_norm, n_context);
+  const auto mask_positions =
+      torch::arange(n_context, tokens.size(1), x.options().dtype(torch::kLong)).expand({tokens.size(0), -1});
+  const auto predicted = run_blocks(predictor_blocks, tokens, predictor_norm, mask_positions);
   return linear(predictor_proj, predicted);  // [npred*nenc*B, Kp, D]
 }
 

@@ -9,23 +9,17 @@
 #include <vector>
 
 #include "model/residual_norm.h"
+#include "model/tokens.h"
 #include "model/vit_config.h"
 
 namespace ijepa::model {
 
-// Keeps the tokens listed in each mask. x: [B, N, D]; each mask: [B, K] token indices.
-// Returns [len(masks)*B, K, D], mask-major (all images of mask 0, then mask 1, ...).
-torch::Tensor apply_masks(const torch::Tensor& x, const std::vector<torch::Tensor>& masks);
-
-// The reference's repeat_interleave_batch: x is [N*B, ...] in chunks of B; each chunk repeated `repeat` times.
-torch::Tensor repeat_interleave_batch(const torch::Tensor& x, int64_t batch, int64_t repeat);
-
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(int64_t dim, int64_t num_heads);
-  // x [B, N, D] -> [B, N - from, D]: the attention of the tokens from `from` on over all N tokens (only their
-  // queries are projected).
-  torch::Tensor forward(const torch::Tensor& x, int64_t from = 0);
+  // x [B, N, D] -> [B, N, D]. With `outputs` ([B, K] token indices per image, as pick_tokens takes them): [B, K, D],
+  // the attention of those tokens over all N (only their queries are projected).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& outputs = {});
 
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
 
@@ -47,15 +41,16 @@ TORCH_MODULE(Mlp);
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden);
-  // x [B, N, D] -> [B, N - from, D]: the block's output for the tokens from `from` on (all N are attended to).
-  // Each output token is the one the whole block gives; the others' work is left out, where nothing reads them.
-  torch::Tensor forward(torch::Tensor x, int64_t from = 0);
+  // x [B, N, D] -> [B, N, D]. With `outputs` ([B, K] token indices per image): [B, K, D], the block's output for
+  // those tokens alone (all N are attended to), each the one the whole block gives; the others' work is left out
+  // where nothing reads them.
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& outputs = {});
 
   // The same block on a stream whose norm1 was applied already (in.normed), with each residual add fused with the
   // LayerNorm after it (model/residual_norm.h); next_norm, the norm that follows the block, gives the output's
-  // normed part in next_dtype. `from` as for forward.
+  // normed part in next_dtype. `outputs` as for forward.
   ResidualNorm forward_fused(const ResidualNorm& in, const torch::nn::LayerNorm& next_norm,
-                             torch::ScalarType next_dtype, int64_t from = 0);
+                             torch::ScalarType next_dtype, const torch::Tensor& outputs = {});
 
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   Attention attn{nullptr};
@@ -84,7 +79,10 @@ class VisionTransformerImpl : public torch::nn::Module {
 
   // x: [B, C, H, W]. Without masks: [B, N, D]. With masks (each [B, K]): [len(masks)*B, K, D]. The output keeps
   // the final LayerNorm. Images of another size than the config's get the sin-cos table of their own grid.
-  torch::Tensor forward(const torch::Tensor& x, const std::vector<torch::Tensor>& masks = {});
+  // With `outputs` (no masks; [B, K] token indices per image): [B, K, D], the same as those tokens of the whole
+  // output, for the last block's work on them alone.
+  torch::Tensor forward(const torch::Tensor& x, const std::vector<torch::Tensor>& masks = {},
+                        const torch::Tensor& outputs = {});
 
   // Per-block outputs of the last `n` blocks, each [B, N, D] (the last one after the final norm), for probes.
   std::vector<torch::Tensor> last_block_outputs(const torch::Tensor& x, int64_t n);

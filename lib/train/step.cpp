@@ -109,16 +109,21 @@ JepaStep::JepaStep(JepaModels& models, AdamW& optimizer, bool use_bfloat16)
 
 torch::Tensor JepaStep::targets(const torch::Tensor& images, const masking::BatchMasks& masks) {
   torch::NoGradGuard no_grad;
-  return target_blocks(models_.target->forward(images), masks);
+  const auto read = tokens_read(images, masks);
+  return target_blocks(models_.target->forward(images, {}, read.tokens), read.within, masks.enc.size());
 }
 
-torch::Tensor JepaStep::target_blocks(torch::Tensor h, const masking::BatchMasks& masks) const {
+model::MaskUnion JepaStep::tokens_read(const torch::Tensor& images, const masking::BatchMasks& masks) const {
+  const int64_t patch = models_.target->config().patch_size;
+  return model::union_of_masks(masks.pred, (images.size(2) / patch) * (images.size(3) / patch));
+}
+
+torch::Tensor JepaStep::target_blocks(torch::Tensor h, const std::vector<torch::Tensor>& pred, size_t nenc) const {
   torch::NoGradGuard no_grad;
   const int64_t batch = h.size(0);
-  h = torch::layer_norm(h, {h.size(-1)});  // [B, N, D]; no parameters, eps 1e-5
-  h = model::apply_masks(h, masks.pred);   // [npred*B, Kp, D]
-  const auto nenc = static_cast<int64_t>(masks.enc.size());
-  return model::repeat_interleave_batch(h, batch, nenc);  // [npred*nenc*B, Kp, D]
+  h = torch::layer_norm(h, {h.size(-1)});                                       // [B, N, D]; no parameters, eps 1e-5
+  h = model::apply_masks(h, pred);                                              // [npred*B, Kp, D]
+  return model::repeat_interleave_batch(h, batch, static_cast<int64_t>(nenc));  // [npred*nenc*B, Kp, D]
 }
 
 torch::Tensor JepaStep::predictions(const torch::Tensor& images, const masking::BatchMasks& masks) {
@@ -146,21 +151,27 @@ std::pair<torch::Tensor, torch::Tensor> JepaStep::forward_side_by_side(const tor
   const auto device = images.device().type();
   const int64_t batch = images.size(0);
   const int64_t own = target_rows_on_their_own(batch, masks);
+  const auto read = tokens_read(images, masks);
+  const auto read_by = [&](int64_t start, int64_t length) {
+    return read.tokens.defined() ? read.tokens.narrow(0, start, length) : read.tokens;
+  };
   torch::Tensor z, h_own, h_rest;
   side_by_side(
       [&] {
         const model::AutocastGuard autocast(device, bf16_);
         const torch::NoGradGuard no_grad;
-        h_own = models_.target->forward(images.narrow(0, 0, own));
+        h_own = models_.target->forward(images.narrow(0, 0, own), {}, read_by(0, own));
       },
       [&] {
         const model::AutocastGuard autocast(device, bf16_);
         z = predictions(images, masks);
         const torch::NoGradGuard no_grad;
-        if (own < batch) h_rest = models_.target->forward(images.narrow(0, own, batch - own));
+        if (own < batch) {
+          h_rest = models_.target->forward(images.narrow(0, own, batch - own), {}, read_by(own, batch - own));
+        }
       });
   const model::AutocastGuard autocast(device, bf16_);
-  return {z, target_blocks(own < batch ? torch::cat({h_own, h_rest}) : h_own, masks)};
+  return {z, target_blocks(own < batch ? torch::cat({h_own, h_rest}) : h_own, read.within, masks.enc.size())};
 }
 
 torch::Tensor JepaStep::part_loss(const torch::Tensor& images, const masking::BatchMasks& masks, int64_t start,

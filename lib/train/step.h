@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "masking/multiblock.h"
+#include "model/tokens.h"
 #include "model/vit.h"
 #include "train/optimizer.h"
 
@@ -57,8 +58,11 @@ class JepaStep {
   const torch::Tensor& last_skipped() const { return last_skipped_; }
 
  private:
-  // LayerNorm of the target encoder's output h [B, N, D], gathered at the target blocks.
-  torch::Tensor target_blocks(torch::Tensor h, const masking::BatchMasks& masks) const;
+  // The tokens of each image that the target blocks read: the target encoder's last block computes only theirs.
+  model::MaskUnion tokens_read(const torch::Tensor& images, const masking::BatchMasks& masks) const;
+  // LayerNorm of the target encoder's output h [B, N, D] (or of the tokens read), gathered at the target blocks
+  // `pred` (indices into h's tokens) and repeated for each of the nenc context masks.
+  torch::Tensor target_blocks(torch::Tensor h, const std::vector<torch::Tensor>& pred, size_t nenc) const;
   // The predictor's output for the target blocks, from the context encoder (records autograd).
   torch::Tensor predictions(const torch::Tensor& images, const masking::BatchMasks& masks);
   // How many of the batch's target-encoder rows run on a thread of their own, beside the context path.

@@ -1,7 +1,9 @@
 // Shapes, names and semantics of the encoder and predictor beyond the golden numbers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "input_error.h"
 #include "model/autocast.h"
@@ -306,24 +308,22 @@ struct BlockRun {
   std::vector<torch::Tensor> grads;  // the block's parameters, in order
 };
 
-// Forward and backward of a block's output for its tokens from `from` on, computed for those alone or as the whole
-// block's output cut to them: in fp32 (BlockImpl::forward), or under CPU bf16 autocast with the residual adds fused
-// with the norms (forward_fused), as the predictor runs it there.
-BlockRun run_block_tail(Block& block, const torch::Tensor& x_in, const torch::Tensor& upstream, int64_t from,
-                        bool alone, bool bf16) {
+// Forward and backward of a block's output for the tokens `outputs` of each image, computed for those alone or
+// picked from the whole block's output: in fp32 (BlockImpl::forward), or under CPU bf16 autocast with the residual
+// adds fused with the norms (forward_fused), as the predictor runs it there.
+BlockRun run_block_for(Block& block, const torch::Tensor& x_in, const torch::Tensor& upstream,
+                       const torch::Tensor& outputs, bool alone, bool bf16) {
   for (auto& p : block->parameters()) p.mutable_grad().reset();
   const auto x = x_in.clone().requires_grad_();
-  const int64_t n = x.size(1) - from;
   torch::Tensor y;
   {
     const AutocastGuard autocast(c10::DeviceType::CPU, bf16);
     if (bf16) {
       const auto in = residual_layer_norm(x, torch::Tensor(), block->norm1, torch::kBFloat16);
-      const auto out = block->forward_fused(in, block->norm2, torch::kFloat, alone ? from : 0);
-      y = (alone ? out.normed : out.normed.narrow(1, from, n)) +
-          (alone ? out.residual : out.residual.narrow(1, from, n));
+      const auto out = block->forward_fused(in, block->norm2, torch::kFloat, alone ? outputs : torch::Tensor());
+      y = alone ? out.normed + out.residual : pick_tokens(out.normed, outputs) + pick_tokens(out.residual, outputs);
     } else {
-      y = alone ? block->forward(x, from) : block->forward(x).narrow(1, from, n);
+      y = alone ? block->forward(x, outputs) : pick_tokens(block->forward(x), outputs);
     }
   }
   (y * upstream).sum().backward();
@@ -332,30 +332,83 @@ BlockRun run_block_tail(Block& block, const torch::Tensor& x_in, const torch::Te
   return run;
 }
 
-// The predictor reads only its mask tokens' outputs, which come last in each sequence: its last block projects only
-// their queries and runs the attention's output, the residual adds and the MLP for them alone, over the keys and
-// values of all. The same outputs and gradients as the whole block's cut to those tokens, up to the order of the
-// sums (the whole block's gradients add the other tokens' zeros).
-TEST(VitBlock, TheLastTokensAloneAreTheWholeBlocksLastTokensForwardAndBackward) {
-  for (const bool bf16 : {false, true}) {
-    torch::manual_seed(7);
-    Block block(96, 3, 384);
-    const auto x = torch::randn({4, 37, 96}), upstream = torch::randn({4, 12, 96});
-    const auto alone = run_block_tail(block, x, upstream, 25, true, bf16);
-    const auto whole = run_block_tail(block, x, upstream, 25, false, bf16);
-    ASSERT_EQ(alone.y.sizes(), (std::vector<int64_t>{4, 12, 96}));
-    const int bits = bf16 ? 8 : 24;
-    const double steps = bf16 ? 4 : 64;
-    EXPECT_TRUE(close_in(bits, steps, alone.y, whole.y)) << "bf16 " << bf16;
-    EXPECT_TRUE(close_in(bits, steps, alone.grad_x, whole.grad_x)) << "bf16 " << bf16;
-    ASSERT_EQ(alone.grads.size(), whole.grads.size());
-    for (size_t i = 0; i < alone.grads.size(); ++i) {
-      ASSERT_TRUE(alone.grads[i].defined()) << i;
-      EXPECT_TRUE(close_in(bits, steps, alone.grads[i], whole.grads[i])) << "bf16 " << bf16 << ", parameter " << i;
+// Where only some tokens' outputs are read (the predictor's mask tokens, the target encoder's tokens in target
+// blocks), a block projects only their queries and runs the attention's output, the residual adds and the MLP for
+// them alone, over the keys and values of all. The same outputs and gradients as the whole block's picked at those
+// tokens, up to the order of the sums (the whole block's gradients add the other tokens' zeros); here the last
+// tokens of each sequence, as in the predictor, and tokens of each image in any order with repeats.
+TEST(VitBlock, SomeTokensAloneAreTheWholeBlocksOutputAtThoseTokensForwardAndBackward) {
+  const auto last_twelve = torch::arange(25, 37).expand({4, -1});
+  const auto scattered = torch::tensor({3, 36, 0, 17, 17, 8, 30, 2, 36, 5, 11, 20}).view({1, -1}).expand({4, -1});
+  for (const auto& outputs : {last_twelve, scattered.roll(3, 1) * (torch::arange(4).view({4, 1}) + 1) % 37}) {
+    for (const bool bf16 : {false, true}) {
+      torch::manual_seed(7);
+      Block block(96, 3, 384);
+      const auto x = torch::randn({4, 37, 96}), upstream = torch::randn({4, 12, 96});
+      const auto alone = run_block_for(block, x, upstream, outputs, true, bf16);
+      const auto whole = run_block_for(block, x, upstream, outputs, false, bf16);
+      ASSERT_EQ(alone.y.sizes(), (std::vector<int64_t>{4, 12, 96}));
+      const int bits = bf16 ? 8 : 24;
+      const double steps = bf16 ? 4 : 64;
+      EXPECT_TRUE(close_in(bits, steps, alone.y, whole.y)) << "bf16 " << bf16;
+      EXPECT_TRUE(close_in(bits, steps, alone.grad_x, whole.grad_x)) << "bf16 " << bf16;
+      ASSERT_EQ(alone.grads.size(), whole.grads.size());
+      for (size_t i = 0; i < alone.grads.size(); ++i) {
+        ASSERT_TRUE(alone.grads[i].defined()) << i;
+        EXPECT_TRUE(close_in(bits, steps, alone.grads[i], whole.grads[i])) << "bf16 " << bf16 << ", parameter " << i;
+      }
+      // Every token still reaches the outputs through the keys and values.
+      EXPECT_GT(alone.grad_x.abs().sum(-1).min().item<double>(), 0);
     }
-    // The first tokens still reach the outputs through the keys and values.
-    EXPECT_GT(alone.grad_x.narrow(1, 0, 25).abs().sum().item<double>(), 0);
   }
+}
+
+// The target encoder computes its last block only for the tokens that the target blocks read (without autograd,
+// in fp32 and under bf16 autocast): the same as those tokens of the whole output.
+TEST(VitForward, OutputsForSomeTokensAreThoseTokensOfTheWholeOutput) {
+  torch::manual_seed(8);
+  ViTConfig cfg = vit_preset("vit_tiny", 28, 4, 1);
+  cfg.depth = 2;
+  VisionTransformer vit(cfg);
+  const auto x = torch::randn({3, 1, 28, 28});
+  const auto outputs = torch::randint(0, 49, {3, 20});
+  const torch::NoGradGuard no_grad;
+  for (const bool bf16 : {false, true}) {
+    const AutocastGuard autocast(c10::DeviceType::CPU, bf16);
+    const auto picked = vit->forward(x, {}, outputs);
+    ASSERT_EQ(picked.sizes(), (std::vector<int64_t>{3, 20, 192}));
+    EXPECT_TRUE(close_in(bf16 ? 8 : 24, bf16 ? 4 : 64, picked, pick_tokens(vit->forward(x), outputs))) << bf16;
+  }
+  EXPECT_THROW(vit->forward(x, {torch::randint(0, 49, {3, 10})}, outputs), std::invalid_argument);
+}
+
+TEST(MaskUnion, PicksEachImagesKeptTokensOnceAndTheMasksFindTheirTokensAmongThem) {
+  torch::manual_seed(9);
+  const int64_t batch = 5, tokens = 40;
+  std::vector<torch::Tensor> masks;
+  for (int i = 0; i < 3; ++i) {  // 7 distinct tokens per image, ascending, as the sampler gives them
+    masks.push_back(std::get<0>(torch::rand({batch, tokens}).argsort(/*dim=*/int64_t{1}).narrow(1, 0, 7).sort(1)));
+  }
+  const auto u = union_of_masks(masks, tokens);
+  ASSERT_TRUE(u.tokens.defined());
+  const auto x = torch::randn({batch, tokens, 8});
+  EXPECT_TRUE(torch::equal(apply_masks(pick_tokens(x, u.tokens), u.within), apply_masks(x, masks)));
+  int64_t longest = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    std::set<int64_t> kept;
+    for (const auto& m : masks) {
+      for (int64_t k = 0; k < m.size(1); ++k) kept.insert(m[b][k].item<int64_t>());
+    }
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(kept.size()));
+    std::vector<int64_t> first;  // the row's first |kept| tokens: the kept ones, ascending
+    for (size_t k = 0; k < kept.size(); ++k) first.push_back(u.tokens[b][static_cast<int64_t>(k)].item<int64_t>());
+    EXPECT_EQ(first, std::vector<int64_t>(kept.begin(), kept.end())) << "image " << b;
+  }
+  EXPECT_EQ(u.tokens.size(1), longest);
+  // Masks that keep every token of some image: all tokens are read, and the masks stay as they are.
+  const auto all = union_of_masks({torch::arange(tokens).expand({batch, -1}), masks[0]}, tokens);
+  EXPECT_FALSE(all.tokens.defined());
+  EXPECT_TRUE(torch::equal(all.within[1], masks[0]));
 }
 
 TEST(TargetEncoder, IsAnExactFrozenCopyAndDrawsNothing) {

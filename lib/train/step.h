@@ -58,7 +58,8 @@ class JepaStep {
   const torch::Tensor& last_skipped() const { return last_skipped_; }
 
  private:
-  // The tokens of each image that the target blocks read: the target encoder's last block computes only theirs.
+  // The tokens of each image that the target blocks read (on a CPU; all of them on a GPU): the target encoder's last
+  // block computes only theirs.
   model::MaskUnion tokens_read(const torch::Tensor& images, const masking::BatchMasks& masks) const;
   // LayerNorm of the target encoder's output h [B, N, D] (or of the tokens read), gathered at the target blocks
   // `pred` (indices into h's tokens) and repeated for each of the nenc context masks.

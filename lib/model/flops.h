@@ -1,8 +1,8 @@
 // Model FLOPs of the I-JEPA training step, counted from the shapes (2 FLOPs per multiply-add; matrix products and
 // attention only, the usual convention), as the reference computes them, so that achieved FLOP/s compare across the
 // two: the context encoder's patch embedding over the whole image, though on CPU this project projects only the
-// kept patches, and the predictor's last block over every token, though this project computes only the mask
-// tokens' outputs there (model/vit.h). No LibTorch here.
+// kept patches, and the last blocks of the predictor and the target encoder over every token, though this project
+// computes only the outputs that are read there (model/vit.h). No LibTorch here.
 #pragma once
 
 #include <cstdint>

@@ -32,7 +32,7 @@ torch::Tensor repeat_interleave_batch(const torch::Tensor& x, int64_t batch, int
 }
 
 MaskUnion union_of_masks(const std::vector<torch::Tensor>& masks, int64_t num_tokens) {
-  if (masks.empty()) return {};
+  if (masks.empty()) return {torch::Tensor(), masks};
   const int64_t batch = masks[0].size(0);
   const auto options = masks[0].options();
   auto kept = torch::zeros({batch, num_tokens}, options.dtype(torch::kBool));

@@ -74,7 +74,7 @@ int local_rank_of(MPI_Comm comm) {
 }  // namespace
 
 MpiCommunicator::MpiCommunicator(double timeout_s, MpiTuning tuning)
-    : runtime_(MpiRuntime::acquire()), timeout_s_(timeout_s), tuning_(tuning) {
+    : runtime_(MpiRuntime::acquire(timeout_s)), timeout_s_(timeout_s), tuning_(tuning) {
   if (!(timeout_s > 0)) throw std::invalid_argument("MpiCommunicator: the timeout must be positive");
   if (tuning.max_count < 1) throw std::invalid_argument("MpiCommunicator: max_count must be positive");
   if (tuning.ring_segment_bytes < 16) throw std::invalid_argument("MpiCommunicator: ring segments under 16 bytes");

@@ -30,8 +30,8 @@ struct MpiTuning {
 
 class MpiCommunicator : public Communicator {
  public:
-  // Starts MPI if nobody has (MpiRuntime). Collective: every rank constructs its communicators in the same
-  // order.
+  // Starts MPI if nobody has (MpiRuntime; its start, like every collective, bounded by timeout_s). Collective:
+  // every rank constructs its communicators in the same order.
   explicit MpiCommunicator(double timeout_s = 300.0, MpiTuning tuning = {});
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;

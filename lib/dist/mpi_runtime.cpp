@@ -1,12 +1,16 @@
 // MPI start-up and shutdown.
 #include "dist/mpi_runtime.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "common/log.h"
 #include "dist/errors.h"
+#include "dist/launch.h"
 
 namespace ijepa::dist {
 
@@ -19,7 +23,48 @@ void mpi_check(int code, const char* call, const char* file, int line) {
                   "): " + std::string(text, static_cast<size_t>(length)));
 }
 
-std::shared_ptr<MpiRuntime> MpiRuntime::acquire() {
+namespace {
+
+// Ends the process unless disarmed within timeout_s: the guard around MPI_Init, which no timeout of MPI's own
+// bounds (Open MPI's waits for the other ranks' addresses, for ever where one never starts).
+class StartWatchdog {
+ public:
+  explicit StartWatchdog(double timeout_s) : thread_([this, timeout_s] { watch(timeout_s); }) {}
+  ~StartWatchdog() {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      disarmed_ = true;
+    }
+    disarmed_or_timeout_.notify_one();
+    thread_.join();
+  }
+  StartWatchdog(const StartWatchdog&) = delete;
+  StartWatchdog& operator=(const StartWatchdog&) = delete;
+
+ private:
+  void watch(double timeout_s) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (disarmed_or_timeout_.wait_for(lock, std::chrono::duration<double>(timeout_s), [this] { return disarmed_; })) {
+      return;
+    }
+    const LaunchEnvironment launch = detect_launch();
+    const std::string rank = launch.rank >= 0 ? "rank " + std::to_string(launch.rank) : "this rank";
+    log::error(log::str("dist: MPI did not start within dist.timeout_s = ", timeout_s, " s on ", rank, " of ",
+                        launch.world_size,
+                        ": MPI_Init waits for every rank of the job, and at least one has not reached it (not started, "
+                        "stuck before MPI, or on a node this one cannot reach); exiting"));
+    std::_Exit(1);
+  }
+
+  std::mutex mutex_;
+  std::condition_variable disarmed_or_timeout_;
+  bool disarmed_ = false;
+  std::thread thread_;  // last: started once the members it uses exist
+};
+
+}  // namespace
+
+std::shared_ptr<MpiRuntime> MpiRuntime::acquire(double start_timeout_s) {
   static std::mutex mutex;
   static std::weak_ptr<MpiRuntime> current;
   std::lock_guard<std::mutex> lock(mutex);
@@ -37,6 +82,7 @@ std::shared_ptr<MpiRuntime> MpiRuntime::acquire() {
     // Open MPI's default MPI_Iallreduce for few ranks reduces to one rank and broadcasts back, half the
     // bandwidth of its blocking MPI_Allreduce; the ring (1) matches it. A user's own setting wins.
     setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", /*overwrite=*/0);
+    const StartWatchdog watchdog(start_timeout_s);
     IJEPA_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided));
   }
   std::shared_ptr<MpiRuntime> runtime(new MpiRuntime(!initialized));

@@ -24,7 +24,11 @@ class MpiRuntime {
   // was initialised elsewhere (whoever did so finalizes). Sets MPI_ERRORS_RETURN on MPI_COMM_WORLD so that
   // failures come back as errors with a message instead of aborting the job silently. Throws DistError when
   // MPI was already finalized or offers less than MPI_THREAD_MULTIPLE.
-  static std::shared_ptr<MpiRuntime> acquire();
+  //
+  // MPI_Init returns only once every rank of the job has reached it, and cannot be interrupted: where it has not
+  // returned within start_timeout_s (a rank that never started, is stuck before MPI, or cannot be reached), the
+  // process prints one line naming its rank and exits with status 1, as a collective past its timeout ends the job.
+  static std::shared_ptr<MpiRuntime> acquire(double start_timeout_s);
 
   ~MpiRuntime();
   MpiRuntime(const MpiRuntime&) = delete;

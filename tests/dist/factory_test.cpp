@@ -22,7 +22,8 @@ using Variables = std::map<std::string, std::string>;
 class LaunchVariables {
  public:
   explicit LaunchVariables(const Variables& values = {}) {
-    for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"}) {
+    for (const char* name : {"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMI_SIZE", "PMI_RANK", "PMIX_RANK",
+                             "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"}) {
       const char* old = std::getenv(name);
       saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
       unsetenv(name);
@@ -58,20 +59,24 @@ TEST(Launch, ReadsTheLaunchersVariables) {
     LaunchVariables env;
     EXPECT_FALSE(detect_launch().under_mpi);
     EXPECT_EQ(detect_launch().world_size, 1);
+    EXPECT_EQ(detect_launch().rank, -1);
   }
   {
-    LaunchVariables env(Variables{{"OMPI_COMM_WORLD_SIZE", "4"}});
+    LaunchVariables env(Variables{{"OMPI_COMM_WORLD_SIZE", "4"}, {"OMPI_COMM_WORLD_RANK", "3"}});
     EXPECT_TRUE(detect_launch().under_mpi);
     EXPECT_EQ(detect_launch().world_size, 4);
+    EXPECT_EQ(detect_launch().rank, 3);
   }
   {
     LaunchVariables env(Variables{{"PMIX_RANK", "1"}, {"SLURM_STEP_NUM_TASKS", "8"}});
     EXPECT_TRUE(detect_launch().under_mpi);
     EXPECT_EQ(detect_launch().world_size, 8);
+    EXPECT_EQ(detect_launch().rank, 1);
   }
   {
-    LaunchVariables env(Variables{{"PMI_SIZE", "3"}});
+    LaunchVariables env(Variables{{"PMI_SIZE", "3"}, {"PMI_RANK", "2"}});
     EXPECT_EQ(detect_launch().world_size, 3);
+    EXPECT_EQ(detect_launch().rank, 2);
   }
 }
 

@@ -3,7 +3,10 @@
 //   hang: rank 1 sleeps instead of entering the next all-reduce (alive: its progress thread answers);
 //   exit: rank 1 closes its communicator and leaves main (MPI_Finalize) instead of entering a barrier;
 //   die:  rank 1 dies (_exit) before backward; rank 0 runs a synchronizer step and waits in finish().
-// Rank 0 must fail within dist.timeout_s (5 s) with a report naming rank 1, print it and abort the job.
+// Or, before that all-reduce:
+//   late: rank 1 sleeps before starting MPI, so rank 0 waits in MPI_Init.
+// Rank 0 must fail within dist.timeout_s (5 s) with a report naming rank 1 (late: naming itself, since MPI cannot
+// tell it who is missing), print it and end the job.
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -13,6 +16,7 @@
 #include <thread>
 
 #include "dist/gradient_synchronizer.h"
+#include "dist/launch.h"
 #include "dist/mpi_communicator.h"
 
 namespace {
@@ -20,6 +24,9 @@ namespace {
 using ijepa::dist::ReduceOp;
 
 int run(const std::string& scenario) {
+  if (scenario == "late" && ijepa::dist::detect_launch().rank == 1) {
+    std::this_thread::sleep_for(std::chrono::minutes(2));
+  }
   ijepa::dist::MpiCommunicator comm(5.0);
   comm.all_reduce(torch::ones({16}), ReduceOp::kAverage)->wait();
   torch::nn::Linear net(64, 64);
@@ -54,7 +61,7 @@ int run(const std::string& scenario) {
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::cerr << "usage: dist_fault_helper hang|exit|die (under mpirun -np 2)" << std::endl;
+    std::cerr << "usage: dist_fault_helper hang|exit|die|late (under mpirun -np 2)" << std::endl;
     return 2;
   }
   return run(argv[1]);

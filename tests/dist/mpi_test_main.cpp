@@ -26,7 +26,7 @@ class FailurePrinter : public ::testing::EmptyTestEventListener {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  const auto mpi = ijepa::dist::MpiRuntime::acquire();
+  const auto mpi = ijepa::dist::MpiRuntime::acquire(/*start_timeout_s=*/60.0);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (rank != 0) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a 2-rank fault scenario of dist_fault_helper and checks that the job ends with a clear error instead
-# of hanging: a non-zero exit that is not the guard's timeout (124), and the stall report naming rank 1.
+# of hanging: a non-zero exit that is not the guard's timeout (124), and the expected report.
 #   run_fault.sh MPIEXEC HELPER SCENARIO EXPECTED_REGEX
 set -u
 mpiexec=$1 helper=$2 scenario=$3 expected=$4

@@ -29,7 +29,10 @@ namespace {
 // bounds (Open MPI's waits for the other ranks' addresses, for ever where one never starts).
 class StartWatchdog {
  public:
-  explicit StartWatchdog(double timeout_s) : thread_([this, timeout_s] { watch(timeout_s); }) {}
+  // The report is written here, before MPI_Init starts: Open MPI sets environment variables while it starts, and
+  // reading the environment on another thread meanwhile would race with that.
+  explicit StartWatchdog(double timeout_s)
+      : report_(report(timeout_s)), thread_([this, timeout_s] { watch(timeout_s); }) {}
   ~StartWatchdog() {
     {
       const std::lock_guard<std::mutex> lock(mutex_);
@@ -42,20 +45,25 @@ class StartWatchdog {
   StartWatchdog& operator=(const StartWatchdog&) = delete;
 
  private:
+  static std::string report(double timeout_s) {
+    const LaunchEnvironment launch = detect_launch();
+    const std::string rank = launch.rank >= 0 ? "rank " + std::to_string(launch.rank) : "this rank";
+    return log::str("dist: MPI did not start within dist.timeout_s = ", timeout_s, " s on ", rank, " of ",
+                    launch.world_size,
+                    ": MPI_Init waits for every rank of the job, and at least one has not reached it (not started, "
+                    "stuck before MPI, or on a node this one cannot reach); exiting");
+  }
+
   void watch(double timeout_s) {
     std::unique_lock<std::mutex> lock(mutex_);
     if (disarmed_or_timeout_.wait_for(lock, std::chrono::duration<double>(timeout_s), [this] { return disarmed_; })) {
       return;
     }
-    const LaunchEnvironment launch = detect_launch();
-    const std::string rank = launch.rank >= 0 ? "rank " + std::to_string(launch.rank) : "this rank";
-    log::error(log::str("dist: MPI did not start within dist.timeout_s = ", timeout_s, " s on ", rank, " of ",
-                        launch.world_size,
-                        ": MPI_Init waits for every rank of the job, and at least one has not reached it (not started, "
-                        "stuck before MPI, or on a node this one cannot reach); exiting"));
+    log::error(report_);
     std::_Exit(1);
   }
 
+  const std::string report_;
   std::mutex mutex_;
   std::condition_variable disarmed_or_timeout_;
   bool disarmed_ = false;

@@ -1,16 +1,20 @@
 // The threaded loader: claim-by-slot workers, an in-order assembler, a bounded window of batches.
 #include "data/loader.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <exception>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/errors.h"
@@ -86,6 +90,7 @@ struct Loader::Epoch {
   int64_t claim_slot = 0;
   int64_t next_take = 0;  // first batch next() has not returned yet
   std::map<int64_t, Pending> pending;
+  std::map<int64_t, common::Clock::time_point> reading;  // shard positions being loaded, since when
   std::deque<Ready> ready;
   bool finished = false;  // the assembler queued its last batch or an error
   bool stopping = false;
@@ -100,6 +105,7 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
       skips_(std::make_unique<SkipLog>()) {
   if (options_.batch_size < 1) throw common::InputError("data.batch_size: must be at least 1");
   if (options_.prefetch_batches < 1) throw common::InputError("data.prefetch_batches: must be at least 1");
+  if (!(options_.slow_wait_warning_s > 0)) throw std::invalid_argument("Loader: slow_wait_warning_s must be positive");
   if (batches_per_epoch() == 0) {
     throw common::InputError("data.batch_size: " + std::to_string(options_.batch_size) + " exceeds the " +
                              std::to_string(sampler_.shard_size()) + " samples of rank " +
@@ -167,7 +173,10 @@ std::optional<Batch> Loader::next() {
   Epoch& e = *epoch_;
   const auto begin = common::Clock::now();
   std::unique_lock<std::mutex> lock(e.mutex);
-  e.ready_cv.wait(lock, [&] { return !e.ready.empty() || e.finished; });
+  const auto ready = [&] { return !e.ready.empty() || e.finished; };
+  while (!e.ready_cv.wait_for(lock, common::to_duration(options_.slow_wait_warning_s), ready)) {
+    log::warn(describe_slow_wait(e, common::seconds_since(begin)));
+  }
   wait_last_s_ = common::seconds_since(begin);
   wait_total_s_ += wait_last_s_;
   if (e.ready.empty()) return std::nullopt;
@@ -179,6 +188,29 @@ std::optional<Batch> Loader::next() {
   lock.unlock();
   e.work_cv.notify_all();
   return batch;
+}
+
+std::string Loader::describe_slow_wait(const Epoch& e, double waited_s) const {
+  std::ostringstream text;
+  text.precision(3);
+  text << "data: rank " << options_.rank << " has waited " << waited_s << " s for batch " << e.next_take << " of epoch "
+       << e.number << "; ";
+  if (e.reading.empty()) {
+    text << "no sample is being read (the batch is with the assembling thread and its on_batch hook)";
+    return text.str();
+  }
+  // The longest-running reads first: a hung one stands out.
+  std::vector<std::pair<common::Clock::time_point, int64_t>> oldest;
+  for (const auto& [position, since] : e.reading) oldest.emplace_back(since, position);
+  std::sort(oldest.begin(), oldest.end());
+  constexpr size_t kNamed = 3;
+  text << "reading";
+  for (size_t i = 0; i < std::min(kNamed, oldest.size()); ++i) {
+    text << (i == 0 ? " " : ", ") << dataset_->name(e.shard[static_cast<size_t>(oldest[i].second)]) << " for "
+         << common::seconds_since(oldest[i].first) << " s";
+  }
+  if (oldest.size() > kNamed) text << " and " << oldest.size() - kNamed << " more";
+  return text.str();
 }
 
 int64_t Loader::load_sample(const Epoch& epoch, int64_t position, float* out) const {
@@ -234,6 +266,7 @@ void Loader::run_worker(Epoch& e) const {
     }
     float* out = p.batch.images.data() + slot * sample_floats;
     const int64_t position = b * options_.batch_size + slot;
+    e.reading[position] = common::Clock::now();
     lock.unlock();
     std::exception_ptr error;
     int64_t index = -1;
@@ -243,6 +276,7 @@ void Loader::run_worker(Epoch& e) const {
       error = with_context(dataset_->name(e.shard[position]));
     }
     lock.lock();
+    e.reading.erase(position);
     if (error && !p.error) p.error = error;
     if (!error) {
       p.batch.samples[slot] = index;

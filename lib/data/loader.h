@@ -10,6 +10,9 @@
 // A corrupt sample (CorruptSample from the dataset) is replaced by the next readable sample in the rank's
 // shard order, keeping its own augmentation seed; each bad file is warned about once by name and every
 // replacement is counted. Any other error in a worker or in the hook is rethrown by next(), naming the sample.
+//
+// A read that never returns (a hung network filesystem) would hold next() for ever: it waits on, since slow storage
+// may yet answer, but warns every slow_wait_warning_s, naming the samples being read and for how long.
 #pragma once
 
 #include <any>
@@ -17,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "data/dataset.h"
@@ -51,6 +55,8 @@ struct LoaderOptions {
   TransformOptions transform;
   // Runs on the assembling thread, once per batch, in batch order, before the batch is queued.
   std::function<void(Batch&)> on_batch;
+  // next() warns after waiting this long for a batch, and again each time as long (positive).
+  double slow_wait_warning_s = 60.0;
 };
 
 class Loader {
@@ -86,6 +92,8 @@ class Loader {
   // Fills shard position `position` into out ([C, H, W]); returns the dataset index used.
   int64_t load_sample(const Epoch& epoch, int64_t position, float* out) const;
   void run_worker(Epoch& epoch) const;
+  // What next() has been waiting `waited_s` for, and which samples are being read (epoch's mutex held).
+  std::string describe_slow_wait(const Epoch& epoch, double waited_s) const;
   void run_assembler(Epoch& epoch) const;
 
   std::shared_ptr<const Dataset> dataset_;

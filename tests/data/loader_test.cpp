@@ -6,6 +6,9 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -22,6 +25,8 @@ class FakeDataset : public Dataset {
   FakeDataset(int64_t n, int side, int channels = 1) : n_(n), side_(side), channels_(channels) {}
   std::set<int64_t> corrupt;
   int64_t failing = -1;  // load() throws a plain error (not CorruptSample)
+  int64_t held = -1;     // load() of this index waits while hold is set (a read that hangs)
+  mutable std::atomic<bool> hold{false};
 
   int64_t size() const override { return n_; }
   int channels() const override { return channels_; }
@@ -31,6 +36,7 @@ class FakeDataset : public Dataset {
   Image load(int64_t i) const override {
     if (corrupt.count(i)) throw CorruptSample(name(i) + ": corrupt");
     if (i == failing) throw std::runtime_error("disk on fire");
+    while (i == held && hold) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     Image image{side_, side_, channels_, {}};
     for (int p = 0; p < side_ * side_ * channels_; ++p)
       image.pixels.push_back(static_cast<uint8_t>((i * 31 + p * 7) % 256));
@@ -187,6 +193,35 @@ TEST(LoaderTest, CorruptSamplesAreReplacedWarnedOnceAndCounted) {
   EXPECT_EQ(text.find("fake#5"), text.rfind("fake#5")) << "warned more than once: " << text;
 }
 
+TEST(LoaderTest, AHungReadIsWarnedAboutByNameWhileNextWaitsAndTheBatchStillComes) {
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  auto data = std::make_shared<FakeDataset>(12, 8);
+  data->held = 2;
+  data->hold = true;
+  LoaderOptions o = small_options(2);
+  o.train = false;  // dataset order: sample 2 is in batch 0
+  o.slow_wait_warning_s = 0.05;
+  Loader loader(data, o);
+  loader.start(0);
+  std::thread storage_answers([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    data->hold = false;
+  });
+  const auto batch = loader.next();
+  storage_answers.join();
+  spdlog::set_default_logger(previous);
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_EQ(batch->samples, (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_GE(loader.last_wait_seconds(), 0.3);
+  const std::string text = log.str();
+  EXPECT_NE(text.find("data: rank 0 has waited"), std::string::npos) << text;
+  EXPECT_NE(text.find("for batch 0 of epoch 0; reading fake#2 for"), std::string::npos) << text;
+  EXPECT_GE(std::count(text.begin(), text.end(), '\n'), 3) << "one warning every 0.05 s of a 0.4 s wait: " << text;
+}
+
 TEST(LoaderTest, AllCorruptIsAnInputError) {
   auto data = std::make_shared<FakeDataset>(4, 8);
   data->corrupt = {0, 1, 2, 3};
@@ -267,6 +302,9 @@ TEST(LoaderTest, BadOptionsAreInputErrors) {
   o = small_options(1);
   o.rank = 1;
   EXPECT_THROW(Loader(data, o), common::InputError);
+  o = small_options(1);
+  o.slow_wait_warning_s = 0;
+  EXPECT_THROW(Loader(data, o), std::invalid_argument);
 }
 
 TEST(LoaderTest, ImageFolderEndToEndSkipsTheCorruptJpeg) {

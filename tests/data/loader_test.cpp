@@ -9,8 +9,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <set>
 #include <sstream>
+#include <string>
 #include <thread>
 
 #include "common/errors.h"
@@ -47,6 +49,24 @@ class FakeDataset : public Dataset {
   int64_t n_;
   int side_;
   int channels_;
+};
+
+// Sends the default logger's lines to text() while in scope, restoring the previous logger after (also when an
+// assertion returns early).
+class CapturedLog {
+ public:
+  CapturedLog() : previous_(spdlog::default_logger()) {
+    spdlog::set_default_logger(
+        std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines_)));
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  CapturedLog(const CapturedLog&) = delete;
+  CapturedLog& operator=(const CapturedLog&) = delete;
+  std::string text() const { return lines_.str(); }
+
+ private:
+  std::ostringstream lines_;
+  std::shared_ptr<spdlog::logger> previous_;
 };
 
 LoaderOptions small_options(int64_t workers) {
@@ -171,10 +191,7 @@ TEST(LoaderTest, HookRunsInBatchOrderOffTheCallerThread) {
 }
 
 TEST(LoaderTest, CorruptSamplesAreReplacedWarnedOnceAndCounted) {
-  std::ostringstream log;
-  auto previous = spdlog::default_logger();
-  spdlog::set_default_logger(
-      std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  CapturedLog log;
   auto data = std::make_shared<FakeDataset>(12, 8);
   data->corrupt = {5};
   LoaderOptions o = small_options(2);
@@ -186,18 +203,14 @@ TEST(LoaderTest, CorruptSamplesAreReplacedWarnedOnceAndCounted) {
     ASSERT_EQ(batches.size(), 3u);
     EXPECT_EQ(batches[1].samples, (std::vector<int64_t>{4, 6, 6, 7}));
   }
-  spdlog::set_default_logger(previous);
   EXPECT_EQ(loader.skipped_samples(), 2);  // once per epoch
-  const std::string text = log.str();
+  const std::string text = log.text();
   EXPECT_NE(text.find("fake#5"), std::string::npos) << text;
   EXPECT_EQ(text.find("fake#5"), text.rfind("fake#5")) << "warned more than once: " << text;
 }
 
 TEST(LoaderTest, AHungReadIsWarnedAboutByNameWhileNextWaitsAndTheBatchStillComes) {
-  std::ostringstream log;
-  auto previous = spdlog::default_logger();
-  spdlog::set_default_logger(
-      std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  CapturedLog log;
   auto data = std::make_shared<FakeDataset>(12, 8);
   data->held = 2;
   data->hold = true;
@@ -212,11 +225,10 @@ TEST(LoaderTest, AHungReadIsWarnedAboutByNameWhileNextWaitsAndTheBatchStillComes
   });
   const auto batch = loader.next();
   storage_answers.join();
-  spdlog::set_default_logger(previous);
   ASSERT_TRUE(batch.has_value());
   EXPECT_EQ(batch->samples, (std::vector<int64_t>{0, 1, 2, 3}));
   EXPECT_GE(loader.last_wait_seconds(), 0.3);
-  const std::string text = log.str();
+  const std::string text = log.text();
   EXPECT_NE(text.find("data: rank 0 has waited"), std::string::npos) << text;
   EXPECT_NE(text.find("for batch 0 of epoch 0; reading fake#2 for"), std::string::npos) << text;
   EXPECT_GE(std::count(text.begin(), text.end(), '\n'), 2) << "a warning every 0.05 s of a 0.4 s wait: " << text;

@@ -163,6 +163,21 @@ void BM_PatchRows(benchmark::State& state) {
 }
 BENCHMARK(BM_PatchRows)->Arg(0)->Arg(1)->ArgName("ours")->Unit(benchmark::kMicrosecond);
 
+// GELU of the MLP's bf16 hidden layer where nothing is recorded, on one thread: ATen's (ours 0) or model/gelu.h's
+// table (ours 1). [1568, 768]: the target encoder's hidden layer for one part of (b)'s batch (8 images of 196 tokens).
+void BM_GeluForward(benchmark::State& state) {
+  const bool ours = state.range(0) != 0;
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  torch::manual_seed(0);
+  const auto x = (2 * torch::randn({1568, 768})).to(torch::kBFloat16);
+  const torch::NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(ours ? ijepa::model::exact_gelu(x) : at::gelu(x));
+  state.SetItemsProcessed(state.iterations() * x.numel());
+  at::set_num_threads(threads);
+}
+BENCHMARK(BM_GeluForward)->Arg(0)->Arg(1)->ArgName("ours")->Unit(benchmark::kMicrosecond);
+
 // GELU's backward of the MLP's bf16 hidden layer, on one thread: ATen's (ours 0) or model/gelu.h's table (ours 1).
 // [3392, 384]: a predictor layer of (b), one part of the batch (32 sequences of 106 tokens).
 void BM_GeluBackward(benchmark::State& state) {

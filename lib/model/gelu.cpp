@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <stdexcept>
 #include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -26,6 +27,21 @@ using torch::autograd::variable_list;
 // Elements per task of the intra-op threads.
 constexpr int64_t kElementsPerTask = 1 << 15;
 
+// GELU(x) as bf16 bits for every bf16 bit pattern x, indexed by the pattern: ATen's gelu over all 65536 values
+// (through its vectorised kernel, as for derivative_table). 128 KiB.
+const std::vector<uint16_t>& value_table() {
+  static std::vector<uint16_t> table;
+  static std::once_flag built;
+  std::call_once(built, [] {
+    const torch::NoGradGuard no_grad;
+    const auto every_bf16 = torch::arange(65536, torch::kInt32).to(torch::kInt16).view(torch::kBFloat16);
+    const auto values = at::gelu(every_bf16).contiguous().view(torch::kInt16);
+    const auto* bits = reinterpret_cast<const uint16_t*>(values.data_ptr<int16_t>());
+    table.assign(bits, bits + values.numel());
+  });
+  return table;
+}
+
 // GELU'(x) in fp32 for every bf16 bit pattern x, indexed by the pattern: ATen's gelu_backward with an incoming
 // gradient of 1 over all 65536 values (a multiple of every vector width, so all of it through the vectorised
 // kernel). 256 KiB.
@@ -40,6 +56,17 @@ const std::vector<float>& derivative_table() {
     table.assign(derivative.data_ptr<float>(), derivative.data_ptr<float>() + derivative.numel());
   });
   return table;
+}
+
+// GELU by lookup. A plain loop: on the AVX-512 AMD machine of BENCHMARKS.md the scalar loads outrun AVX-512's
+// gather, which is microcoded there.
+void forward_rows(const uint16_t* __restrict__ x, uint16_t* __restrict__ out, const uint16_t* __restrict__ table,
+                  int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = table[x[i]];
+}
+
+void forward_rows_in_place(uint16_t* x, const uint16_t* __restrict__ table, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = table[x[i]];
 }
 
 void backward_portable(const BFloat16* x, const BFloat16* grad, BFloat16* out, const float* table, int64_t n) {
@@ -73,6 +100,35 @@ BackwardKernel backward_kernel() {
   return backward_portable;
 }
 
+// GELU of x's elements written to out's, where out is x too (in place: one pass over memory that a product has just
+// written, and no new output).
+void look_up_gelu(const torch::Tensor& x, const torch::Tensor& out) {
+  const auto* in_bits = reinterpret_cast<const uint16_t*>(x.data_ptr<BFloat16>());
+  auto* out_bits = reinterpret_cast<uint16_t*>(out.data_ptr<BFloat16>());
+  const uint16_t* table = value_table().data();
+  at::parallel_for(0, x.numel(), kElementsPerTask, [&](int64_t begin, int64_t end) {
+    if (in_bits == out_bits) {
+      forward_rows_in_place(out_bits + begin, table, end - begin);
+    } else {
+      forward_rows(in_bits + begin, out_bits + begin, table, end - begin);
+    }
+  });
+}
+
+torch::Tensor bf16_gelu_forward(const torch::Tensor& x_in) {
+  RECORD_FUNCTION("ijepa::bf16_gelu", std::vector<c10::IValue>({x_in}));  // named in profiles
+  const auto x = x_in.contiguous();
+  auto out = torch::empty_like(x);
+  look_up_gelu(x, out);
+  return out;
+}
+
+torch::Tensor bf16_gelu_forward_in_place(torch::Tensor x) {
+  RECORD_FUNCTION("ijepa::bf16_gelu_", std::vector<c10::IValue>({x}));
+  look_up_gelu(x, x);
+  return x;
+}
+
 torch::Tensor bf16_gelu_backward(const torch::Tensor& grad_in, const torch::Tensor& x_in) {
   RECORD_FUNCTION("ijepa::bf16_gelu_backward", std::vector<c10::IValue>({grad_in, x_in}));  // named in profiles
   static const BackwardKernel kernel = backward_kernel();
@@ -92,7 +148,7 @@ class Bf16Gelu : public torch::autograd::Function<Bf16Gelu> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x) {
     ctx->save_for_backward({x});
-    return at::gelu(x);
+    return bf16_gelu_forward(x);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     return {bf16_gelu_backward(grad_outputs[0], ctx->get_saved_variables()[0])};
@@ -102,9 +158,16 @@ class Bf16Gelu : public torch::autograd::Function<Bf16Gelu> {
 }  // namespace
 
 torch::Tensor exact_gelu(const torch::Tensor& x) {
-  const bool table =
-      x.is_cpu() && x.scalar_type() == torch::kBFloat16 && at::GradMode::is_enabled() && x.requires_grad();
-  return table ? Bf16Gelu::apply(x) : torch::gelu(x);
+  if (!x.is_cpu() || x.scalar_type() != torch::kBFloat16) return torch::gelu(x);
+  return at::GradMode::is_enabled() && x.requires_grad() ? Bf16Gelu::apply(x) : bf16_gelu_forward(x);
+}
+
+torch::Tensor exact_gelu_(torch::Tensor x) {
+  if (at::GradMode::is_enabled() && x.requires_grad()) {
+    throw std::invalid_argument("exact_gelu_: in place on a tensor that autograd records");
+  }
+  if (!x.is_cpu() || x.scalar_type() != torch::kBFloat16 || !x.is_contiguous()) return at::gelu_(x);
+  return bf16_gelu_forward_in_place(x);
 }
 
 }  // namespace ijepa::model

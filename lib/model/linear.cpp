@@ -85,7 +85,7 @@ class OnednnLinear : public torch::autograd::Function<OnednnLinear> {
   }
 };
 
-// Where nothing is recorded for backward (the target encoder, evaluation): the operands cast once, GELU too on the
+// Where nothing is recorded for backward (the target encoder, evaluation): the operands cast once, GELU on the
 // accumulator where asked.
 torch::Tensor inference_linear(torch::ScalarType dtype, const torch::Tensor& x, const torch::Tensor& weight,
                                const torch::Tensor& bias, Activation activation) {
@@ -107,10 +107,12 @@ torch::Tensor linear(const torch::nn::Linear& layer, const torch::Tensor& x) {
 
 torch::Tensor linear_gelu(const torch::nn::Linear& layer, const torch::Tensor& x) {
   const auto dtype = onednn_dtype(x);
-  if (dtype && layer->bias.defined() && !at::GradMode::is_enabled()) {
-    return inference_linear(*dtype, x, layer->weight, layer->bias, Activation::kGelu);
-  }
-  return exact_gelu(linear(layer, x));
+  if (!dtype || !layer->bias.defined() || at::GradMode::is_enabled()) return exact_gelu(linear(layer, x));
+  // Nothing recorded. In fp32 GELU runs on oneDNN's accumulator, the values of a pass of its own. In bf16 it is
+  // model/gelu.h's table over the product rounded to bf16, the reference's arithmetic and the context path's bits,
+  // in place: at (b)'s sizes as fast as oneDNN's GELU on the accumulator, which rounds once instead.
+  if (*dtype == torch::kFloat) return inference_linear(*dtype, x, layer->weight, layer->bias, Activation::kGelu);
+  return exact_gelu_(inference_linear(*dtype, x, layer->weight, layer->bias, Activation::kNone));
 }
 
 }  // namespace ijepa::model

@@ -3,8 +3,7 @@
 // run on oneDNN's kernels where those are faster than ATen's path for the same arithmetic:
 //
 //   - under CPU bf16 autocast, on a CPU with native bf16 products: the bias added to the product's fp32
-//     accumulator, and GELU too where nothing is recorded for backward, one rounding to bf16 instead of ATen's
-//     bias copied into the output, then a cast, then GELU as a pass of its own;
+//     accumulator, one rounding to bf16 instead of ATen's bias copied into the output, then a cast;
 //   - in fp32 (no autocast): oneDNN's fp32 kernel for the product and for the input's gradient, where ATen's
 //     addmm and mm take MKL's sgemm, up to a third slower at these shapes with both cores busy on the AVX-512 AMD
 //     machine of BENCHMARKS.md.
@@ -21,8 +20,8 @@ namespace ijepa::model {
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 torch::Tensor linear(const torch::nn::Linear& layer, const torch::Tensor& x);
 
-// The MLP's first layer: exact (erf) GELU of the linear, fused into the product where nothing is recorded for
-// backward.
+// The MLP's first layer: exact (erf) GELU of the linear. Where nothing is recorded for backward, fused into the
+// product in fp32, and applied in place to the product in bf16 (model/gelu.h).
 torch::Tensor linear_gelu(const torch::nn::Linear& layer, const torch::Tensor& x);
 
 }  // namespace ijepa::model

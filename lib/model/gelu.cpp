@@ -5,7 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
-#include <mutex>
+#include <functional>
 #include <stdexcept>
 #include <vector>
 
@@ -27,33 +27,31 @@ using torch::autograd::variable_list;
 // Elements per task of the intra-op threads.
 constexpr int64_t kElementsPerTask = 1 << 15;
 
-// GELU(x) as bf16 bits for every bf16 bit pattern x, indexed by the pattern: ATen's gelu over all 65536 values
-// (through its vectorised kernel, as for derivative_table). 128 KiB.
+// fn over every bf16 bit pattern, 0 to 65535 (a multiple of every vector width, so that ATen's kernels take all of
+// them through their vectorised paths), as a vector of T indexed by the pattern.
+template <typename T>
+std::vector<T> over_every_bf16(const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
+  const torch::NoGradGuard no_grad;
+  const auto every_bf16 = torch::arange(65536, torch::kInt32).to(torch::kInt16).view(torch::kBFloat16);
+  const auto values = fn(every_bf16).contiguous();
+  TORCH_CHECK(values.element_size() == sizeof(T), "GELU table: ", values.scalar_type(), " is not ", sizeof(T),
+              " bytes");
+  const auto* data = static_cast<const T*>(values.data_ptr());
+  return std::vector<T>(data, data + values.numel());
+}
+
+// GELU(x) as bf16 bits for every bf16 bit pattern x: ATen's gelu. 128 KiB.
 const std::vector<uint16_t>& value_table() {
-  static std::vector<uint16_t> table;
-  static std::once_flag built;
-  std::call_once(built, [] {
-    const torch::NoGradGuard no_grad;
-    const auto every_bf16 = torch::arange(65536, torch::kInt32).to(torch::kInt16).view(torch::kBFloat16);
-    const auto values = at::gelu(every_bf16).contiguous().view(torch::kInt16);
-    const auto* bits = reinterpret_cast<const uint16_t*>(values.data_ptr<int16_t>());
-    table.assign(bits, bits + values.numel());
-  });
+  static const auto table = over_every_bf16<uint16_t>([](const torch::Tensor& x) { return at::gelu(x); });
   return table;
 }
 
-// GELU'(x) in fp32 for every bf16 bit pattern x, indexed by the pattern: ATen's gelu_backward with an incoming
-// gradient of 1 over all 65536 values (a multiple of every vector width, so all of it through the vectorised
-// kernel). 256 KiB.
+// GELU'(x) in fp32 for every bf16 bit pattern x: ATen's gelu_backward of x in fp32 with an incoming gradient of 1.
+// 256 KiB.
 const std::vector<float>& derivative_table() {
-  static std::vector<float> table;
-  static std::once_flag built;
-  std::call_once(built, [] {
-    const torch::NoGradGuard no_grad;
-    const auto every_bf16 = torch::arange(65536, torch::kInt32).to(torch::kInt16).view(torch::kBFloat16);
-    const auto x = every_bf16.to(torch::kFloat);
-    const auto derivative = at::gelu_backward(torch::ones_like(x), x).contiguous();
-    table.assign(derivative.data_ptr<float>(), derivative.data_ptr<float>() + derivative.numel());
+  static const auto table = over_every_bf16<float>([](const torch::Tensor& x) {
+    const auto wide = x.to(torch::kFloat);
+    return at::gelu_backward(torch::ones_like(wide), wide);
   });
   return table;
 }

@@ -108,9 +108,9 @@ torch::Tensor linear(const torch::nn::Linear& layer, const torch::Tensor& x) {
 torch::Tensor linear_gelu(const torch::nn::Linear& layer, const torch::Tensor& x) {
   const auto dtype = onednn_dtype(x);
   if (!dtype || !layer->bias.defined() || at::GradMode::is_enabled()) return exact_gelu(linear(layer, x));
-  // Nothing recorded. In fp32 GELU runs on oneDNN's accumulator, the values of a pass of its own. In bf16 it is
-  // model/gelu.h's table over the product rounded to bf16, the reference's arithmetic and the context path's bits,
-  // in place: at (b)'s sizes as fast as oneDNN's GELU on the accumulator, which rounds once instead.
+  // Nothing recorded. In fp32 oneDNN applies GELU to the accumulator: the values of a pass of its own over the
+  // output. In bf16 it is model/gelu.h's table, in place over the product rounded to bf16: the reference's
+  // arithmetic and the context path's bits, and in a (b) step no slower than oneDNN's GELU on the accumulator.
   if (*dtype == torch::kFloat) return inference_linear(*dtype, x, layer->weight, layer->bias, Activation::kGelu);
   return exact_gelu_(inference_linear(*dtype, x, layer->weight, layer->bias, Activation::kNone));
 }

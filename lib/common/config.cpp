@@ -87,6 +87,7 @@ void visit(V& v, CheckpointConfig& c) {
   v("every_steps", c.every_steps);
   v("keep_last", c.keep_last);
   v("periodic_epochs", c.periodic_epochs);
+  v("overwrite", c.overwrite);
 }
 
 template <class V>

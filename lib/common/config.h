@@ -93,6 +93,9 @@ struct CheckpointConfig {
   int64_t every_steps = 0;      // also checkpoint every N steps (0: only at epoch ends and at exit)
   int64_t keep_last = 2;        // rolling step checkpoints kept
   int64_t periodic_epochs = 0;  // keep a permanent copy every N epochs (0: none)
+  // A fresh start (meta.load_checkpoint false) in a folder that holds checkpoints of this write_tag is refused
+  // unless this is set; then they are removed first. Resuming ignores it.
+  bool overwrite = false;
 };
 
 struct DistConfig {

@@ -212,10 +212,31 @@ LoadedCheckpoint load_checkpoint(const std::string& path, JepaModels& models, Ad
   return loaded;
 }
 
+namespace {
+// name is prefix + something + suffix.
+bool has_affix(const std::string& name, const std::string& prefix, const std::string& suffix) {
+  return name.size() > prefix.size() + suffix.size() && name.compare(0, prefix.size(), prefix) == 0 &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+}  // namespace
+
 CheckpointStore::CheckpointStore(std::string folder, std::string tag, int64_t keep_last, int64_t periodic_epochs)
     : folder_(std::move(folder)), tag_(std::move(tag)), keep_last_(keep_last), periodic_epochs_(periodic_epochs) {}
 
 std::string CheckpointStore::latest_path() const { return (fs::path(folder_) / (tag_ + "-latest.pth.tar")).string(); }
+
+std::vector<fs::path> CheckpointStore::existing() const {
+  std::vector<fs::path> found;
+  std::error_code error;
+  for (fs::directory_iterator it(folder_, error), end; !error && it != end; it.increment(error)) {
+    const std::string f = it->path().filename().string();
+    const bool ours = f == tag_ + "-latest.pth.tar" || has_affix(f, tag_ + "-step", ".pth.tar") ||
+                      has_affix(f, tag_ + "-ep", ".pth.tar");
+    if (ours) found.push_back(it->path());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
 
 std::string CheckpointStore::resolve(const std::string& read_checkpoint) const {
   if (read_checkpoint.empty()) return latest_path();
@@ -236,10 +257,8 @@ std::string CheckpointStore::save(JepaModels& models, AdamW& optimizer, const Tr
   }
   // Rolling step checkpoints: zero-padded names sort by step.
   std::vector<fs::path> steps;
-  const std::string prefix = tag_ + "-step";
   for (const auto& entry : fs::directory_iterator(folder_)) {
-    const std::string f = entry.path().filename().string();
-    if (f.rfind(prefix, 0) == 0 && f.size() > 8 && f.substr(f.size() - 8) == ".pth.tar") steps.push_back(entry.path());
+    if (has_affix(entry.path().filename().string(), tag_ + "-step", ".pth.tar")) steps.push_back(entry.path());
   }
   std::sort(steps.begin(), steps.end());
   for (size_t i = 0; i + static_cast<size_t>(keep_last_) < steps.size(); ++i) fs::remove(steps[i]);

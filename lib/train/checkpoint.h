@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,8 @@ class CheckpointStore {
                    int64_t epochs_done, bool epoch_end);
 
   std::string latest_path() const;
+  // The checkpoints of this tag in the folder (latest, rolling and periodic), by name; none if there is no folder.
+  std::vector<std::filesystem::path> existing() const;
   // meta.read_checkpoint: empty -> latest; a bare name -> inside the folder; otherwise the path as given.
   std::string resolve(const std::string& read_checkpoint) const;
 

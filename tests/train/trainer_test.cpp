@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <sstream>
 
 #include "common/config.h"
@@ -96,6 +97,47 @@ TEST_F(TrainerTest, CheckpointsRollAndTheLatestIsTheLastStep) {
   EXPECT_EQ(common::sha256_file(dir_ / "roll/jepa-latest.pth.tar"),
             common::sha256_file(dir_ / "roll/jepa-step00000010.pth.tar"));
   EXPECT_TRUE(std::filesystem::exists(dir_ / "roll/params-ijepa.yaml"));
+}
+
+// A fresh run where an earlier run left its checkpoints would take over its latest and, with keep_last 2, delete its
+// own rolling checkpoints as soon as they were written (the earlier run's steps 8 and 10 sort after them).
+TEST_F(TrainerTest, AFreshStartDoesNotReplaceAnEarlierRunsCheckpointsUnlessAskedTo) {
+  train(config("earlier", {"optimization.max_steps=10"}));
+  std::map<std::string, std::string> before;
+  for (const auto& e : std::filesystem::directory_iterator(dir_ / "earlier")) {
+    before[e.path().filename().string()] = common::sha256_file(e.path());
+  }
+  try {
+    train(config("earlier", {"optimization.max_steps=4"}));
+    FAIL() << "a fresh start replaced an earlier run's checkpoints";
+  } catch (const common::InputError& e) {
+    const std::string message = e.what();
+    for (const char* named : {"earlier", "jepa-latest.pth.tar", "meta.load_checkpoint=true", "logging.folder",
+                              "checkpoint.overwrite=true"}) {
+      EXPECT_NE(message.find(named), std::string::npos) << named << " not in: " << message;
+    }
+  }
+  std::map<std::string, std::string> after;
+  for (const auto& e : std::filesystem::directory_iterator(dir_ / "earlier")) {
+    after[e.path().filename().string()] = common::sha256_file(e.path());
+  }
+  EXPECT_EQ(after, before);
+
+  // Another tag in the same folder is another run; checkpoint.overwrite starts afresh over this tag's.
+  EXPECT_NO_THROW(train(config("earlier", {"optimization.max_steps=4", "logging.write_tag=other"})));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "earlier/other-latest.pth.tar"));
+  train(config("earlier", {"optimization.max_steps=4", "checkpoint.overwrite=true"}));
+  EXPECT_EQ(summary("earlier")["steps"], 4);
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "earlier/jepa-step00000004.pth.tar"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "earlier/jepa-step00000008.pth.tar"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "earlier/jepa-step00000010.pth.tar"));
+  EXPECT_EQ(common::sha256_file(dir_ / "earlier/jepa-latest.pth.tar"),
+            common::sha256_file(dir_ / "earlier/jepa-step00000004.pth.tar"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "earlier/other-latest.pth.tar"));  // not this tag's
+  // Resuming is what the folder's checkpoints are for: checkpoint.overwrite does not remove them then.
+  train(config("earlier", {"optimization.max_steps=8", "meta.load_checkpoint=true", "checkpoint.overwrite=true"}));
+  EXPECT_EQ(summary("earlier")["steps"], 8);
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "earlier/jepa-step00000004.pth.tar"));
 }
 
 TEST_F(TrainerTest, ACorruptTruncatedOrMissingCheckpointIsAnErrorNeverAFreshStart) {

@@ -256,7 +256,7 @@ void Trainer::Impl::prepare_folder() {
   }
   if (!replaced_checkpoints_.empty()) {
     log::warn(log::str("checkpoint.overwrite: removed ", replaced_checkpoints_.size(),
-                       " checkpoint(s) of an earlier run", " tagged ", config_.logging.write_tag, " from ", folder_,
+                       " checkpoint(s) of an earlier run tagged ", config_.logging.write_tag, " from ", folder_,
                        "; starting afresh"));
   }
   common::write_file_atomic((fs::path(folder_) / "params-ijepa.yaml").string(), common::to_yaml(config_));

@@ -103,10 +103,14 @@ TEST_F(TrainerTest, CheckpointsRollAndTheLatestIsTheLastStep) {
 // own rolling checkpoints as soon as they were written (the earlier run's steps 8 and 10 sort after them).
 TEST_F(TrainerTest, AFreshStartDoesNotReplaceAnEarlierRunsCheckpointsUnlessAskedTo) {
   train(config("earlier", {"optimization.max_steps=10"}));
-  std::map<std::string, std::string> before;
-  for (const auto& e : std::filesystem::directory_iterator(dir_ / "earlier")) {
-    before[e.path().filename().string()] = common::sha256_file(e.path());
-  }
+  const auto hashes = [&] {  // every file of the folder, by name
+    std::map<std::string, std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir_ / "earlier")) {
+      out[e.path().filename().string()] = common::sha256_file(e.path());
+    }
+    return out;
+  };
+  const auto before = hashes();
   try {
     train(config("earlier", {"optimization.max_steps=4"}));
     FAIL() << "a fresh start replaced an earlier run's checkpoints";
@@ -117,11 +121,7 @@ TEST_F(TrainerTest, AFreshStartDoesNotReplaceAnEarlierRunsCheckpointsUnlessAsked
       EXPECT_NE(message.find(named), std::string::npos) << named << " not in: " << message;
     }
   }
-  std::map<std::string, std::string> after;
-  for (const auto& e : std::filesystem::directory_iterator(dir_ / "earlier")) {
-    after[e.path().filename().string()] = common::sha256_file(e.path());
-  }
-  EXPECT_EQ(after, before);
+  EXPECT_EQ(hashes(), before);
 
   // Another tag in the same folder is another run; checkpoint.overwrite starts afresh over this tag's.
   EXPECT_NO_THROW(train(config("earlier", {"optimization.max_steps=4", "logging.write_tag=other"})));

@@ -31,14 +31,16 @@ torch::Tensor repeat_interleave_batch(const torch::Tensor& x, int64_t batch, int
   return torch::cat(parts, 0);
 }
 
+MaskUnion every_token(const std::vector<torch::Tensor>& masks) { return {torch::Tensor(), masks}; }
+
 MaskUnion union_of_masks(const std::vector<torch::Tensor>& masks, int64_t num_tokens) {
-  if (masks.empty()) return {torch::Tensor(), masks};
+  if (masks.empty()) return every_token(masks);
   const int64_t batch = masks[0].size(0);
   const auto options = masks[0].options();
   auto kept = torch::zeros({batch, num_tokens}, options.dtype(torch::kBool));
   for (const auto& m : masks) kept.scatter_(1, m, true);
   const int64_t longest = kept.sum(1).max().item<int64_t>();
-  if (longest == num_tokens) return {torch::Tensor(), masks};
+  if (longest == num_tokens) return every_token(masks);
   // Each image's kept tokens first, in ascending order, then the others: sort by token + N for the others.
   const auto token = torch::arange(num_tokens, options).expand({batch, -1});
   const auto order = torch::where(kept, token, token + num_tokens).argsort(/*dim=*/int64_t{1}).narrow(1, 0, longest);

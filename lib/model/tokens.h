@@ -28,5 +28,7 @@ struct MaskUnion {
   std::vector<torch::Tensor> within;  // each mask [B, K] as indices into its image's row of tokens
 };
 MaskUnion union_of_masks(const std::vector<torch::Tensor>& masks, int64_t num_tokens);
+// The union as every token: `tokens` undefined, and the masks index the tokens themselves.
+MaskUnion every_token(const std::vector<torch::Tensor>& masks);
 
 }  // namespace ijepa::model

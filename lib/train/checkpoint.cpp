@@ -255,12 +255,11 @@ std::string CheckpointStore::save(JepaModels& models, AdamW& optimizer, const Tr
     common::link_file_atomic(path,
                              (fs::path(folder_) / (tag_ + "-ep" + std::to_string(epochs_done) + ".pth.tar")).string());
   }
-  // Rolling step checkpoints: zero-padded names sort by step.
+  // Rolling step checkpoints: zero-padded names sort by step, and existing() sorts by name.
   std::vector<fs::path> steps;
-  for (const auto& entry : fs::directory_iterator(folder_)) {
-    if (has_affix(entry.path().filename().string(), tag_ + "-step", ".pth.tar")) steps.push_back(entry.path());
+  for (const auto& path : existing()) {
+    if (has_affix(path.filename().string(), tag_ + "-step", ".pth.tar")) steps.push_back(path);
   }
-  std::sort(steps.begin(), steps.end());
   for (size_t i = 0; i + static_cast<size_t>(keep_last_) < steps.size(); ++i) fs::remove(steps[i]);
   return path;
 }

@@ -116,7 +116,7 @@ torch::Tensor JepaStep::targets(const torch::Tensor& images, const masking::Batc
 model::MaskUnion JepaStep::tokens_read(const torch::Tensor& images, const masking::BatchMasks& masks) const {
   // The union's length is read back to the host: on a GPU that would wait for the device every step, for a saving
   // of about 1% of the step's products, so there the target encoder computes every token.
-  if (!images.is_cpu()) return {torch::Tensor(), masks.pred};
+  if (!images.is_cpu()) return model::every_token(masks.pred);
   const int64_t patch = models_.target->config().patch_size;
   return model::union_of_masks(masks.pred, (images.size(2) / patch) * (images.size(3) / patch));
 }

@@ -154,7 +154,7 @@ class Trainer::Impl {
   void build_data();
   void build_models();
   void resume();
-  std::vector<fs::path> earlier_checkpoints_to_replace() const;
+  void start_afresh() const;
   void train_on(data::Batch& batch);
   void keep_ranks_in_step(int64_t step);
   void flush_logs();
@@ -187,7 +187,6 @@ class Trainer::Impl {
   std::unique_ptr<RunEvaluator> evaluator_;  // when eval.every_epochs or eval.at_end
 
   TrainingPosition position_;
-  std::vector<fs::path> replaced_checkpoints_;  // an earlier run's, removed at start (checkpoint.overwrite)
   int64_t last_saved_step_ = -1;
   std::string last_checkpoint_;
   bool epoch_started_ = false;
@@ -249,32 +248,34 @@ void Trainer::Impl::prepare_folder() {
   fs::create_directories(folder_, error);
   if (error) throw common::InputError("logging.folder: cannot create " + folder_ + ": " + error.message());
   if (rank_ != 0) return;
-  for (const auto& path : replaced_checkpoints_) {
-    if (!fs::remove(path, error) && error) {
-      throw common::InputError("checkpoint.overwrite: cannot remove " + path.string() + ": " + error.message());
-    }
-  }
-  if (!replaced_checkpoints_.empty()) {
-    log::warn(log::str("checkpoint.overwrite: removed ", replaced_checkpoints_.size(),
-                       " checkpoint(s) of an earlier run tagged ", config_.logging.write_tag, " from ", folder_,
-                       "; starting afresh"));
-  }
   common::write_file_atomic((fs::path(folder_) / "params-ijepa.yaml").string(), common::to_yaml(config_));
 }
 
 // A fresh start where checkpoints of this tag already are would take over that run's latest checkpoint, and the
 // rolling clean-up would delete this run's newest checkpoints (the earlier run's higher steps sort after them):
-// refused, unless checkpoint.overwrite asks for it; then they are removed once nothing else can refuse the run.
-std::vector<fs::path> Trainer::Impl::earlier_checkpoints_to_replace() const {
-  auto found = store_->existing();
-  if (found.empty() || config_.checkpoint.overwrite) return found;
-  std::string names;
-  for (size_t i = 0; i < found.size() && i < 3; ++i) names += (i ? ", " : "") + found[i].filename().string();
-  if (found.size() > 3) names += log::str(" and ", found.size() - 3, " more");
-  throw common::InputError(log::str(
-      "logging.folder ", folder_, " already holds checkpoints tagged ", config_.logging.write_tag, " (", names,
-      "): resume that run with meta.load_checkpoint=true, give this one another logging.folder or logging.write_tag, "
-      "or set checkpoint.overwrite=true to remove them and start afresh"));
+// refused, unless checkpoint.overwrite asks for it; then rank 0, the one that writes checkpoints, removes them (the
+// data and the models have been checked by now, and the folder exists).
+void Trainer::Impl::start_afresh() const {
+  const auto found = store_->existing();
+  if (found.empty()) return;
+  if (!config_.checkpoint.overwrite) {
+    std::string names;
+    for (size_t i = 0; i < found.size() && i < 3; ++i) names += (i ? ", " : "") + found[i].filename().string();
+    if (found.size() > 3) names += log::str(" and ", found.size() - 3, " more");
+    throw common::InputError(log::str(
+        "logging.folder ", folder_, " already holds checkpoints tagged ", config_.logging.write_tag, " (", names,
+        "): resume that run with meta.load_checkpoint=true, give this one another logging.folder or "
+        "logging.write_tag, or set checkpoint.overwrite=true to remove them and start afresh"));
+  }
+  if (rank_ != 0) return;
+  for (const auto& path : found) {
+    std::error_code error;
+    if (!fs::remove(path, error) && error) {
+      throw common::InputError("checkpoint.overwrite: cannot remove " + path.string() + ": " + error.message());
+    }
+  }
+  log::warn(log::str("checkpoint.overwrite: removed ", found.size(), " checkpoint(s) of an earlier run tagged ",
+                     config_.logging.write_tag, " from ", folder_, "; starting afresh"));
 }
 
 void Trainer::Impl::build_data() {
@@ -377,7 +378,7 @@ void Trainer::Impl::resume() {
     log::info(log::str("resumed from ", path, " at step ", position_.step, " (epoch ", position_.epoch + 1, ", batch ",
                        position_.batch_in_epoch, ")"));
   } else {
-    replaced_checkpoints_ = earlier_checkpoints_to_replace();
+    start_afresh();
   }
   // Every rank starts from rank 0's weights and optimizer state, fresh or resumed.
   if (world_ > 1) {

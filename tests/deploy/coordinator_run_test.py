@@ -13,9 +13,9 @@ Then checks that:
     database catches up with the run (same run, same creation time); then `ijepa-ctl stop` through the restarted
     coordinator ends it as SIGTERM would (exit 143, a checkpoint written), and ijepa-ctl shows it stopped at the
     step its CSV ends at, listed once.
-The second run ends on request rather than after a step count guessed from the machine's speed, which a loaded
-machine got wrong (the run ended while the coordinator was still down). Every wait is bounded; every process
-started is stopped on every exit path; exits non-zero naming what failed.
+The second run ends on request rather than after a step count sized from the first run's step time: sized while
+the machine was loaded and run once it was quiet, such a run could end while the coordinator was still down. Every
+wait is bounded; every process started is stopped on every exit path; exits non-zero naming what failed.
 """
 import json
 import os
@@ -258,6 +258,7 @@ def run(bin_dir, work, processes):
     names = sorted(r["name"] for r in listed["runs"]) if listed else None
     if names != ["restart-run", "short-run"]:
         fail(f"ijepa-ctl runs --json lists {names}, not the two runs once each")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,12 +17,29 @@ import sys
 TARGETS = {"bf16": 1.3, "fp32": 1.0}
 
 
+def read_runs(path):
+    """The JSON objects of PATH's lines that hold one (others, such as warnings, are skipped)."""
+    runs = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.lstrip().startswith("{"):
+                continue
+            try:
+                run = json.loads(line)
+            except json.JSONDecodeError as e:
+                sys.exit(f"{path}:{number}: not a JSON line: {e}")
+            missing = [key for key in ("workload", "dtype", "images_per_second") if key not in run]
+            if missing:
+                sys.exit(f"{path}:{number}: no {', '.join(missing)} in {line.strip()}")
+            runs.append(run)
+    return runs
+
+
 def read_pairs(paths):
     """{(workload, dtype): [(ijepa img/s, reference img/s), ...]} in run order."""
     pairs = {}
     for path in paths:
-        with open(path) as f:
-            runs = [json.loads(line) for line in f if line.lstrip().startswith("{")]
+        runs = read_runs(path)
         for ours, reference in zip(runs[::2], runs[1::2]):
             if "implementation" in ours or reference.get("implementation") != "reference-eager-pytorch":
                 sys.exit(f"{path}: expected an ijepa-bench line followed by a reference line, got {ours} then "

@@ -58,6 +58,17 @@ class SummarizeCompare(unittest.TestCase):
         self.assertNotEqual(done.returncode, 0)
         self.assertIn("the reference after it", done.stderr)
 
+    def test_a_broken_line_is_refused_naming_the_file_and_line(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+            f.write(json.dumps(ours("b", "bf16", 30.0)) + "\n" + '{"workload": "b", "dtype": \n')
+        self.addCleanup(os.unlink, f.name)
+        done = subprocess.run([sys.executable, SCRIPT, f.name], capture_output=True, text=True)
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn(f"{f.name}:2: not a JSON line", done.stderr)
+        done, paths = self.run_on([ours("b", "bf16", 30.0), {"workload": "b", "dtype": "bf16"}])
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn(f"{paths[0]}:3: no images_per_second", done.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

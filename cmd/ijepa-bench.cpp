@@ -4,7 +4,7 @@
 //       the whole training step of a benchmark workload (see lib/train/step_benchmark.h)
 //   ijepa-bench micro [--benchmark_filter=...]
 //       Google Benchmark micro-benchmarks: matrix products, mask sampling, the fused residual add and LayerNorm,
-//       the attention's bf16 softmax, the patch embedding's rows, GELU's backward, the fp32 linear, the fused
+//       the attention's bf16 softmax, the patch embedding's rows, GELU and its backward, the fp32 linear, the fused
 //       AdamW and the EMA
 #include <ATen/CPUGeneratorImpl.h>
 #include <benchmark/benchmark.h>
@@ -61,6 +61,19 @@ void print_step(const StepBenchOptions& o, const ijepa::train::StepBenchResult& 
             << r.matmul_flops / 1e9 << " matmul GFLOP/s" << std::endl;
 }
 
+// One intra-op thread while in scope, for the micro-benchmarks that time one thread's kernels; the caller's count
+// is restored at the end.
+class OneThread {
+ public:
+  OneThread() : threads_(at::get_num_threads()) { at::set_num_threads(1); }
+  ~OneThread() { at::set_num_threads(threads_); }
+  OneThread(const OneThread&) = delete;
+  OneThread& operator=(const OneThread&) = delete;
+
+ private:
+  int threads_;
+};
+
 void BM_Matmul(benchmark::State& state) {
   const bool bf16 = state.range(0) != 0;
   const int64_t n = state.range(1);
@@ -88,8 +101,7 @@ void BM_ResidualNorm(benchmark::State& state) {
   const bool fused = state.range(0) != 0;
   const int64_t rows = state.range(1), width = 192;
   const bool backward = state.range(2) != 0;
-  const int threads = at::get_num_threads();
-  at::set_num_threads(1);
+  const OneThread one_thread;
   torch::manual_seed(0);
   torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({width}).eps(1e-6));
   const auto x = torch::randn({rows, width}).requires_grad_();
@@ -110,7 +122,6 @@ void BM_ResidualNorm(benchmark::State& state) {
     if (backward) torch::autograd::backward({normed, residual}, {downstream, torch::ones_like(residual)});
   }
   state.SetItemsProcessed(state.iterations() * rows);
-  at::set_num_threads(threads);
 }
 BENCHMARK(BM_ResidualNorm)
     ->ArgsProduct({{0, 1}, {3136}, {0, 1}})
@@ -123,15 +134,13 @@ BENCHMARK(BM_ResidualNorm)
 void BM_AttentionSoftmax(benchmark::State& state) {
   const bool ours = state.range(0) != 0;
   const int64_t sequences = state.range(1), tokens = state.range(2);
-  const int threads = at::get_num_threads();
-  at::set_num_threads(1);
+  const OneThread one_thread;
   torch::manual_seed(0);
   const auto scores = (4.0 * torch::randn({sequences, tokens, tokens})).to(torch::kBFloat16);
   for (auto _ : state) {
     benchmark::DoNotOptimize(ours ? ijepa::model::last_dim_softmax(scores) : torch::softmax(scores, -1));
   }
   state.SetItemsProcessed(state.iterations() * scores.numel());
-  at::set_num_threads(threads);
 }
 BENCHMARK(BM_AttentionSoftmax)
     ->ArgsProduct({{0, 1}, {48}, {196}})
@@ -143,8 +152,7 @@ BENCHMARK(BM_AttentionSoftmax)
 // ATen's copy of the permuted image, then its cast (ours 0), or model/patch_rows.h's one pass (ours 1).
 void BM_PatchRows(benchmark::State& state) {
   const bool ours = state.range(0) != 0;
-  const int threads = at::get_num_threads();
-  at::set_num_threads(1);
+  const OneThread one_thread;
   torch::manual_seed(0);
   const int64_t p = 16;
   const auto images = torch::randn({16, 3, 224, 224});
@@ -159,7 +167,6 @@ void BM_PatchRows(benchmark::State& state) {
     }
   }
   state.SetItemsProcessed(state.iterations() * images.numel());
-  at::set_num_threads(threads);
 }
 BENCHMARK(BM_PatchRows)->Arg(0)->Arg(1)->ArgName("ours")->Unit(benchmark::kMicrosecond);
 
@@ -167,14 +174,12 @@ BENCHMARK(BM_PatchRows)->Arg(0)->Arg(1)->ArgName("ours")->Unit(benchmark::kMicro
 // table (ours 1). [1568, 768]: the target encoder's hidden layer for one part of (b)'s batch (8 images of 196 tokens).
 void BM_GeluForward(benchmark::State& state) {
   const bool ours = state.range(0) != 0;
-  const int threads = at::get_num_threads();
-  at::set_num_threads(1);
+  const OneThread one_thread;
   torch::manual_seed(0);
   const auto x = (2 * torch::randn({1568, 768})).to(torch::kBFloat16);
   const torch::NoGradGuard no_grad;
   for (auto _ : state) benchmark::DoNotOptimize(ours ? ijepa::model::exact_gelu(x) : at::gelu(x));
   state.SetItemsProcessed(state.iterations() * x.numel());
-  at::set_num_threads(threads);
 }
 BENCHMARK(BM_GeluForward)->Arg(0)->Arg(1)->ArgName("ours")->Unit(benchmark::kMicrosecond);
 
@@ -182,8 +187,7 @@ BENCHMARK(BM_GeluForward)->Arg(0)->Arg(1)->ArgName("ours")->Unit(benchmark::kMic
 // [3392, 384]: a predictor layer of (b), one part of the batch (32 sequences of 106 tokens).
 void BM_GeluBackward(benchmark::State& state) {
   const bool ours = state.range(0) != 0;
-  const int threads = at::get_num_threads();
-  at::set_num_threads(1);
+  const OneThread one_thread;
   torch::manual_seed(0);
   const auto x = (2 * torch::randn({3392, 384})).to(torch::kBFloat16).requires_grad_();
   const auto upstream = torch::randn({3392, 384}).to(torch::kBFloat16);
@@ -196,7 +200,6 @@ void BM_GeluBackward(benchmark::State& state) {
     }
   }
   state.SetItemsProcessed(state.iterations() * x.numel());
-  at::set_num_threads(threads);
 }
 BENCHMARK(BM_GeluBackward)->Arg(0)->Arg(1)->ArgName("ours")->Unit(benchmark::kMicrosecond);
 
@@ -207,8 +210,7 @@ BENCHMARK(BM_GeluBackward)->Arg(0)->Arg(1)->ArgName("ours")->Unit(benchmark::kMi
 void BM_LinearFp32(benchmark::State& state) {
   const bool ours = state.range(0) != 0;
   const int64_t rows = state.range(1), in = state.range(2), out = state.range(3);
-  const int threads = at::get_num_threads();
-  at::set_num_threads(1);
+  const OneThread one_thread;
   torch::manual_seed(0);
   torch::nn::Linear layer(in, out);
   const auto x = torch::randn({rows, in}).requires_grad_();
@@ -220,7 +222,6 @@ void BM_LinearFp32(benchmark::State& state) {
   const double flops = 3.0 * 2 * static_cast<double>(rows * in * out);  // the three products
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
-  at::set_num_threads(threads);
 }
 BENCHMARK(BM_LinearFp32)
     ->ArgsProduct({{0, 1}, {1568}, {192}, {576}})

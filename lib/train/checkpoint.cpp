@@ -218,6 +218,9 @@ bool has_affix(const std::string& name, const std::string& prefix, const std::st
   return name.size() > prefix.size() + suffix.size() && name.compare(0, prefix.size(), prefix) == 0 &&
          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
+
+// TAG-stepNNNNNNNN.pth.tar: a rolling step checkpoint of tag.
+bool is_rolling(const std::string& name, const std::string& tag) { return has_affix(name, tag + "-step", ".pth.tar"); }
 }  // namespace
 
 CheckpointStore::CheckpointStore(std::string folder, std::string tag, int64_t keep_last, int64_t periodic_epochs)
@@ -230,8 +233,7 @@ std::vector<fs::path> CheckpointStore::existing() const {
   std::error_code error;
   for (fs::directory_iterator it(folder_, error), end; !error && it != end; it.increment(error)) {
     const std::string f = it->path().filename().string();
-    const bool ours = f == tag_ + "-latest.pth.tar" || has_affix(f, tag_ + "-step", ".pth.tar") ||
-                      has_affix(f, tag_ + "-ep", ".pth.tar");
+    const bool ours = f == tag_ + "-latest.pth.tar" || is_rolling(f, tag_) || has_affix(f, tag_ + "-ep", ".pth.tar");
     if (ours) found.push_back(it->path());
   }
   std::sort(found.begin(), found.end());
@@ -257,8 +259,8 @@ std::string CheckpointStore::save(JepaModels& models, AdamW& optimizer, const Tr
   }
   // Rolling step checkpoints: zero-padded names sort by step, and existing() sorts by name.
   std::vector<fs::path> steps;
-  for (const auto& path : existing()) {
-    if (has_affix(path.filename().string(), tag_ + "-step", ".pth.tar")) steps.push_back(path);
+  for (const auto& file : existing()) {
+    if (is_rolling(file.filename().string(), tag_)) steps.push_back(file);
   }
   for (size_t i = 0; i + static_cast<size_t>(keep_last_) < steps.size(); ++i) fs::remove(steps[i]);
   return path;

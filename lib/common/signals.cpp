@@ -17,7 +17,9 @@ void install_stop_handlers() {
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESTART;
+  // The same signal a second time takes its default action and ends the process at once: the loop only polls
+  // the flag between steps, and a read that hangs or a long evaluation would otherwise leave no way out.
+  action.sa_flags = SA_RESTART | SA_RESETHAND;
   for (int s : {SIGTERM, SIGINT, SIGUSR1}) sigaction(s, &action, nullptr);
 }
 

@@ -1,5 +1,6 @@
 // Stop requests by signal. SIGTERM, SIGINT and SIGUSR1 (Slurm's preemption warning) set a flag that the
-// training loop polls between steps: it finishes the step, checkpoints and exits 143.
+// training loop polls between steps: it finishes the step, checkpoints and exits 128 + the signal. The same
+// signal again ends the process at once (its default action).
 #pragma once
 
 namespace ijepa::common {

@@ -434,6 +434,38 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
   return config;
 }
 
+Config read_saved_config(const std::string& yaml_text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError({std::string("saved config: not valid YAML: ") + e.what()});
+  }
+  if (!root.IsMap()) throw ConfigError({"saved config: expected a mapping of sections at the top level"});
+  std::vector<std::string> ignored;  // keys of another version, values that no longer validate
+  Config config;
+  YamlReader reader(root, ignored);
+  visit_sections(reader, config);
+  return config;
+}
+
+std::vector<std::string> changed_keys(const Config& before, const Config& after) {
+  const auto lines = [](const Config& c) {
+    std::vector<std::string> out;
+    std::istringstream in(to_key_lines(c));
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+  };
+  const auto a = lines(before), b = lines(after);
+  std::vector<std::string> changed;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {  // the same keys in the same order
+    if (a[i] == b[i]) continue;
+    const size_t colon = a[i].find(": ");
+    changed.push_back(a[i] + " -> " + b[i].substr(colon == std::string::npos ? 0 : colon + 2));
+  }
+  return changed;
+}
+
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   std::ifstream in(path);
   if (!in) throw InputError("config file '" + path + "': cannot be opened");

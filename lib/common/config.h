@@ -177,6 +177,14 @@ std::string to_yaml(const Config& config);
 // line-by-line comparison of two configs names the key path that differs. The token is redacted as in to_yaml.
 std::string to_key_lines(const Config& config);
 
+// A config that an earlier run saved (a checkpoint's, params-ijepa.yaml), read as it is: not validated (its dataset
+// may have moved, its token is redacted), unknown keys ignored, missing ones at their defaults. Throws ConfigError
+// when the text is not a YAML mapping.
+Config read_saved_config(const std::string& yaml_text);
+
+// "section.key: old -> new" for each key whose value differs, in to_key_lines' order.
+std::vector<std::string> changed_keys(const Config& before, const Config& after);
+
 // Where the training images are: root_path joined with image_folder (either may be empty).
 std::string dataset_path(const DataConfig& data);
 

@@ -130,6 +130,12 @@ void validate_meta(const MetaConfig& m, std::vector<std::string>& errors) {
   check_one_of(errors, "meta.device", m.device, {"auto", "cpu", "cuda"});
   check_non_negative(errors, "meta.threads", static_cast<double>(m.threads));
   check_non_negative(errors, "meta.seed", static_cast<double>(m.seed));
+  // The reference ignores read_checkpoint then and starts afresh: a checkpoint asked for is never silently skipped.
+  if (!m.read_checkpoint.empty() && !m.load_checkpoint) {
+    errors.push_back("meta.read_checkpoint: '" + m.read_checkpoint +
+                     "' is set but meta.load_checkpoint is false, which would start afresh; set "
+                     "meta.load_checkpoint=true to resume from it, or leave meta.read_checkpoint empty");
+  }
 }
 
 void validate_optimization(const OptimizationConfig& o, std::vector<std::string>& errors) {

@@ -156,6 +156,11 @@ TEST_F(ConfigTest, ImpossibleValuesAreRejected) {
   EXPECT_FALSE(
       has_error(errors_of(minimal(), {"meta.model_name=vit_tiny", "meta.pred_emb_dim=12"}), "meta.pred_emb_dim"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"metrics.port_offset=pod"}), "metrics.port_offset: 'pod' is not one of"));
+  // A checkpoint named but not loaded would be a silent fresh start.
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"meta.read_checkpoint=jepa-ep1.pth.tar"}),
+                        "meta.read_checkpoint: 'jepa-ep1.pth.tar' is set but meta.load_checkpoint is false"));
+  EXPECT_FALSE(has_error(errors_of(minimal(), {"meta.read_checkpoint=jepa-ep1.pth.tar", "meta.load_checkpoint=true"}),
+                         "meta.read_checkpoint"));
 }
 
 TEST_F(ConfigTest, ResolvedYamlLoadsBackToTheSameConfig) {

@@ -93,10 +93,11 @@ JepaStep::JepaStep(JepaModels& models, AdamW& optimizer, bool use_bfloat16)
   // went to it there (BENCHMARKS.md). Flash and memory-efficient attention need no plan. Process-wide, as
   // torch.backends.cuda.enable_cudnn_sdp(False) is.
   if (models_.encoder->pos_embed.is_cuda()) at::globalContext().setSDPUseCuDNN(false);
-  // The fixed positional table is identical in both models; only trainable parameters need the EMA.
+  // As the reference, the EMA runs over every parameter, the fixed positional table too: m * t + (1 - m) * s with
+  // t == s still rounds now and then, and the target's table drifts from the encoder's by as much as the
+  // reference's does.
   const auto targets = models_.target->named_parameters();
   for (const auto& p : models_.encoder->named_parameters()) {
-    if (!p.value().requires_grad()) continue;
     ema_sources_.push_back(p.value());
     ema_targets_.push_back(targets[p.key()]);
   }

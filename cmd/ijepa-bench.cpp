@@ -274,9 +274,9 @@ int main(int argc, char** argv) {
   step->add_option("--workload", workload, "a (28x28x1, batch 64) or b (224x224x3, batch 16)")
       ->check(CLI::IsMember({"a", "b"}));
   step->add_option("--dtype", dtype, "fp32 or bf16 (autocast)")->check(CLI::IsMember({"fp32", "bf16"}));
-  step->add_option("--threads", o.threads, "intra-op threads");
-  step->add_option("--steps", o.steps, "timed steps");
-  step->add_option("--warmup", o.warmup, "untimed steps first");
+  step->add_option("--threads", o.threads, "intra-op threads")->check(CLI::PositiveNumber);
+  step->add_option("--steps", o.steps, "timed steps")->check(CLI::PositiveNumber);
+  step->add_option("--warmup", o.warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
   step->add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   step->add_flag("--json", json, "one JSON object on stdout");
   step->add_flag("--profile", o.profile, "print the timed steps' ops by self time (stderr)");

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 #include <stdexcept>
+#include <string>
 
 #include "masking/multiblock.h"
 #include "model/flops.h"
@@ -83,6 +84,11 @@ TimedStep time_step(JepaStep& step, masking::MultiBlockMaskSampler& sampler, con
 }  // namespace
 
 StepBenchResult run_step_benchmark(const StepBenchOptions& o) {
+  if (o.threads < 1 || o.steps < 1 || o.warmup < 0) {
+    throw std::invalid_argument("step benchmark: threads and steps must be positive and warmup not negative, got " +
+                                std::to_string(o.threads) + ", " + std::to_string(o.steps) + " and " +
+                                std::to_string(o.warmup));
+  }
   at::set_num_threads(o.threads);
   const Workload w = workload_of(o.workload);
   const torch::Device device(o.device);

@@ -8,10 +8,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <stdexcept>
+#include <tuple>
 
 #include "golden.h"
 #include "golden_run.h"
 #include "train/op_profile.h"
+#include "train/step_benchmark.h"
 
 namespace ijepa::train {
 namespace {
@@ -125,6 +128,16 @@ TEST_P(GoldenSteps, AProfileOfATwoThreadStepRecordsBothThreads) {
     if (event.value("name", std::string()) == "aten::_softmax") softmax_threads.insert(event["tid"].get<int64_t>());
   }
   EXPECT_EQ(softmax_threads.size(), 2u);
+}
+
+TEST(StepBenchmark, NoTimedStepsOrThreadsIsRefusedBeforeAnyWork) {
+  for (const auto& [threads, steps, warmup] : {std::tuple{2, 0, 3}, std::tuple{0, 5, 3}, std::tuple{2, 5, -1}}) {
+    StepBenchOptions o;
+    o.threads = threads;
+    o.steps = steps;
+    o.warmup = warmup;
+    EXPECT_THROW(run_step_benchmark(o), std::invalid_argument) << threads << " " << steps << " " << warmup;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Reference, GoldenSteps, ::testing::ValuesIn(testing::golden_cases()),

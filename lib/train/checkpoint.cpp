@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 
 #include "common/errors.h"
@@ -213,27 +214,41 @@ LoadedCheckpoint load_checkpoint(const std::string& path, JepaModels& models, Ad
 }
 
 namespace {
-// name is prefix + something + suffix.
-bool has_affix(const std::string& name, const std::string& prefix, const std::string& suffix) {
-  return name.size() > prefix.size() + suffix.size() && name.compare(0, prefix.size(), prefix) == 0 &&
-         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+constexpr const char* kSuffix = ".pth.tar";
+
+// The number in `name` = tag + infix + digits + ".pth.tar", if it has exactly that form: another run's tag that
+// merely starts with this one ("jepa-stepper" for "jepa") is not this run's.
+std::optional<int64_t> numbered(const std::string& name, const std::string& tag, const std::string& infix) {
+  const std::string prefix = tag + infix, suffix = kSuffix;
+  if (name.size() <= prefix.size() + suffix.size() || name.compare(0, prefix.size(), prefix) != 0 ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return std::nullopt;
+  }
+  const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  if (digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return std::stoll(digits);
 }
 
 // TAG-stepNNNNNNNN.pth.tar: a rolling step checkpoint of tag.
-bool is_rolling(const std::string& name, const std::string& tag) { return has_affix(name, tag + "-step", ".pth.tar"); }
+std::optional<int64_t> rolling_step(const std::string& name, const std::string& tag) {
+  return numbered(name, tag, "-step");
+}
+// TAG-epE.pth.tar: a periodic checkpoint of tag.
+bool is_periodic(const std::string& name, const std::string& tag) { return numbered(name, tag, "-ep").has_value(); }
 }  // namespace
 
 CheckpointStore::CheckpointStore(std::string folder, std::string tag, int64_t keep_last, int64_t periodic_epochs)
     : folder_(std::move(folder)), tag_(std::move(tag)), keep_last_(keep_last), periodic_epochs_(periodic_epochs) {}
 
-std::string CheckpointStore::latest_path() const { return (fs::path(folder_) / (tag_ + "-latest.pth.tar")).string(); }
+std::string CheckpointStore::latest_path() const { return (fs::path(folder_) / (tag_ + "-latest" + kSuffix)).string(); }
 
 std::vector<fs::path> CheckpointStore::existing() const {
   std::vector<fs::path> found;
   std::error_code error;
   for (fs::directory_iterator it(folder_, error), end; !error && it != end; it.increment(error)) {
     const std::string f = it->path().filename().string();
-    const bool ours = f == tag_ + "-latest.pth.tar" || is_rolling(f, tag_) || has_affix(f, tag_ + "-ep", ".pth.tar");
+    const bool ours = f == tag_ + "-latest" + kSuffix || rolling_step(f, tag_) || is_periodic(f, tag_);
     if (ours) found.push_back(it->path());
   }
   std::sort(found.begin(), found.end());
@@ -246,23 +261,31 @@ std::string CheckpointStore::resolve(const std::string& read_checkpoint) const {
   return read_checkpoint;
 }
 
+// Keeps the newest keep_last step checkpoints up to `step`, the one just written among them. Those of later steps
+// are an abandoned future (this run resumed from an earlier checkpoint): left as they are, each replaced when this
+// run writes its own checkpoint of that step, never counted as this run's newest.
+void CheckpointStore::remove_old_steps(int64_t step) const {
+  std::vector<std::pair<int64_t, fs::path>> steps;
+  for (const auto& file : existing()) {
+    const auto s = rolling_step(file.filename().string(), tag_);
+    if (s && *s <= step) steps.emplace_back(*s, file);
+  }
+  std::sort(steps.begin(), steps.end());
+  for (size_t i = 0; i + static_cast<size_t>(keep_last_) < steps.size(); ++i) fs::remove(steps[i].second);
+}
+
 std::string CheckpointStore::save(JepaModels& models, AdamW& optimizer, const TrainingPosition& position,
                                   const CheckpointInfo& info, int64_t epochs_done, bool epoch_end) {
   std::ostringstream name;
-  name << tag_ << "-step" << std::setw(8) << std::setfill('0') << position.step << ".pth.tar";
+  name << tag_ << "-step" << std::setw(8) << std::setfill('0') << position.step << kSuffix;
   const std::string path = (fs::path(folder_) / name.str()).string();
   model::write_torch_file(path, checkpoint_dict(models, optimizer, position, info));
   common::link_file_atomic(path, latest_path());
   if (epoch_end && periodic_epochs_ > 0 && epochs_done % periodic_epochs_ == 0) {
     common::link_file_atomic(path,
-                             (fs::path(folder_) / (tag_ + "-ep" + std::to_string(epochs_done) + ".pth.tar")).string());
+                             (fs::path(folder_) / (tag_ + "-ep" + std::to_string(epochs_done) + kSuffix)).string());
   }
-  // Rolling step checkpoints: zero-padded names sort by step, and existing() sorts by name.
-  std::vector<fs::path> steps;
-  for (const auto& file : existing()) {
-    if (is_rolling(file.filename().string(), tag_)) steps.push_back(file);
-  }
-  for (size_t i = 0; i + static_cast<size_t>(keep_last_) < steps.size(); ++i) fs::remove(steps[i]);
+  remove_old_steps(position.step);
   return path;
 }
 

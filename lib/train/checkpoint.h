@@ -59,7 +59,8 @@ class CheckpointStore {
   CheckpointStore(std::string folder, std::string tag, int64_t keep_last, int64_t periodic_epochs);
 
   // Writes the checkpoint of `position`, points latest at it, keeps a periodic copy when `epochs_done` is a
-  // multiple of periodic_epochs, and removes step checkpoints beyond the newest keep_last. Returns its path.
+  // multiple of periodic_epochs, and removes step checkpoints beyond the newest keep_last up to its step. Returns its
+  // path.
   std::string save(JepaModels& models, AdamW& optimizer, const TrainingPosition& position, const CheckpointInfo& info,
                    int64_t epochs_done, bool epoch_end);
 
@@ -70,6 +71,8 @@ class CheckpointStore {
   std::string resolve(const std::string& read_checkpoint) const;
 
  private:
+  void remove_old_steps(int64_t step) const;
+
   std::string folder_, tag_;
   int64_t keep_last_, periodic_epochs_;
 };

@@ -52,7 +52,7 @@ std::shared_ptr<const data::Dataset> open_test_split(const common::DataConfig& d
 }  // namespace
 
 RunEvaluator::RunEvaluator(const common::Config& config, dist::Communicator& comm, RunReporter& reporter,
-                           std::shared_ptr<const data::Dataset> train, int64_t resumed_step)
+                           std::shared_ptr<const data::Dataset> train)
     : config_(config), comm_(comm), reporter_(reporter) {
   const int64_t world = comm.world_size();
   train_ = eval_subset(std::move(train), config.eval.max_train_samples, "eval.max_train_samples", world);
@@ -64,10 +64,12 @@ RunEvaluator::RunEvaluator(const common::Config& config, dist::Communicator& com
   feature_options_.num_workers = std::max<int64_t>(1, config.data.num_workers);
   feature_options_.bf16 = config.meta.use_bfloat16 == common::Bf16Mode::kOn;  // resolved by the trainer
   feature_options_.pooling = eval::parse_pooling(config.eval.pooling);
-  if (comm.rank() == 0) {
-    const auto path = std::filesystem::path(config.logging.folder) / (config.logging.write_tag + "_eval.csv");
-    csv_ = std::make_unique<EvalCsvLog>(path.string(), resumed_step);
-  }
+}
+
+void RunEvaluator::open_log(int64_t resumed_step) {
+  if (comm_.rank() != 0) return;
+  const auto path = std::filesystem::path(config_.logging.folder) / (config_.logging.write_tag + "_eval.csv");
+  csv_ = std::make_unique<EvalCsvLog>(path.string(), resumed_step);
 }
 
 RunEvaluator::~RunEvaluator() = default;

@@ -39,12 +39,16 @@ struct EvalPosition {
 
 class RunEvaluator {
  public:
-  // `train` is the training dataset (data.split); the test split is opened here. Rank 0 opens
-  // {write_tag}_eval.csv, keeping the rows up to resumed_step (-1: a fresh run). Throws InputError naming the
+  // `train` is the training dataset (data.split); the test split is opened here. Throws InputError naming the
   // dataset or key when the test split cannot be opened or a subset has fewer samples than there are ranks.
+  // Writes nothing: the trainer builds it while the run can still be refused.
   RunEvaluator(const common::Config& config, dist::Communicator& comm, RunReporter& reporter,
-               std::shared_ptr<const data::Dataset> train, int64_t resumed_step);
+               std::shared_ptr<const data::Dataset> train);
   ~RunEvaluator();
+
+  // Rank 0 opens {write_tag}_eval.csv in the run folder, keeping the rows up to resumed_step (-1: a fresh run).
+  // Before the first evaluation.
+  void open_log(int64_t resumed_step);
 
   // eval.every_epochs says so after `epochs_done` epochs.
   bool due_after_epoch(int64_t epochs_done) const;
@@ -73,7 +77,7 @@ class RunEvaluator {
   std::shared_ptr<const data::Dataset> train_, test_;  // the eval.max_* subsets
   eval::EvalOptions options_;
   eval::FeatureOptions feature_options_;
-  std::unique_ptr<EvalCsvLog> csv_;  // rank 0
+  std::unique_ptr<EvalCsvLog> csv_;  // rank 0, from open_log()
   std::vector<EvalRow> last_;
 };
 

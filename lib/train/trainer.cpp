@@ -131,6 +131,21 @@ bool all_finite(const std::vector<torch::Tensor>& tensors) {
                      [](const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>(); });
 }
 
+// A "section.key: ..." line of a key that shapes the trajectory (data order, masks, model, schedules): changed on
+// resume, the run no longer continues as the one that wrote the checkpoint would have. The batch size is warned
+// about with the ranks.
+bool shapes_training(const std::string& key_line) {
+  const std::string key = key_line.substr(0, key_line.find(':'));
+  static const std::vector<std::string> sections = {"data.", "mask.", "meta.", "optimization."};
+  static const std::vector<std::string> free = {
+      "data.root_path",       "data.image_folder", "data.num_workers", "data.prefetch_batches",
+      "data.pin_mem",         "data.copy_data",    "data.batch_size",  "meta.load_checkpoint",
+      "meta.read_checkpoint", "meta.threads",      "meta.device",      "optimization.max_steps"};
+  const bool in_section = std::any_of(sections.begin(), sections.end(),
+                                      [&](const std::string& s) { return key.compare(0, s.size(), s) == 0; });
+  return in_section && std::find(free.begin(), free.end(), key) == free.end();
+}
+
 std::vector<torch::Tensor> all_tensors(JepaModels& m) {
   std::vector<torch::Tensor> out;
   for (auto* module :
@@ -154,8 +169,12 @@ class Trainer::Impl {
   void build_data();
   void build_models();
   void resume();
-  void start_afresh() const;
+  void warn_about_changed_settings(const std::string& path, const std::string& saved_config) const;
+  void refuse_to_replace_earlier_checkpoints() const;
+  void remove_earlier_checkpoints() const;
+  void share_rank0_state();
   void train_on(data::Batch& batch);
+  void end_epoch();
   void keep_ranks_in_step(int64_t step);
   void flush_logs();
   ProgressLine progress_line() const;
@@ -215,18 +234,22 @@ Trainer::Impl::Impl(const common::Config& config, dist::Communicator& comm)
                        common::omp_wait_policy_description(), "; ", common::malloc_tuning_description()));
   resolve_precision();
   dist::verify_same_across_ranks(comm_, "config", common::to_key_lines(config_));  // names the differing key
-  // Everything that can refuse the run (dataset, model, checkpoint) before anything is written.
+  // Everything that can refuse the run (dataset, model, checkpoint, evaluation data, listeners) before anything
+  // is written or removed.
   build_data();
   build_models();
   resume();
-  prepare_folder();
-  const int64_t resumed_step = config_.meta.load_checkpoint ? position_.step : -1;
   reporter_ =
       std::make_unique<RunReporter>(config_, static_cast<int>(rank_), comm_.local_rank(), static_cast<int>(world_));
   if (config_.eval.every_epochs > 0 || config_.eval.at_end)
-    evaluator_ = std::make_unique<RunEvaluator>(config_, comm_, *reporter_, dataset_, resumed_step);
+    evaluator_ = std::make_unique<RunEvaluator>(config_, comm_, *reporter_, dataset_);
+  if (!config_.meta.load_checkpoint) remove_earlier_checkpoints();
+  prepare_folder();
+  const int64_t resumed_step = config_.meta.load_checkpoint ? position_.step : -1;
+  if (evaluator_) evaluator_->open_log(resumed_step);
   csv_ = std::make_unique<CsvLog>(
       (fs::path(folder_) / (config_.logging.write_tag + "_r" + std::to_string(rank_) + ".csv")).string(), resumed_step);
+  share_rank0_state();
 }
 
 // Before the configs are compared across ranks (ranks whose CPUs resolve auto differently are named) and saved
@@ -251,23 +274,27 @@ void Trainer::Impl::prepare_folder() {
   common::write_file_atomic((fs::path(folder_) / "params-ijepa.yaml").string(), common::to_yaml(config_));
 }
 
-// A fresh start where checkpoints of this tag already are would take over that run's latest checkpoint, and the
-// rolling clean-up would delete this run's newest checkpoints (the earlier run's higher steps sort after them):
-// refused, unless checkpoint.overwrite asks for it; then rank 0, the one that writes checkpoints, removes them (the
-// data and the models have been checked by now, and the folder exists).
-void Trainer::Impl::start_afresh() const {
+// A fresh start where checkpoints of this tag already are would take over that run's latest checkpoint, and mix
+// its own rolling checkpoints with the earlier run's: refused, unless checkpoint.overwrite asks for them to be
+// removed (remove_earlier_checkpoints, once nothing else can refuse the run).
+void Trainer::Impl::refuse_to_replace_earlier_checkpoints() const {
   const auto found = store_->existing();
-  if (found.empty()) return;
-  if (!config_.checkpoint.overwrite) {
+  if (!found.empty() && !config_.checkpoint.overwrite) {
     std::string names;
     for (size_t i = 0; i < found.size() && i < 3; ++i) names += (i ? ", " : "") + found[i].filename().string();
     if (found.size() > 3) names += log::str(" and ", found.size() - 3, " more");
     throw common::InputError(log::str(
         "logging.folder ", folder_, " already holds checkpoints tagged ", config_.logging.write_tag, " (", names,
-        "): resume that run with meta.load_checkpoint=true, give this one another logging.folder or "
-        "logging.write_tag, or set checkpoint.overwrite=true to remove them and start afresh"));
+        "): resume that run with meta.load_checkpoint=true, give this one another logging.folder, or set "
+        "checkpoint.overwrite=true to remove them and start afresh"));
   }
+}
+
+// checkpoint.overwrite on a fresh start: rank 0, the one that writes checkpoints, removes the earlier run's.
+void Trainer::Impl::remove_earlier_checkpoints() const {
   if (rank_ != 0) return;
+  const auto found = store_->existing();
+  if (found.empty()) return;
   for (const auto& path : found) {
     std::error_code error;
     if (!fs::remove(path, error) && error) {
@@ -350,6 +377,7 @@ void Trainer::Impl::build_models() {
                                              config_.checkpoint.periodic_epochs);
 }
 
+// Loads the checkpoint asked for (meta.load_checkpoint), or checks that a fresh start replaces nothing unasked.
 void Trainer::Impl::resume() {
   if (config_.meta.load_checkpoint) {
     const std::string path = store_->resolve(config_.meta.read_checkpoint);
@@ -371,6 +399,7 @@ void Trainer::Impl::resume() {
                          loaded.info.batch_size, "; resuming with ", world_, " x ", config_.data.batch_size,
                          ": the data order differs from an uninterrupted run"));
     }
+    warn_about_changed_settings(path, loaded.info.config_yaml);
     masks_->set_counter(position_.mask_counter);
     if (position_.mask_generator_state.defined())
       masks_->position_generator().set_state(position_.mask_generator_state);
@@ -378,16 +407,36 @@ void Trainer::Impl::resume() {
     log::info(log::str("resumed from ", path, " at step ", position_.step, " (epoch ", position_.epoch + 1, ", batch ",
                        position_.batch_in_epoch, ")"));
   } else {
-    start_afresh();
+    refuse_to_replace_earlier_checkpoints();
+    // Nothing to save until the first step: a stop before it leaves no step-0 checkpoint that would block a rerun.
+    last_saved_step_ = 0;
   }
-  // Every rank starts from rank 0's weights and optimizer state, fresh or resumed.
-  if (world_ > 1) {
-    auto tensors = all_tensors(models_);
-    for (auto& t : optimizer_->exp_avg()) tensors.push_back(t);
-    for (auto& t : optimizer_->exp_avg_sq()) tensors.push_back(t);
-    tensors.push_back(optimizer_->step_count());
-    dist::broadcast_tensors(comm_, tensors, 0);
+}
+
+void Trainer::Impl::warn_about_changed_settings(const std::string& path, const std::string& saved_config) const {
+  if (saved_config.empty() || rank_ != 0) return;  // a reference checkpoint saves no config
+  std::string changed;
+  try {
+    for (const auto& line : common::changed_keys(common::read_saved_config(saved_config), config_)) {
+      if (shapes_training(line)) changed += (changed.empty() ? "" : "; ") + line;
+    }
+  } catch (const common::ConfigError&) {
+    log::warn("checkpoint " + path + ": its saved config cannot be read, so this run's settings are not compared");
+    return;
   }
+  if (changed.empty()) return;
+  log::warn("checkpoint " + path + " was written with other settings, so the run does not continue as it would " +
+            "have: " + changed);
+}
+
+// Every rank starts from rank 0's weights and optimizer state, fresh or resumed.
+void Trainer::Impl::share_rank0_state() {
+  if (world_ == 1) return;
+  auto tensors = all_tensors(models_);
+  for (auto& t : optimizer_->exp_avg()) tensors.push_back(t);
+  for (auto& t : optimizer_->exp_avg_sq()) tensors.push_back(t);
+  tensors.push_back(optimizer_->step_count());
+  dist::broadcast_tensors(comm_, tensors, 0);
 }
 
 int64_t Trainer::Impl::total_steps() const {
@@ -562,21 +611,16 @@ TrainResult Trainer::Impl::run() {
         epoch_started_ = true;
       }
       auto batch = loader_->next();
-      if (!batch) {
-        ++position_.epoch;
-        position_.batch_in_epoch = 0;
-        epoch_started_ = false;
-        save_checkpoint(/*epoch_end=*/true);
-        if (evaluator_ && evaluator_->due_after_epoch(position_.epoch))
-          evaluator_->evaluate_target(models_.target, eval_position());
-        epoch_loss_sum_ = 0;
-        epoch_loss_count_ = 0;
-        continue;
+      if (batch) {
+        train_on(*batch);
+        // An epoch ends with its last batch, before a checkpoint of that step or max_steps could pre-empt it.
+        if (batch->index + 1 < loader_->batches_per_epoch()) {
+          if (config_.checkpoint.every_steps > 0 && position_.step % config_.checkpoint.every_steps == 0)
+            save_checkpoint(/*epoch_end=*/false);
+          continue;
+        }
       }
-      train_on(*batch);
-      if (config_.checkpoint.every_steps > 0 && position_.step % config_.checkpoint.every_steps == 0) {
-        save_checkpoint(/*epoch_end=*/false);
-      }
+      end_epoch();  // also without a batch: a run resumed from a checkpoint written after an epoch's last batch
     }
     return finish(ExitReason::kCompleted);
   } catch (const NonFiniteLoss& e) {
@@ -588,6 +632,18 @@ TrainResult Trainer::Impl::run() {
     reporter_->failed(e.what(), position_.step, dynamic_cast<const dist::CollectiveTimeout*>(&e) != nullptr);
     throw;
   }
+}
+
+// The epoch's checkpoint (the reference saves one per epoch; periodic copies) and evaluation.
+void Trainer::Impl::end_epoch() {
+  ++position_.epoch;
+  position_.batch_in_epoch = 0;
+  epoch_started_ = false;
+  save_checkpoint(/*epoch_end=*/true);
+  if (evaluator_ && evaluator_->due_after_epoch(position_.epoch))
+    evaluator_->evaluate_target(models_.target, eval_position());
+  epoch_loss_sum_ = 0;
+  epoch_loss_count_ = 0;
 }
 
 TrainResult Trainer::Impl::finish(ExitReason reason) {

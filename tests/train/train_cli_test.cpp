@@ -63,14 +63,36 @@ TEST_F(TrainCliTest, ARunFolderThatCannotBeCreatedIsAnInputErrorNamingTheKey) {
   EXPECT_NE(r.output.find("logging.folder: cannot create " + (dir_ / "taken/run")), std::string::npos) << r.output;
 }
 
+// A resume with settings that change the trajectory says which, once; settings that do not (max_steps) go unnamed.
+TEST_F(TrainCliTest, ResumingWithOtherSettingsNamesThem) {
+  ASSERT_EQ(run_command(train("--set optimization.max_steps=2")).exit_code, 0);
+  const auto same = run_command(train("--set meta.load_checkpoint=true --set optimization.max_steps=3"));
+  EXPECT_EQ(same.exit_code, 0) << same.output;
+  EXPECT_EQ(same.output.find("other settings"), std::string::npos) << same.output;
+  const auto changed =
+      run_command(train("--set meta.load_checkpoint=true --set optimization.max_steps=4 --set optimization.epochs=60"));
+  EXPECT_EQ(changed.exit_code, 0) << changed.output;
+  EXPECT_NE(changed.output.find("was written with other settings, so the run does not continue as it would have: "
+                                "optimization.epochs: 50 -> 60"),
+            std::string::npos)
+      << changed.output;
+  EXPECT_EQ(changed.output.find("max_steps:"), std::string::npos) << changed.output;
+}
+
 TEST_F(TrainCliTest, SigtermFinishesTheStepCheckpointsAndExits143) {
   const pid_t pid = ijepa::testing::spawn({binary_path("ijepa-train"), "--config", dir_ / "config.yaml"}, dir_ / "log");
   // Wait until a few steps are logged, then ask it to stop.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (std::chrono::steady_clock::now() < deadline) {
+  bool training = false;
+  while (!training && std::chrono::steady_clock::now() < deadline) {
     const std::string csv = read_file(dir_ / "run/jepa_r0.csv");
-    if (std::count(csv.begin(), csv.end(), '\n') >= 4) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    training = std::count(csv.begin(), csv.end(), '\n') >= 4;
+    if (!training) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (!training) {
+    kill(pid, SIGKILL);
+    ijepa::testing::wait_exit_code(pid);
+    FAIL() << "no 3 steps logged within 120 s: " << read_file(dir_ / "log");
   }
   kill(pid, SIGTERM);
   EXPECT_EQ(ijepa::testing::wait_exit_code(pid), 143) << read_file(dir_ / "log");

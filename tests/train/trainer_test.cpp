@@ -6,12 +6,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include <csignal>
+#include <cstdio>
 #include <map>
 #include <sstream>
 
 #include "common/config.h"
 #include "common/errors.h"
 #include "common/sha256.h"
+#include "common/signals.h"
 #include "input_error.h"
 #include "model/autocast.h"
 #include "model/checkpoint_file.h"
@@ -138,6 +141,84 @@ TEST_F(TrainerTest, AFreshStartDoesNotReplaceAnEarlierRunsCheckpointsUnlessAsked
   train(config("earlier", {"optimization.max_steps=8", "meta.load_checkpoint=true", "checkpoint.overwrite=true"}));
   EXPECT_EQ(summary("earlier")["steps"], 8);
   EXPECT_TRUE(std::filesystem::exists(dir_ / "earlier/jepa-step00000004.pth.tar"));
+}
+
+// Another run whose tag merely starts with this one's ("jepa-stepper", "jepa-ep" for "jepa") is another run: a
+// fresh "jepa" run neither refuses to start over their files nor removes them in its clean-up.
+TEST_F(TrainerTest, ATagThatStartsWithThisOneIsAnotherRunsTag) {
+  train(config("tags", {"optimization.max_steps=4", "logging.write_tag=jepa-stepper"}));
+  train(config("tags", {"optimization.max_steps=4", "logging.write_tag=jepa-ep"}));
+  EXPECT_NO_THROW(train(config("tags", {"optimization.max_steps=10"})));
+  for (const char* name : {"jepa-stepper-latest.pth.tar", "jepa-stepper-step00000004.pth.tar", "jepa-ep-latest.pth.tar",
+                           "jepa-ep-step00000004.pth.tar", "jepa-step00000008.pth.tar", "jepa-step00000010.pth.tar"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir_ / (std::string("tags/") + name))) << name;
+  }
+}
+
+// A run resumed from an earlier checkpoint keeps the newest of its own: the abandoned run's later checkpoints are
+// neither counted as newer nor removed until this run writes its own of those steps.
+TEST_F(TrainerTest, ResumingFromAnEarlierCheckpointKeepsTheCheckpointsItWrites) {
+  const auto exists = [&](int step) {
+    char name[64];
+    std::snprintf(name, sizeof name, "older/jepa-step%08d.pth.tar", step);
+    return std::filesystem::exists(dir_ / name);
+  };
+  train(config("older", {"optimization.max_steps=16", "checkpoint.keep_last=3"}));
+  const std::vector<std::string> resume = {"checkpoint.keep_last=3", "checkpoint.every_steps=1",
+                                           "meta.load_checkpoint=true"};
+  auto from_step8 = resume;
+  from_step8.insert(from_step8.end(), {"optimization.max_steps=10", "meta.read_checkpoint=jepa-step00000008.pth.tar"});
+  EXPECT_EQ(train(config("older", from_step8)).steps, 10);
+  for (int step : {8, 9, 10, 12, 16}) EXPECT_TRUE(exists(step)) << step;
+  EXPECT_EQ(common::sha256_file(dir_ / "older/jepa-latest.pth.tar"),
+            common::sha256_file(dir_ / "older/jepa-step00000010.pth.tar"));
+
+  auto on_to_12 = resume;
+  on_to_12.push_back("optimization.max_steps=12");
+  EXPECT_EQ(train(config("older", on_to_12)).steps, 12);  // from the latest, step 10
+  for (int step : {10, 11, 12, 16}) EXPECT_TRUE(exists(step)) << step;
+  for (int step : {8, 9}) EXPECT_FALSE(exists(step)) << step;
+}
+
+// An epoch's checkpoint (with its periodic copy) and evaluation come with its last batch, also when that step was
+// checkpointed already (every_steps = one epoch) and when it is the run's last (max_steps).
+TEST_F(TrainerTest, AnEpochEndsWithItsLastBatchWhateverElseThatStepDoes) {
+  const auto result =
+      train(config("epochs", {"checkpoint.every_steps=12", "checkpoint.periodic_epochs=1", "optimization.max_steps=24"},
+                   "eval: {protocol: knn, every_epochs: 1}\n"));
+  EXPECT_EQ(result.reason, ExitReason::kCompleted);
+  EXPECT_EQ(summary("epochs")["exit_reason"], "completed");
+  for (int epochs = 1; epochs <= 2; ++epochs) {
+    const auto path = dir_ / ("epochs/jepa-ep" + std::to_string(epochs) + ".pth.tar");
+    ASSERT_TRUE(std::filesystem::exists(path)) << path;
+    // The reference's "epoch": epochs completed, so that its code resumes at the next one.
+    EXPECT_EQ(model::read_checkpoint_file(path).content.at("epoch").toInt(), epochs);
+  }
+  EXPECT_EQ(leading_columns(read_file(dir_ / "epochs/jepa_eval.csv"), 4),
+            (std::vector<std::string>{"epoch,step,features,protocol", "1,12,target,knn", "2,24,target,knn"}));
+}
+
+// A run refused for its evaluation data (no test split) leaves the earlier run it would replace untouched.
+TEST_F(TrainerTest, ARefusedRunRemovesNothing) {
+  train(config("kept", {"optimization.max_steps=4"}));
+  for (const auto& e : std::filesystem::directory_iterator(dir_ / "data")) {
+    if (e.path().filename().string().rfind("t10k", 0) == 0) std::filesystem::remove(e.path());
+  }
+  EXPECT_THROW(train(config("kept", {"optimization.max_steps=4", "checkpoint.overwrite=true", "eval.at_end=true"})),
+               common::InputError);
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "kept/jepa-step00000004.pth.tar"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "kept/jepa-latest.pth.tar"));
+}
+
+// A stop before the first step saves nothing: the same command runs again without being refused.
+TEST_F(TrainerTest, AStopBeforeTheFirstStepLeavesNoCheckpoint) {
+  common::request_stop(SIGTERM);
+  const auto stopped = train(config("early", {"optimization.max_steps=4"}));
+  common::request_stop(0);
+  EXPECT_EQ(stopped.reason, ExitReason::kSignal);
+  EXPECT_EQ(stopped.steps, 0);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "early/jepa-latest.pth.tar"));
+  EXPECT_EQ(train(config("early", {"optimization.max_steps=4"})).steps, 4);
 }
 
 TEST_F(TrainerTest, ACorruptTruncatedOrMissingCheckpointIsAnErrorNeverAFreshStart) {

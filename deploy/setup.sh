@@ -41,6 +41,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The pinned torch wheel is a CUDA build: its CMake config looks for a CUDA toolkit (nvcc and headers) even when
+# the project is built for CPUs only. No GPU is needed.
+if ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+  echo "setup: no CUDA toolkit (nvcc in /usr/local/cuda/bin or on PATH): the torch wheel's CMake config needs one" \
+    "to build, even for CPUs; install CUDA 13 (NVIDIA's cuda-toolkit-13 package for Debian 12) and run this again" >&2
+  exit 1
+fi
+
 python_bin=$(command -v python3)
 if [ ! -x "$venv/bin/python" ]; then
   echo "setup: creating $venv" >&2

@@ -169,6 +169,8 @@ class Trainer::Impl {
   void build_data();
   void build_models();
   void resume();
+  void load_resumed_checkpoint();
+  void share_position();
   void warn_about_changed_settings(const std::string& path, const std::string& saved_config) const;
   void refuse_to_replace_earlier_checkpoints() const;
   void remove_earlier_checkpoints() const;
@@ -379,42 +381,69 @@ void Trainer::Impl::build_models() {
 
 // Loads the checkpoint asked for (meta.load_checkpoint), or checks that a fresh start replaces nothing unasked.
 void Trainer::Impl::resume() {
-  if (config_.meta.load_checkpoint) {
-    const std::string path = store_->resolve(config_.meta.read_checkpoint);
-    if (!fs::exists(path)) {
-      throw common::InputError("meta.load_checkpoint: no checkpoint to resume from at " + path +
-                               " (set meta.load_checkpoint=false to start afresh)");
-    }
-    const auto loaded = load_checkpoint(path, models_, optimizer_.get(), loader_->batches_per_epoch());
-    position_ = loaded.position;
-    if (position_.batch_in_epoch > loader_->batches_per_epoch()) {
-      throw common::InputError(log::str("checkpoint ", path, ": saved after batch ", position_.batch_in_epoch,
-                                        " of an epoch that had ", loaded.info.world_size, " ranks x batch ",
-                                        loaded.info.batch_size, ", but with ", world_, " x data.batch_size ",
-                                        config_.data.batch_size, " an epoch has only ", loader_->batches_per_epoch(),
-                                        " batches; resume with the checkpoint's batch size and ranks"));
-    }
-    if (loaded.info.world_size != world_ || loaded.info.batch_size != config_.data.batch_size) {
-      log::warn(log::str("checkpoint ", path, " was written with ", loaded.info.world_size, " ranks x batch ",
-                         loaded.info.batch_size, "; resuming with ", world_, " x ", config_.data.batch_size,
-                         ": the data order differs from an uninterrupted run"));
-    }
-    warn_about_changed_settings(path, loaded.info.config_yaml);
-    masks_->set_counter(position_.mask_counter);
-    if (position_.mask_generator_state.defined())
-      masks_->position_generator().set_state(position_.mask_generator_state);
-    last_saved_step_ = position_.step;
-    log::info(log::str("resumed from ", path, " at step ", position_.step, " (epoch ", position_.epoch + 1, ", batch ",
-                       position_.batch_in_epoch, ")"));
-  } else {
+  if (!config_.meta.load_checkpoint) {
     refuse_to_replace_earlier_checkpoints();
     // Nothing to save until the first step: a stop before it leaves no step-0 checkpoint that would block a rerun.
     last_saved_step_ = 0;
+    return;
   }
+  if (rank_ == 0) load_resumed_checkpoint();
+  share_position();
+  masks_->set_counter(position_.mask_counter);
+  if (position_.mask_generator_state.defined()) masks_->position_generator().set_state(position_.mask_generator_state);
+  last_saved_step_ = position_.step;
+}
+
+// Rank 0 alone reads the checkpoint: the others get its weights and optimizer state by broadcast
+// (share_rank0_state) and its position from share_position, so they neither hold a second copy of a large
+// checkpoint in memory nor need the run folder on a shared filesystem.
+void Trainer::Impl::load_resumed_checkpoint() {
+  const std::string path = store_->resolve(config_.meta.read_checkpoint);
+  if (!fs::exists(path)) {
+    throw common::InputError("meta.load_checkpoint: no checkpoint to resume from at " + path +
+                             " (set meta.load_checkpoint=false to start afresh)");
+  }
+  const auto loaded = load_checkpoint(path, models_, optimizer_.get(), loader_->batches_per_epoch());
+  position_ = loaded.position;
+  if (position_.batch_in_epoch > loader_->batches_per_epoch()) {
+    throw common::InputError(log::str("checkpoint ", path, ": saved after batch ", position_.batch_in_epoch,
+                                      " of an epoch that had ", loaded.info.world_size, " ranks x batch ",
+                                      loaded.info.batch_size, ", but with ", world_, " x data.batch_size ",
+                                      config_.data.batch_size, " an epoch has only ", loader_->batches_per_epoch(),
+                                      " batches; resume with the checkpoint's batch size and ranks"));
+  }
+  if (loaded.info.world_size != world_ || loaded.info.batch_size != config_.data.batch_size) {
+    log::warn(log::str("checkpoint ", path, " was written with ", loaded.info.world_size, " ranks x batch ",
+                       loaded.info.batch_size, "; resuming with ", world_, " x ", config_.data.batch_size,
+                       ": the data order differs from an uninterrupted run"));
+  }
+  warn_about_changed_settings(path, loaded.info.config_yaml);
+  log::info(log::str("resumed from ", path, " at step ", position_.step, " (epoch ", position_.epoch + 1, ", batch ",
+                     position_.batch_in_epoch, ")"));
+}
+
+// Rank 0's position (after load_resumed_checkpoint) to every rank.
+void Trainer::Impl::share_position() {
+  if (world_ == 1) return;
+  const auto on_device = [&](torch::Tensor t) { return t.to(comm_.device()); };
+  auto fields = on_device(torch::tensor({position_.step, position_.epoch, position_.batch_in_epoch,
+                                         position_.mask_counter, int64_t{position_.mask_generator_state.defined()}},
+                                        torch::kInt64));
+  auto loss = on_device(torch::tensor({position_.last_loss}, torch::kFloat64));
+  dist::broadcast_tensors(comm_, {fields, loss}, 0);
+  const auto f = fields.to(torch::kCPU);
+  const auto* v = f.data_ptr<int64_t>();
+  position_.step = v[0], position_.epoch = v[1], position_.batch_in_epoch = v[2], position_.mask_counter = v[3];
+  position_.last_loss = loss.to(torch::kCPU).item<double>();
+  if (v[4] == 0) return;  // a reference checkpoint: no generator state
+  // The generator's state has the same size on every rank (the masks' CPU generator).
+  auto state = on_device(rank_ == 0 ? position_.mask_generator_state : masks_->position_generator().get_state());
+  dist::broadcast_tensors(comm_, {state}, 0);
+  position_.mask_generator_state = state.to(torch::kCPU);
 }
 
 void Trainer::Impl::warn_about_changed_settings(const std::string& path, const std::string& saved_config) const {
-  if (saved_config.empty() || rank_ != 0) return;  // a reference checkpoint saves no config
+  if (saved_config.empty()) return;  // a reference checkpoint saves no config
   std::string changed;
   try {
     for (const auto& line : common::changed_keys(common::read_saved_config(saved_config), config_)) {
@@ -541,6 +570,8 @@ void Trainer::Impl::flush_logs() {
   auto losses = torch::stack(pending_losses_).to(torch::kFloat32);
   if (world_ > 1) comm_.all_reduce(losses, dist::ReduceOp::kAverage)->wait();  // the logged loss is the global mean
   losses = losses.to(torch::kCPU);
+  // NCCL's wait() does not block the host: an all-reduce the watchdog aborted leaves garbage, and its error.
+  if (world_ > 1) comm_.synchronize();
   const auto* values = losses.data_ptr<float>();
   for (size_t i = 0; i < pending_rows_.size(); ++i) {
     auto& row = pending_rows_[i];
@@ -576,6 +607,7 @@ std::optional<ExitReason> Trainer::Impl::stop_reason() {
     auto all = torch::tensor({flag}, torch::kFloat64).to(comm_.device());
     comm_.all_reduce(all, dist::ReduceOp::kSum)->wait();
     flag = all.item<double>();
+    comm_.synchronize();  // as in flush_logs
   }
   if (flag == 0) return std::nullopt;
   if (common::stop_signal() != 0) return ExitReason::kSignal;

@@ -169,8 +169,6 @@ class Trainer::Impl {
   void build_data();
   void build_models();
   void resume();
-  void load_resumed_checkpoint();
-  void share_position();
   void warn_about_changed_settings(const std::string& path, const std::string& saved_config) const;
   void refuse_to_replace_earlier_checkpoints() const;
   void remove_earlier_checkpoints() const;
@@ -387,17 +385,7 @@ void Trainer::Impl::resume() {
     last_saved_step_ = 0;
     return;
   }
-  if (rank_ == 0) load_resumed_checkpoint();
-  share_position();
-  masks_->set_counter(position_.mask_counter);
-  if (position_.mask_generator_state.defined()) masks_->position_generator().set_state(position_.mask_generator_state);
-  last_saved_step_ = position_.step;
-}
-
-// Rank 0 alone reads the checkpoint: the others get its weights and optimizer state by broadcast
-// (share_rank0_state) and its position from share_position, so they neither hold a second copy of a large
-// checkpoint in memory nor need the run folder on a shared filesystem.
-void Trainer::Impl::load_resumed_checkpoint() {
+  // Every rank loads it (share_rank0_state then makes sure they all hold rank 0's bits).
   const std::string path = store_->resolve(config_.meta.read_checkpoint);
   if (!fs::exists(path)) {
     throw common::InputError("meta.load_checkpoint: no checkpoint to resume from at " + path +
@@ -417,29 +405,12 @@ void Trainer::Impl::load_resumed_checkpoint() {
                        loaded.info.batch_size, "; resuming with ", world_, " x ", config_.data.batch_size,
                        ": the data order differs from an uninterrupted run"));
   }
-  warn_about_changed_settings(path, loaded.info.config_yaml);
+  if (rank_ == 0) warn_about_changed_settings(path, loaded.info.config_yaml);
+  masks_->set_counter(position_.mask_counter);
+  if (position_.mask_generator_state.defined()) masks_->position_generator().set_state(position_.mask_generator_state);
+  last_saved_step_ = position_.step;
   log::info(log::str("resumed from ", path, " at step ", position_.step, " (epoch ", position_.epoch + 1, ", batch ",
                      position_.batch_in_epoch, ")"));
-}
-
-// Rank 0's position (after load_resumed_checkpoint) to every rank.
-void Trainer::Impl::share_position() {
-  if (world_ == 1) return;
-  const auto on_device = [&](torch::Tensor t) { return t.to(comm_.device()); };
-  auto fields = on_device(torch::tensor({position_.step, position_.epoch, position_.batch_in_epoch,
-                                         position_.mask_counter, int64_t{position_.mask_generator_state.defined()}},
-                                        torch::kInt64));
-  auto loss = on_device(torch::tensor({position_.last_loss}, torch::kFloat64));
-  dist::broadcast_tensors(comm_, {fields, loss}, 0);
-  const auto f = fields.to(torch::kCPU);
-  const auto* v = f.data_ptr<int64_t>();
-  position_.step = v[0], position_.epoch = v[1], position_.batch_in_epoch = v[2], position_.mask_counter = v[3];
-  position_.last_loss = loss.to(torch::kCPU).item<double>();
-  if (v[4] == 0) return;  // a reference checkpoint: no generator state
-  // The generator's state has the same size on every rank (the masks' CPU generator).
-  auto state = on_device(rank_ == 0 ? position_.mask_generator_state : masks_->position_generator().get_state());
-  dist::broadcast_tensors(comm_, {state}, 0);
-  position_.mask_generator_state = state.to(torch::kCPU);
 }
 
 void Trainer::Impl::warn_about_changed_settings(const std::string& path, const std::string& saved_config) const {

@@ -2,7 +2,8 @@
 
 #include <sstream>
 #include <stdexcept>
-#include <vector>
+
+#include "common/files.h"
 
 namespace ijepa::train {
 
@@ -23,24 +24,23 @@ int64_t step_of(const std::string& line, int step_column) {
 }
 
 // Opens `path` afresh with `header`; with resume_after_step >= 0 the rows of steps 1..resume_after_step that the
-// file already held are kept (rows written after the checkpoint being resumed are dropped).
+// file already held are kept (rows written after the checkpoint being resumed are dropped). The kept rows replace
+// the file atomically, so a crash meanwhile leaves the old log whole; then rows are appended.
 void open_log(std::ofstream& out, const std::string& path, const char* header, int step_column,
               int64_t resume_after_step) {
-  std::vector<std::string> kept;
+  std::string text = std::string(header) + '\n';
   if (resume_after_step >= 0) {
     std::ifstream old(path);
     std::string line;
     while (std::getline(old, line)) {
       if (line == header) continue;
       const int64_t step = step_of(line, step_column);
-      if (step >= 1 && step <= resume_after_step) kept.push_back(line);
+      if (step >= 1 && step <= resume_after_step) text += line + '\n';
     }
   }
-  out.open(path, std::ios::trunc);
+  common::write_file_atomic(path, text);
+  out.open(path, std::ios::app);
   if (!out) throw std::runtime_error(path + ": cannot open the CSV log for writing");
-  out << header << '\n';
-  for (const auto& line : kept) out << line << '\n';
-  out.flush();
 }
 }  // namespace
 

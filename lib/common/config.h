@@ -106,8 +106,9 @@ struct DistConfig {
   bool compress_bf16 = false;
   int64_t target_sync_every = 1000;  // re-broadcast the EMA target from rank 0 every N steps (0: never)
   int64_t check_every = 100;         // compare encoder checksums across ranks every N steps (0: never)
-  // Rank 0 writes each checkpoint while the others wait in the next collective: keep this above the slowest write.
-  double timeout_s = 300.0;          // a collective, or MPI's start, pending longer than this ends the job
+  // A collective, or MPI's start, pending longer than this ends the job. Rank 0 writes each checkpoint while the
+  // others wait in the next collective: keep it above the slowest write.
+  double timeout_s = 300.0;
 };
 
 // The bearer token comes from coordinator.token, else from the file coordinator.token_file (one trailing line

@@ -131,8 +131,9 @@ std::vector<std::optional<ProgressRecord>> MpiEngine::query_peers(double wait_s)
 }
 
 std::string MpiEngine::fail_on_timeout(const MpiTask& task) {
-  const double wait_s = std::clamp(timeout_s_ * 0.1, 0.5, 2.0);
-  const std::string report = describe_stall(task.op, task.seq, timeout_s_, rank_, query_peers(wait_s));
+  const StallSubject subject{task.op, task.seq, rank_, Arrival::kEntered};
+  const std::string report = report_stall([this](double wait_s) { return query_peers(wait_s); }, timeout_s_,
+                                          timeout_headline(subject, timeout_s_), subject);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (failure_.empty()) failure_ = report;
@@ -371,7 +372,7 @@ void MpiEngine::finish_task(const std::shared_ptr<MpiTask>& task, const std::str
     task->done = true;
   }
   task->done_cv.notify_all();
-  if (error.empty()) progress_.complete();
+  if (error.empty()) progress_.complete(task->seq);
 }
 
 void MpiEngine::fail_all(const std::string& error) {

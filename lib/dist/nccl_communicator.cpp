@@ -222,9 +222,9 @@ void NcclCommunicator::State::watch() {
     if (!overdue) continue;
     // The peer query may take a while and must not hold up other calls on this communicator.
     lock.unlock();
-    const double wait_s = std::clamp(timeout_s * 0.1, 0.5, 2.0);
-    const std::string report =
-        describe_stall(overdue->op, overdue->seq, timeout_s, control->rank(), control->peer_progress(wait_s));
+    const StallSubject subject{overdue->op, overdue->seq, control->rank(), Arrival::kStarted};
+    const std::string report = report_stall([this](double wait_s) { return control->peer_progress(wait_s); },
+                                            timeout_s, timeout_headline(subject, timeout_s), subject);
     log::error("dist: " + report);
     lock.lock();
     fail_locked(report, true);
@@ -244,7 +244,7 @@ std::optional<NcclCommunicator::State::Pending> NcclCommunicator::State::check_p
   for (auto it = pending.begin(); it != pending.end();) {
     const cudaError_t status = cudaEventQuery(it->done->get());
     if (status == cudaSuccess) {
-      control->progress().complete();
+      control->progress().complete(it->seq);
       it = pending.erase(it);
       continue;
     }

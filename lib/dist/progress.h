@@ -2,22 +2,38 @@
 //
 // Every collective call takes the next sequence number on its rank. Since all ranks must call the same
 // collectives in the same order, a rank whose `called` count is below a stalled collective's number has not
-// arrived there. The backends keep this record cheaply (a counter and a short name per call) and hand it to
-// peers on request over a side channel, so a stalled rank can name the ranks it is waiting for.
+// arrived there, and a rank whose collective of that number has another name (another kind, dtype or size)
+// issues different collectives. The backends keep this record cheaply (a counter and the names of the last
+// few calls) and hand it to peers on request over a side channel, so a stalled rank can name the ranks it is
+// waiting for and the ones that went another way.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 namespace ijepa::dist {
 
+// How many of the last collectives' names a record keeps: enough for the buckets a gradient step starts
+// before it waits for the first.
+inline constexpr int64_t kProgressRecentOps = 16;
+
 struct ProgressRecord {
   int64_t called = 0;     // collectives entered; the last one has this sequence number
-  int64_t completed = 0;  // collectives this rank has seen complete
-  std::string last_op;    // name of collective number `called`, e.g. "all_reduce(fp32, 4194304 B)"
+  int64_t completed = 0;  // every collective up to this number has completed
+  // Names of the last collectives entered, oldest first, e.g. "all_reduce(fp32, 4194304 B)"; the last one is
+  // collective `called`.
+  std::vector<std::string> recent_ops;
+
+  // The name of collective `seq`, or nullptr when it is not among the recent ones.
+  const std::string* op_at(int64_t seq) const;
+  // The name of collective `called`; empty before the first.
+  std::string last_op() const;
 };
 
 // Thread-safe; shared by the backends of one communicator stack (NCCL records into its MPI control's).
@@ -25,22 +41,55 @@ class ProgressTracker {
  public:
   // Records that this rank entered collective `op`; returns its sequence number (1, 2, ...).
   int64_t begin(const std::string& op);
-  void complete();
+  // Records that collective `seq` completed; collectives may complete out of order.
+  void complete(int64_t seq);
   ProgressRecord snapshot() const;
 
  private:
   mutable std::mutex mutex_;
-  ProgressRecord record_;
+  int64_t called_ = 0;
+  int64_t completed_ = 0;
+  std::set<int64_t> completed_ahead_;                   // completed, but after one that has not
+  std::array<std::string, kProgressRecentOps> recent_;  // collective n's name at n % kProgressRecentOps
 };
 
-// Fixed-size wire form for the side channel (kProgressWireBytes bytes; names are cut to fit).
-inline constexpr size_t kProgressWireBytes = 80;
+// Fixed-size wire form for the side channel (kProgressWireBytes bytes; names are cut to kProgressOpBytes - 1).
+inline constexpr size_t kProgressOpBytes = 40;
+inline constexpr size_t kProgressWireBytes = 24 + kProgressRecentOps * kProgressOpBytes;
 std::string encode_progress(const ProgressRecord& record);
 ProgressRecord decode_progress(const std::string& bytes);
 
-// "all_reduce(...) #42 did not complete within 5 s on rank 0 of 2; not arrived: rank 1 (last entered #41
-// barrier); ..." `peers[r]` is rank r's record, or nullopt when rank r did not answer.
-std::string describe_stall(const std::string& op, int64_t seq, double timeout_s, int rank,
-                           const std::vector<std::optional<ProgressRecord>>& peers);
+// When a peer counts as arrived at collective n.
+enum class Arrival {
+  kEntered,  // once it has entered n: collectives on the host (MPI)
+  kStarted,  // once it has entered n and completed n - 1: NCCL, whose collectives run in call order on one stream
+             // that the host runs ahead of, so entering says nothing about where the device is
+};
+
+// What a stall report is about: collective #seq, named op, on `rank`.
+struct StallSubject {
+  std::string op;
+  int64_t seq = 0;
+  int rank = 0;
+  Arrival arrival = Arrival::kEntered;
+};
+
+// Element r is rank r's record, or nullopt when rank r did not answer.
+using PeerRecords = std::vector<std::optional<ProgressRecord>>;
+
+// "<headline> on rank 0 of 2", then what the peers' records show, in this order: ranks that entered another
+// collective under a number up to the subject's ("rank 1 entered #42 as barrier while rank 0 is in #42 as
+// all_reduce(fp32, 64 B): the ranks issue different collectives"), ranks that have not arrived ("not arrived:
+// rank 1 (last entered #41 barrier)"), ranks that did not answer, or, when none of these, that every rank has
+// arrived and the transfer itself is stuck.
+std::string describe_stall(const std::string& headline, const StallSubject& subject, const PeerRecords& peers);
+
+// "all_reduce(fp32, 64 B) #42 did not complete within 5 s"
+std::string timeout_headline(const StallSubject& subject, double timeout_s);
+
+// Asks the peers through `query` (the argument: how long to wait for answers, a tenth of timeout_s within
+// [0.5, 2] s) and returns describe_stall's report.
+std::string report_stall(const std::function<PeerRecords(double)>& query, double timeout_s, const std::string& headline,
+                         const StallSubject& subject);
 
 }  // namespace ijepa::dist

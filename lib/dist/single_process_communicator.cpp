@@ -21,8 +21,7 @@ SingleProcessCommunicator::SingleProcessCommunicator(torch::Device device, doubl
 
 void SingleProcessCommunicator::enter(const std::string& op) {
   if (aborted_) throw DistError(op + ": the communicator was aborted");
-  progress_.begin(op);
-  progress_.complete();
+  progress_.complete(progress_.begin(op));
 }
 
 WorkHandle SingleProcessCommunicator::all_reduce(const torch::Tensor& tensor, ReduceOp op) {

@@ -181,7 +181,7 @@ TEST_F(MpiCollectives, PeersReportTheirProgress) {
     ASSERT_TRUE(peer.has_value());
     EXPECT_GE(peer->called, entered);
     EXPECT_LE(peer->called, entered + 1);
-    EXPECT_EQ(peer->last_op, "barrier");
+    EXPECT_EQ(peer->last_op(), "barrier");
   }
   EXPECT_EQ(peers[rank_]->called, entered);
   const auto counts = comm_.all_gather_int64(entered);

@@ -1,4 +1,5 @@
-// Progress records, their wire form, and the stall report naming the ranks that have not arrived.
+// Progress records, their wire form, and the stall report naming the ranks that have not arrived and the ranks
+// that issue different collectives.
 #include "dist/progress.h"
 
 #include <gtest/gtest.h>
@@ -6,53 +7,140 @@
 namespace ijepa::dist {
 namespace {
 
+// A record whose last entered collectives are `ops` (the last one is number `called`).
+ProgressRecord record(int64_t called, int64_t completed, std::vector<std::string> ops) {
+  return ProgressRecord{called, completed, std::move(ops)};
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
 TEST(Progress, NumbersCollectivesFromOne) {
   ProgressTracker tracker;
   EXPECT_EQ(tracker.begin("barrier"), 1);
   EXPECT_EQ(tracker.begin("all_reduce(fp32, 16 B)"), 2);
-  tracker.complete();
+  tracker.complete(1);
   const ProgressRecord record = tracker.snapshot();
   EXPECT_EQ(record.called, 2);
   EXPECT_EQ(record.completed, 1);
-  EXPECT_EQ(record.last_op, "all_reduce(fp32, 16 B)");
+  EXPECT_EQ(record.last_op(), "all_reduce(fp32, 16 B)");
+  EXPECT_EQ(record.recent_ops, (std::vector<std::string>{"barrier", "all_reduce(fp32, 16 B)"}));
+}
+
+TEST(Progress, CompletedCountsOnlyCollectivesWithNoneOpenBefore) {
+  ProgressTracker tracker;
+  for (int i = 0; i < 3; ++i) tracker.begin("barrier");
+  tracker.complete(2);
+  EXPECT_EQ(tracker.snapshot().completed, 0);
+  tracker.complete(1);
+  EXPECT_EQ(tracker.snapshot().completed, 2);
+  tracker.complete(3);
+  EXPECT_EQ(tracker.snapshot().completed, 3);
+}
+
+TEST(Progress, KeepsTheNamesOfTheLastCollectives) {
+  ProgressTracker tracker;
+  for (int i = 1; i <= 20; ++i) tracker.begin("op" + std::to_string(i));
+  const ProgressRecord record = tracker.snapshot();
+  ASSERT_EQ(record.recent_ops.size(), static_cast<size_t>(kProgressRecentOps));
+  EXPECT_EQ(record.op_at(4), nullptr);
+  ASSERT_NE(record.op_at(5), nullptr);
+  EXPECT_EQ(*record.op_at(5), "op5");
+  EXPECT_EQ(*record.op_at(20), "op20");
+  EXPECT_EQ(record.op_at(21), nullptr);
 }
 
 TEST(Progress, WireFormRoundTripsAndCutsLongNames) {
-  const ProgressRecord record{41, 40, "broadcast(bf16, 1024 B)"};
-  const std::string bytes = encode_progress(record);
+  const ProgressRecord sent = record(41, 40, {"barrier", "broadcast(bf16, 1024 B)"});
+  const std::string bytes = encode_progress(sent);
   ASSERT_EQ(bytes.size(), kProgressWireBytes);
   const ProgressRecord back = decode_progress(bytes);
   EXPECT_EQ(back.called, 41);
   EXPECT_EQ(back.completed, 40);
-  EXPECT_EQ(back.last_op, "broadcast(bf16, 1024 B)");
-  const ProgressRecord cut = decode_progress(encode_progress({1, 1, std::string(500, 'x')}));
-  EXPECT_EQ(cut.last_op, std::string(kProgressWireBytes - 17, 'x'));
+  ASSERT_NE(back.op_at(40), nullptr);
+  EXPECT_EQ(*back.op_at(40), "barrier");
+  EXPECT_EQ(back.last_op(), "broadcast(bf16, 1024 B)");
+  const ProgressRecord cut = decode_progress(encode_progress(record(1, 1, {std::string(500, 'x')})));
+  EXPECT_EQ(cut.last_op(), std::string(kProgressOpBytes - 1, 'x'));
   EXPECT_EQ(decode_progress("short").called, 0);
 }
 
 TEST(Progress, StallReportNamesRanksBehind) {
-  const std::vector<std::optional<ProgressRecord>> peers = {ProgressRecord{42, 41, "all_reduce(fp32, 64 B)"},
-                                                            ProgressRecord{41, 41, "barrier"},
-                                                            ProgressRecord{42, 41, "all_reduce(fp32, 64 B)"}};
-  const std::string report = describe_stall("all_reduce(fp32, 64 B)", 42, 5, 0, peers);
-  EXPECT_EQ(report,
+  const PeerRecords peers = {record(42, 41, {"all_reduce(fp32, 64 B)"}), record(41, 41, {"barrier"}),
+                             record(42, 41, {"all_reduce(fp32, 64 B)"})};
+  const StallSubject subject{"all_reduce(fp32, 64 B)", 42, 0};
+  EXPECT_EQ(describe_stall(timeout_headline(subject, 5), subject, peers),
             "all_reduce(fp32, 64 B) #42 did not complete within 5 s on rank 0 of 3; not arrived: rank 1 (last "
             "entered #41 barrier)");
 }
 
 TEST(Progress, StallReportNamesRanksThatDoNotAnswer) {
-  const std::vector<std::optional<ProgressRecord>> peers = {ProgressRecord{7, 6, "barrier"}, std::nullopt,
-                                                            std::nullopt};
-  const std::string report = describe_stall("barrier", 7, 2.5, 0, peers);
-  EXPECT_NE(report.find("barrier #7 did not complete within 2.5 s on rank 0 of 3"), std::string::npos);
-  EXPECT_NE(report.find("not answering (exited, crashed or stuck outside the communicator): ranks 1, 2"),
-            std::string::npos);
+  const PeerRecords peers = {record(7, 6, {"barrier"}), std::nullopt, std::nullopt};
+  const StallSubject subject{"barrier", 7, 0};
+  const std::string report = describe_stall(timeout_headline(subject, 2.5), subject, peers);
+  EXPECT_TRUE(contains(report, "barrier #7 did not complete within 2.5 s on rank 0 of 3")) << report;
+  EXPECT_TRUE(contains(report, "not answering (exited, crashed or stuck outside the communicator): ranks 1, 2"))
+      << report;
 }
 
 TEST(Progress, StallReportWhenEveryoneArrived) {
-  const std::vector<std::optional<ProgressRecord>> peers = {ProgressRecord{3, 2, "barrier"},
-                                                            ProgressRecord{3, 2, "barrier"}};
-  EXPECT_NE(describe_stall("barrier", 3, 1, 1, peers).find("every rank has entered it"), std::string::npos);
+  const PeerRecords peers = {record(3, 2, {"barrier"}), record(3, 2, {"barrier"})};
+  const StallSubject subject{"barrier", 3, 1};
+  EXPECT_TRUE(contains(describe_stall("barrier #3 stalled", subject, peers), "every rank has entered it"));
+}
+
+// The commonest user error: a rank in another collective under the same number counts as arrived by its count.
+TEST(Progress, StallReportNamesARankInADifferentCollective) {
+  const PeerRecords peers = {record(42, 41, {"barrier", "all_reduce(fp32, 64 B)"}),
+                             record(42, 41, {"barrier", "all_reduce(fp32, 128 B)"})};
+  const StallSubject subject{"all_reduce(fp32, 64 B)", 42, 0};
+  const std::string report = describe_stall(timeout_headline(subject, 5), subject, peers);
+  EXPECT_EQ(report,
+            "all_reduce(fp32, 64 B) #42 did not complete within 5 s on rank 0 of 2; rank 1 entered #42 as "
+            "all_reduce(fp32, 128 B) while rank 0 is in #42 as all_reduce(fp32, 64 B): the ranks issue different "
+            "collectives");
+}
+
+// A rank stuck in a collective that completed (wrongly) on this rank, which has gone on to the next one.
+TEST(Progress, StallReportNamesAnEarlierDifference) {
+  const PeerRecords peers = {record(3, 2, {"all_reduce(fp32, 64 B)", "broadcast(fp32, 16 B)", "barrier"}),
+                             record(2, 1, {"all_reduce(fp32, 64 B)", "barrier"})};
+  const StallSubject subject{"barrier", 3, 0};
+  const std::string report = describe_stall(timeout_headline(subject, 5), subject, peers);
+  EXPECT_TRUE(contains(report,
+                       "rank 1 entered #2 as barrier while rank 0 entered #2 as broadcast(fp32, 16 B): the ranks "
+                       "issue different collectives; not arrived: rank 1 (last entered #2 barrier)"))
+      << report;
+}
+
+// NCCL: the host queues collectives ahead of the device, so a rank has arrived only where its device has.
+TEST(Progress, StallReportOfDeviceCollectivesGoesByCompletion) {
+  const StallSubject subject{"all_reduce(fp32, 64 B)", 42, 0, Arrival::kStarted};
+  std::vector<std::string> ops(kProgressRecentOps, "all_reduce(fp32, 64 B)");
+  ops[kProgressRecentOps - 5] = "all_reduce(fp32, 32 B)";  // #41 of rank 1, whose last is #45
+  const PeerRecords behind = {record(42, 41, {"all_reduce(fp32, 64 B)"}), record(45, 40, ops)};
+  const std::string report = describe_stall(timeout_headline(subject, 5), subject, behind);
+  EXPECT_TRUE(contains(report,
+                       "not arrived: rank 1 (entered up to #45, but its device is still in #41 "
+                       "all_reduce(fp32, 32 B))"))
+      << report;
+
+  const PeerRecords arrived = {record(42, 41, {"all_reduce(fp32, 64 B)"}), record(45, 41, ops)};
+  EXPECT_TRUE(contains(describe_stall("x", subject, arrived), "every rank's device has reached it"));
+}
+
+TEST(Progress, ReportStallAsksThePeersForATenthOfTheTimeout) {
+  std::vector<double> waits;
+  const auto query = [&](double wait_s) {
+    waits.push_back(wait_s);
+    return PeerRecords{record(1, 0, {"barrier"}), std::nullopt};
+  };
+  const StallSubject subject{"barrier", 1, 0};
+  const std::string report = report_stall(query, 10, timeout_headline(subject, 10), subject);
+  EXPECT_TRUE(contains(report, "barrier #1 did not complete within 10 s on rank 0 of 2")) << report;
+  EXPECT_TRUE(contains(report, "not answering")) << report;
+  report_stall(query, 1, "x", subject);
+  report_stall(query, 300, "x", subject);
+  EXPECT_EQ(waits, (std::vector<double>{1.0, 0.5, 2.0}));
 }
 
 }  // namespace

@@ -46,7 +46,7 @@ TEST(SingleProcess, RecordsProgress) {
   ASSERT_TRUE(peers[0].has_value());
   EXPECT_EQ(peers[0]->called, 2);
   EXPECT_EQ(peers[0]->completed, 2);
-  EXPECT_EQ(peers[0]->last_op, "all_reduce(fp32, 16 B)");
+  EXPECT_EQ(peers[0]->last_op(), "all_reduce(fp32, 16 B)");
 }
 
 TEST(SingleProcess, RejectsTensorsNoBackendTakes) {

@@ -32,7 +32,8 @@ class Work {
   // within the communicator's timeout (counted from the call that started it), naming the ranks that have
   // not arrived, and DistError when it failed.
   virtual void wait() = 0;
-  // True once the collective has completed; never blocks.
+  // True once the collective has completed successfully; never blocks. False for one that failed or timed out
+  // (wait() says why).
   virtual bool completed() = 0;
 };
 using WorkHandle = std::shared_ptr<Work>;

@@ -55,19 +55,47 @@ class MpiWork : public Work {
     {
       std::unique_lock<std::mutex> lock(task_->mutex);
       if (task_->done_cv.wait_until(lock, task_->deadline, [&] { return task_->done.load(); })) {
-        if (!task_->error.empty()) throw DistError(task_->error);
-        return;
+        if (task_->error.empty()) return;
+        if (task_->timed_out) throw CollectiveTimeout(task_->error);
+        throw DistError(task_->error);
       }
     }
     throw CollectiveTimeout(engine_->fail_on_timeout(*task_));
   }
 
-  bool completed() override { return task_->done; }
+  // `error` is written before `done`, so it is complete once `done` reads true.
+  bool completed() override { return task_->done && task_->error.empty(); }
 
  private:
   std::shared_ptr<MpiEngine> engine_;
   std::shared_ptr<MpiTask> task_;
 };
+
+// MPI_Testall over a task's requests; true once all have completed. Throws DistError with the failing request's
+// own error: on MPI_ERR_IN_STATUS the return code says only that some request failed, while its status holds the
+// cause (e.g. MPI_ERR_TRUNCATE when the ranks pass different sizes).
+bool test_all(MpiTask& task) {
+  const int count = static_cast<int>(task.requests.size());
+  task.statuses.resize(task.requests.size());
+  int done = 0;
+  const int code = MPI_Testall(count, task.requests.data(), &done, task.statuses.data());
+  if (code == MPI_ERR_IN_STATUS) {
+    for (int i = 0; i < count; ++i) {
+      const int error = task.statuses[i].MPI_ERROR;
+      if (error == MPI_SUCCESS || error == MPI_ERR_PENDING) continue;
+      throw DistError("MPI request " + std::to_string(i + 1) + " of " + std::to_string(count) +
+                      " failed: " + mpi_error_string(error));
+    }
+  }
+  IJEPA_MPI_CHECK(code);
+  return done != 0;
+}
+
+// A collective that failed or timed out may still be running in MPI (a late peer completes it, writing into its
+// tensors or the ring's scratch); its task, whose phases hold those, must outlive the process's last MPI call.
+void keep_alive_for_ever(std::vector<std::shared_ptr<MpiTask>> tasks) {
+  if (!tasks.empty()) new std::vector<std::shared_ptr<MpiTask>>(std::move(tasks));
+}
 
 // Cancels a pending receive and waits for it (a cancel completes promptly, or the message already landed).
 void cancel_receive(MPI_Request& request) {
@@ -95,7 +123,11 @@ WorkHandle MpiEngine::submit(const std::string& op, std::vector<MpiPhase> phases
   task->finish = std::move(finish);
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!failure_.empty()) throw DistError(op + ": the communicator failed earlier: " + failure_);
+    if (!failure_.empty()) {
+      const std::string message = op + ": the communicator failed earlier: " + failure_;
+      if (failure_is_timeout_) throw CollectiveTimeout(message);
+      throw DistError(message);
+    }
     if (stopping_) throw DistError(op + ": the communicator is shutting down");
     // Under the lock, so that sequence numbers follow the queue order.
     task->seq = progress_.begin(op);
@@ -134,12 +166,13 @@ std::string MpiEngine::fail_on_timeout(const MpiTask& task) {
   const StallSubject subject{task.op, task.seq, rank_, Arrival::kEntered};
   const std::string report = report_stall([this](double wait_s) { return query_peers(wait_s); }, timeout_s_,
                                           timeout_headline(subject, timeout_s_), subject);
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (failure_.empty()) failure_ = report;
-  }
-  runtime_->mark_failed();
+  const std::lock_guard<std::mutex> progress(progress_mutex_);
+  fail_all(report, /*timed_out=*/true, &task);
   return report;
+}
+
+std::string MpiEngine::name_of(const MpiTask& task) const {
+  return task.op + " #" + std::to_string(task.seq) + " on rank " + std::to_string(rank_);
 }
 
 void MpiEngine::stop() {
@@ -245,15 +278,12 @@ bool MpiEngine::post_phases() {
     if (task->next_phase == 0 && in_flight_.size() >= kMaxInFlight) break;
     try {
       if (!task->requests.empty()) {
-        int done = 0;
-        IJEPA_MPI_CHECK(
-            MPI_Testall(static_cast<int>(task->requests.size()), task->requests.data(), &done, MPI_STATUSES_IGNORE));
-        if (!done) break;  // later tasks wait: their collectives must be posted after this one's
+        if (!test_all(*task)) break;  // later tasks wait: their collectives must be posted after this one's
         task->requests.clear();
       }
       task->phases[task->next_phase++](task->requests);
     } catch (const std::exception& e) {
-      fail_all(task->op + ": " + e.what());
+      fail_all(name_of(*task) + ": " + e.what(), false, task.get());
       return true;
     }
     event = true;
@@ -270,16 +300,13 @@ bool MpiEngine::complete_in_flight() {
   for (auto it = in_flight_.begin(); it != in_flight_.end();) {
     const auto task = *it;
     try {
-      int done = 0;
-      IJEPA_MPI_CHECK(
-          MPI_Testall(static_cast<int>(task->requests.size()), task->requests.data(), &done, MPI_STATUSES_IGNORE));
-      if (!done) {
+      if (!test_all(*task)) {
         ++it;
         continue;
       }
       if (task->finish) task->finish();
     } catch (const std::exception& e) {
-      fail_all(task->op + ": " + e.what());
+      fail_all(name_of(*task) + ": " + e.what(), false, task.get());
       return true;
     }
     it = in_flight_.erase(it);
@@ -365,27 +392,39 @@ bool MpiEngine::advance_peer_query() {
   return true;
 }
 
-void MpiEngine::finish_task(const std::shared_ptr<MpiTask>& task, const std::string& error) {
+void MpiEngine::finish_task(const std::shared_ptr<MpiTask>& task, const std::string& error, bool timed_out) {
   {
     std::lock_guard<std::mutex> lock(task->mutex);
     task->error = error;
+    task->timed_out = timed_out;
     task->done = true;
   }
   task->done_cv.notify_all();
   if (error.empty()) progress_.complete(task->seq);
 }
 
-void MpiEngine::fail_all(const std::string& error) {
+void MpiEngine::fail_all(const std::string& error, bool timed_out, const MpiTask* culprit) {
   std::deque<std::shared_ptr<MpiTask>> submitted;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (failure_.empty()) failure_ = error;
+    if (failure_.empty()) {
+      failure_ = error;
+      failure_is_timeout_ = timed_out;
+    }
     submitted.swap(submitted_);
   }
   runtime_->mark_failed();
+  std::vector<std::shared_ptr<MpiTask>> started;
   for (const auto* tasks : {&posting_, &in_flight_, &submitted}) {
-    for (const auto& task : *tasks) finish_task(task, task->op + " failed: " + error);
+    for (const auto& task : *tasks) {
+      finish_task(task, task.get() == culprit ? error : name_of(*task) + " failed: " + error, timed_out);
+      const auto& requests = task->requests;
+      if (std::any_of(requests.begin(), requests.end(), [](MPI_Request r) { return r != MPI_REQUEST_NULL; })) {
+        started.push_back(task);
+      }
+    }
   }
+  keep_alive_for_ever(std::move(started));
   posting_.clear();
   in_flight_.clear();
 }

@@ -7,6 +7,10 @@
 // threads sits on the critical path. The thread also answers the peers' progress queries on a side channel
 // (a second communicator), so that a stalled rank can learn which ranks have not arrived even while those
 // ranks compute, or while everyone is stuck.
+//
+// The first collective that fails or times out fails the engine: every collective pending fails with it, later
+// calls throw its error, and MPI_Finalize is skipped. MPI may still complete the collectives it had started (a
+// late peer arrives), so those keep their tensors alive until the process ends.
 #pragma once
 
 #include <mpi.h>
@@ -50,12 +54,14 @@ struct MpiTask {
   // Engine side.
   size_t next_phase = 0;
   std::vector<MPI_Request> requests;
+  std::vector<MPI_Status> statuses;  // for MPI_Testall over `requests`
 
   // Shared with waiters: `done` is set under `mutex` (for done_cv) and read without it while spinning.
   std::mutex mutex;
   std::condition_variable done_cv;
   std::atomic<bool> done{false};
-  std::string error;  // empty on success, set before done
+  std::string error;       // empty on success, set before done
+  bool timed_out = false;  // the error is a timeout (this collective's or an earlier one's); set before done
 };
 
 class MpiEngine : public std::enable_shared_from_this<MpiEngine> {
@@ -66,7 +72,7 @@ class MpiEngine : public std::enable_shared_from_this<MpiEngine> {
   MpiEngine& operator=(const MpiEngine&) = delete;
 
   // Queues a collective; the returned handle's wait() honours the timeout. Throws DistError once the engine
-  // has failed or stopped.
+  // has failed or stopped, CollectiveTimeout (with the first report) once a collective has timed out.
   WorkHandle submit(const std::string& op, std::vector<MpiPhase> phases, std::function<void()> finish);
 
   // Drives progress on the calling thread until `task` is done or its deadline passes, while the progress
@@ -77,8 +83,8 @@ class MpiEngine : public std::enable_shared_from_this<MpiEngine> {
   // Every rank's progress record (own record at rank()); nullopt for ranks that did not answer in wait_s.
   std::vector<std::optional<ProgressRecord>> query_peers(double wait_s);
 
-  // Builds the stall report of `task` from the peers' records, then marks the engine and the MPI runtime
-  // failed (the collective order is broken; later calls throw the report).
+  // Builds the stall report of `task` from the peers' records, then fails every collective pending (the
+  // collective order is broken; later calls throw the report) and marks the MPI runtime failed.
   std::string fail_on_timeout(const MpiTask& task);
 
   ProgressTracker& progress() { return progress_; }
@@ -118,9 +124,13 @@ class MpiEngine : public std::enable_shared_from_this<MpiEngine> {
   void reap_sends();
   bool advance_peer_query();
   void start_peer_query(PeerQuery request);
-  void finish_task(const std::shared_ptr<MpiTask>& task, const std::string& error);
+  void finish_task(const std::shared_ptr<MpiTask>& task, const std::string& error, bool timed_out = false);
   void shut_down_channel();
-  void fail_all(const std::string& error);
+  // "all_reduce(fp32, 64 B) #5 on rank 0": how errors name a collective.
+  std::string name_of(const MpiTask& task) const;
+  // Fails every pending collective, the engine and the MPI runtime. `culprit`'s error is `error` itself; the
+  // others' names that they failed because of it. Collectives that MPI may still be running are kept alive.
+  void fail_all(const std::string& error, bool timed_out = false, const MpiTask* culprit = nullptr);
 
   MPI_Comm comm_;
   MPI_Comm status_comm_;
@@ -135,9 +145,10 @@ class MpiEngine : public std::enable_shared_from_this<MpiEngine> {
   std::deque<std::shared_ptr<MpiTask>> submitted_;
   std::deque<PeerQuery> queries_;
   bool stopping_ = false;
-  std::string failure_;            // set once the engine has failed; later submits throw it
-  std::atomic<int> drivers_{0};    // waiters in drive()
-  std::atomic<bool> busy_{false};  // collectives, a peer query or replies in flight
+  std::string failure_;              // set once the engine has failed; later submits throw it
+  bool failure_is_timeout_ = false;  // ... as a CollectiveTimeout
+  std::atomic<int> drivers_{0};      // waiters in drive()
+  std::atomic<bool> busy_{false};    // collectives, a peer query or replies in flight
   std::thread thread_;
 
   // Whoever holds progress_mutex_: the progress thread, submit() posting, or a waiter in drive().

@@ -14,13 +14,17 @@
 
 namespace ijepa::dist {
 
-void mpi_check(int code, const char* call, const char* file, int line) {
-  if (code == MPI_SUCCESS) return;
+std::string mpi_error_string(int code) {
   char text[MPI_MAX_ERROR_STRING];
   int length = 0;
-  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) length = 0;
+  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) return "MPI error code " + std::to_string(code);
+  return std::string(text, static_cast<size_t>(length));
+}
+
+void mpi_check(int code, const char* call, const char* file, int line) {
+  if (code == MPI_SUCCESS) return;
   throw DistError("MPI error in " + std::string(call) + " (" + file + ":" + std::to_string(line) +
-                  "): " + std::string(text, static_cast<size_t>(length)));
+                  "): " + mpi_error_string(code));
 }
 
 namespace {

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 
 // Throws DistError "MPI error in <call> (file:line): <MPI's message>" when the call does not succeed.
 #define IJEPA_MPI_CHECK(call) ::ijepa::dist::mpi_check((call), #call, __FILE__, __LINE__)
@@ -17,6 +18,8 @@
 namespace ijepa::dist {
 
 void mpi_check(int code, const char* call, const char* file, int line);
+// MPI's text for an error code, e.g. "MPI_ERR_TRUNCATE: message truncated".
+std::string mpi_error_string(int code);
 
 class MpiRuntime {
  public:

@@ -71,20 +71,39 @@ int local_rank_of(MPI_Comm comm) {
   return local_rank;
 }
 
-}  // namespace
-
-MpiCommunicator::MpiCommunicator(double timeout_s, MpiTuning tuning)
-    : runtime_(MpiRuntime::acquire(timeout_s)), timeout_s_(timeout_s), tuning_(tuning) {
+// The arguments are checked before MPI starts: its start is bounded by the timeout too.
+double checked_timeout(double timeout_s, const MpiTuning& tuning) {
   if (!(timeout_s > 0)) throw std::invalid_argument("MpiCommunicator: the timeout must be positive");
   if (tuning.max_count < 1) throw std::invalid_argument("MpiCommunicator: max_count must be positive");
   if (tuning.ring_segment_bytes < 16) throw std::invalid_argument("MpiCommunicator: ring segments under 16 bytes");
+  return timeout_s;
+}
+
+std::string setup_report(double timeout_s) {
+  int rank = 0, world = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  return log::str("dist: creating an MPI communicator did not finish within dist.timeout_s = ", timeout_s,
+                  " s on rank ", rank, " of ", world,
+                  ": it waits for every rank, and at least one has not reached it (every rank must construct its "
+                  "communicators in the same order); aborting the job");
+}
+
+}  // namespace
+
+MpiCommunicator::MpiCommunicator(double timeout_s, MpiTuning tuning)
+    : runtime_(MpiRuntime::acquire(checked_timeout(timeout_s, tuning))), timeout_s_(timeout_s), tuning_(tuning) {
   ring_scratch_ = std::make_shared<RingScratch>(tuning.ring_segment_bytes);
-  IJEPA_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
-  IJEPA_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &status_comm_));
-  for (MPI_Comm comm : {comm_, status_comm_}) IJEPA_MPI_CHECK(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
+  {
+    // MPI_Comm_dup and MPI_Comm_split_type return once every rank has called them, and nothing else bounds them.
+    const MpiWatchdog watchdog(timeout_s_, setup_report(timeout_s_), /*mpi_started=*/true);
+    IJEPA_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
+    IJEPA_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &status_comm_));
+    for (MPI_Comm comm : {comm_, status_comm_}) IJEPA_MPI_CHECK(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
+    local_rank_ = local_rank_of(comm_);
+  }
   IJEPA_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
   IJEPA_MPI_CHECK(MPI_Comm_size(comm_, &world_));
-  local_rank_ = local_rank_of(comm_);
   IJEPA_MPI_CHECK(MPI_Op_create(&bf16_sum, 1, &bf16_sum_));
   engine_ = std::make_shared<MpiEngine>(comm_, status_comm_, timeout_s_, runtime_);
 }

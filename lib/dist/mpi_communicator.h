@@ -31,7 +31,8 @@ struct MpiTuning {
 class MpiCommunicator : public Communicator {
  public:
   // Starts MPI if nobody has (MpiRuntime; its start, like every collective, bounded by timeout_s). Collective:
-  // every rank constructs its communicators in the same order.
+  // every rank constructs its communicators in the same order; a rank that waits for the others longer than
+  // timeout_s aborts the job. Throws std::invalid_argument for a timeout or tuning out of range, before MPI starts.
   explicit MpiCommunicator(double timeout_s = 300.0, MpiTuning tuning = {});
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;

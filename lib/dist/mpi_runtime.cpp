@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "common/log.h"
 #include "dist/errors.h"
@@ -27,52 +28,41 @@ void mpi_check(int code, const char* call, const char* file, int line) {
                   "): " + mpi_error_string(code));
 }
 
+MpiWatchdog::MpiWatchdog(double timeout_s, std::string report, bool mpi_started)
+    : report_(std::move(report)), mpi_started_(mpi_started), thread_([this, timeout_s] { watch(timeout_s); }) {}
+
+MpiWatchdog::~MpiWatchdog() {
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    disarmed_ = true;
+  }
+  disarmed_or_timeout_.notify_one();
+  thread_.join();
+}
+
+void MpiWatchdog::watch(double timeout_s) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (disarmed_or_timeout_.wait_for(lock, std::chrono::duration<double>(timeout_s), [this] { return disarmed_; })) {
+    return;
+  }
+  log::error(report_);
+  // Once MPI runs, MPI_Abort also ends the ranks that are not stuck (srun would leave them running).
+  if (mpi_started_) MPI_Abort(MPI_COMM_WORLD, 1);
+  std::_Exit(1);
+}
+
 namespace {
 
-// Ends the process unless disarmed within timeout_s: the guard around MPI_Init, which no timeout of MPI's own
-// bounds (Open MPI's waits for the other ranks' addresses, for ever where one never starts).
-class StartWatchdog {
- public:
-  // The report is written here, before MPI_Init starts: Open MPI sets environment variables while it starts, and
-  // reading the environment on another thread meanwhile would race with that.
-  explicit StartWatchdog(double timeout_s)
-      : report_(report(timeout_s)), thread_([this, timeout_s] { watch(timeout_s); }) {}
-  ~StartWatchdog() {
-    {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      disarmed_ = true;
-    }
-    disarmed_or_timeout_.notify_one();
-    thread_.join();
-  }
-  StartWatchdog(const StartWatchdog&) = delete;
-  StartWatchdog& operator=(const StartWatchdog&) = delete;
-
- private:
-  static std::string report(double timeout_s) {
-    const LaunchEnvironment launch = detect_launch();
-    const std::string rank = launch.rank >= 0 ? "rank " + std::to_string(launch.rank) : "this rank";
-    return log::str("dist: MPI did not start within dist.timeout_s = ", timeout_s, " s on ", rank, " of ",
-                    launch.world_size,
-                    ": MPI_Init waits for every rank of the job, and at least one has not reached it (not started, "
-                    "stuck before MPI, or on a node this one cannot reach); exiting");
-  }
-
-  void watch(double timeout_s) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (disarmed_or_timeout_.wait_for(lock, std::chrono::duration<double>(timeout_s), [this] { return disarmed_; })) {
-      return;
-    }
-    log::error(report_);
-    std::_Exit(1);
-  }
-
-  const std::string report_;
-  std::mutex mutex_;
-  std::condition_variable disarmed_or_timeout_;
-  bool disarmed_ = false;
-  std::thread thread_;  // last: started once the members it uses exist
-};
+// Written before MPI_Init starts: Open MPI sets environment variables while it starts, and reading the environment
+// on another thread meanwhile would race with that.
+std::string start_report(double timeout_s) {
+  const LaunchEnvironment launch = detect_launch();
+  const std::string rank = launch.rank >= 0 ? "rank " + std::to_string(launch.rank) : "this rank";
+  return log::str("dist: MPI did not start within dist.timeout_s = ", timeout_s, " s on ", rank, " of ",
+                  launch.world_size,
+                  ": MPI_Init waits for every rank of the job, and at least one has not reached it (not started, "
+                  "stuck before MPI, or on a node this one cannot reach); exiting");
+}
 
 }  // namespace
 
@@ -94,7 +84,7 @@ std::shared_ptr<MpiRuntime> MpiRuntime::acquire(double start_timeout_s) {
     // Open MPI's default MPI_Iallreduce for few ranks reduces to one rank and broadcasts back, half the
     // bandwidth of its blocking MPI_Allreduce; the ring (1) matches it. A user's own setting wins.
     setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", /*overwrite=*/0);
-    const StartWatchdog watchdog(start_timeout_s);
+    const MpiWatchdog watchdog(start_timeout_s, start_report(start_timeout_s), /*mpi_started=*/false);
     IJEPA_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided));
   }
   std::shared_ptr<MpiRuntime> runtime(new MpiRuntime(!initialized));

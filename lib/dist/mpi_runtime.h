@@ -1,4 +1,5 @@
-// MPI_Init_thread / MPI_Finalize held by one RAII object per process, and the check macro for MPI calls.
+// MPI_Init_thread / MPI_Finalize held by one RAII object per process, the check macro for MPI calls, and the
+// watchdog for MPI calls that wait for every rank without a timeout of their own.
 //
 // Communicators share the runtime through shared_ptr: MPI starts with the first and finalizes after the
 // last. A main (or a test main) that holds its own reference keeps MPI up across communicators, since MPI
@@ -9,8 +10,11 @@
 #include <mpi.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 // Throws DistError "MPI error in <call> (file:line): <MPI's message>" when the call does not succeed.
 #define IJEPA_MPI_CHECK(call) ::ijepa::dist::mpi_check((call), #call, __FILE__, __LINE__)
@@ -20,6 +24,27 @@ namespace ijepa::dist {
 void mpi_check(int code, const char* call, const char* file, int line);
 // MPI's text for an error code, e.g. "MPI_ERR_TRUNCATE: message truncated".
 std::string mpi_error_string(int code);
+
+// Ends the job with `report` (logged) unless destroyed within timeout_s: the guard around MPI calls that return
+// only once every rank has made them and that no timeout of MPI's own bounds (MPI_Init, creating communicators).
+// Before MPI has started (mpi_started false) the process exits with status 1; after, MPI_Abort ends every rank.
+class MpiWatchdog {
+ public:
+  MpiWatchdog(double timeout_s, std::string report, bool mpi_started);
+  ~MpiWatchdog();
+  MpiWatchdog(const MpiWatchdog&) = delete;
+  MpiWatchdog& operator=(const MpiWatchdog&) = delete;
+
+ private:
+  void watch(double timeout_s);
+
+  const std::string report_;
+  const bool mpi_started_;
+  std::mutex mutex_;
+  std::condition_variable disarmed_or_timeout_;
+  bool disarmed_ = false;
+  std::thread thread_;  // last: started once the members it uses exist
+};
 
 class MpiRuntime {
  public:

@@ -9,6 +9,9 @@
 #include "dist/communicator.h"
 #include "dist/launch.h"
 #include "input_error.h"
+#ifdef IJEPA_DIST_HAVE_MPI
+#include "dist/mpi_communicator.h"
+#endif
 #ifdef IJEPA_DIST_HAVE_NCCL
 #include "dist/nccl_communicator.h"
 #endif
@@ -116,6 +119,21 @@ TEST(Factory, SingleProcessIsAnErrorWhenTheLauncherStartedSeveralRanks) {
   EXPECT_NE(input_error_of(with_backend("single"), torch::kCPU).find("the launcher started 2 ranks"),
             std::string::npos);
 }
+
+#ifdef IJEPA_DIST_HAVE_MPI
+// With a timeout of 0, MPI's start guard once ended the process at once, before the argument was checked.
+TEST(Factory, MpiArgumentsAreCheckedBeforeMpiStarts) {
+  LaunchVariables env;
+  EXPECT_THROW(MpiCommunicator(0.0), std::invalid_argument);
+  EXPECT_THROW(MpiCommunicator(-1.0), std::invalid_argument);
+  MpiTuning tiny_segments;
+  tiny_segments.ring_segment_bytes = 8;
+  EXPECT_THROW(MpiCommunicator(60.0, tiny_segments), std::invalid_argument);
+  int initialized = 1;
+  MPI_Initialized(&initialized);
+  EXPECT_EQ(initialized, 0);
+}
+#endif
 
 #ifdef IJEPA_DIST_HAVE_NCCL
 TEST(Factory, EachLocalRankGetsAGpuEvenWhenTheLauncherShowsItOnlyItsOwn) {

@@ -141,9 +141,8 @@ std::unique_ptr<Communicator> make_communicator(const common::DistConfig& config
   if (backend == "nccl") {
     if (!device.is_cuda()) throw InputError("dist.backend=nccl needs a CUDA device, but the device is " + device.str());
 #ifdef IJEPA_DIST_HAVE_NCCL
-    auto control = make_control(launch, config.timeout_s);
-    const int index = device.has_index() ? device.index() : gpu_for_local_rank(control->local_rank());
-    return std::make_unique<NcclCommunicator>(std::move(control), index, config.timeout_s);
+    return std::make_unique<NcclCommunicator>(make_control(launch, config.timeout_s),
+                                              device.has_index() ? device.index() : kGpuOfLocalRank, config.timeout_s);
 #else
     throw InputError("dist.backend=nccl, but this build has no NCCL (LibTorch without CUDA, or NCCL not found)");
 #endif

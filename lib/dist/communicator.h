@@ -33,7 +33,8 @@ class Work {
   // not arrived, and DistError when it failed.
   virtual void wait() = 0;
   // True once the collective has completed successfully; never blocks. False for one that failed or timed out
-  // (wait() says why).
+  // (wait() says why) and, for NCCL, for every collective once the communicator has failed: an aborted
+  // collective's completion event fires too.
   virtual bool completed() = 0;
 };
 using WorkHandle = std::shared_ptr<Work>;
@@ -76,6 +77,9 @@ class Communicator {
   // launcher exits with; MPI_Abort does not return). The single-process backend only marks itself unusable.
   // Call after an unrecoverable DistError, or an error only this rank saw while the others go on.
   virtual void abort(const std::string& reason, int exit_code) = 0;
+  // Records that a collective of this communicator's stack failed, so that the process's shutdown does not wait
+  // for peers that may be gone or stuck (MPI skips MPI_Finalize). NCCL calls it on its control after a failure.
+  virtual void mark_failed() {}
 
   // This rank's record of collectives entered and completed.
   virtual ProgressTracker& progress() = 0;

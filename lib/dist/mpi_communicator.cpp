@@ -190,6 +190,8 @@ std::vector<std::string> MpiCommunicator::all_gather_bytes(const std::string& by
   return result;
 }
 
+void MpiCommunicator::mark_failed() { runtime_->mark_failed(); }
+
 void MpiCommunicator::abort(const std::string& reason, int exit_code) {
   log::error(log::str("dist: rank ", rank_, " aborting the job: ", reason));
   runtime_->mark_failed();

@@ -50,6 +50,7 @@ class MpiCommunicator : public Communicator {
   void barrier() override;
   std::vector<std::string> all_gather_bytes(const std::string& bytes) override;
   void abort(const std::string& reason, int exit_code) override;
+  void mark_failed() override;
 
   ProgressTracker& progress() override;
   std::vector<std::optional<ProgressRecord>> peer_progress(double wait_s) override;

@@ -13,7 +13,9 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <thread>
+#include <utility>
 
 #include "common/clock.h"
 #include "common/errors.h"
@@ -95,6 +97,12 @@ struct NcclCommunicator::State : std::enable_shared_from_this<NcclCommunicator::
     std::string op;
     int64_t seq = 0;
   };
+  // What the watchdog found wrong: a collective past its deadline, or an asynchronous NCCL error.
+  struct Fault {
+    std::string headline;
+    StallSubject subject;
+    bool timeout = false;
+  };
 
   int device = 0;
   double timeout_s = 0;
@@ -116,7 +124,8 @@ struct NcclCommunicator::State : std::enable_shared_from_this<NcclCommunicator::
     throw DistError(failure);
   }
 
-  // Records the first failure and aborts the NCCL communicator, which ends kernels waiting on dead peers.
+  // Records the first failure and aborts the NCCL communicator, which ends kernels waiting on dead peers. The
+  // control is marked failed too: MPI_Finalize waits for every rank, and a peer may be stuck for ever.
   void fail_locked(const std::string& why, bool timeout) {
     if (failure.empty()) {
       failure = why;
@@ -126,33 +135,50 @@ struct NcclCommunicator::State : std::enable_shared_from_this<NcclCommunicator::
       ncclCommAbort(comm);
       comm = nullptr;
     }
+    control->mark_failed();
   }
 
-  // Polls a non-blocking communicator until its last call has finished; fails it on error or timeout.
-  void wait_ready_locked(const std::string& what, Clock::time_point deadline) {
+  // Polls a non-blocking communicator until its last call has finished: false when the deadline passes first.
+  // Fails it and throws on an NCCL error.
+  bool wait_ready_locked(const std::string& what, Clock::time_point deadline) {
     while (true) {
       ncclResult_t state = ncclSuccess;
       IJEPA_NCCL_CHECK(ncclCommGetAsyncError(comm, &state));
-      if (state == ncclSuccess) return;
+      if (state == ncclSuccess) return true;
       if (state != ncclInProgress) {
         fail_locked(what + ": NCCL error " + ncclGetErrorString(state) + " (" + ncclGetLastError(comm) + ")", false);
         throw_if_failed_locked();
       }
-      if (Clock::now() > deadline) {
-        fail_locked(what + " did not finish within " + std::to_string(timeout_s) + " s", true);
-        throw_if_failed_locked();
-      }
+      if (Clock::now() > deadline) return false;
       std::this_thread::sleep_for(kReadyPoll);
     }
   }
 
+  // wait_ready_locked, failing the communicator with a timeout when the deadline passes.
+  void wait_ready_or_fail_locked(const std::string& what, Clock::time_point deadline) {
+    if (wait_ready_locked(what, deadline)) return;
+    fail_locked(what + " did not finish within " + std::to_string(timeout_s) + " s", true);
+    throw_if_failed_locked();
+  }
+
+  std::string report(const Fault& fault) const {
+    return report_stall([this](double wait_s) { return control->peer_progress(wait_s); }, timeout_s, fault.headline,
+                        fault.subject);
+  }
+
+  // Creates the stream and the NCCL communicator from the id shared in collective #exchange_seq of the control.
+  void init(const ncclUniqueId& id, int64_t exchange_seq);
+
   // Queues a collective on the NCCL stream after the caller's current stream; `launch` issues the NCCL call.
   WorkHandle enqueue(const torch::Tensor& tensor, const std::string& op,
                      const std::function<ncclResult_t(ncclComm_t, cudaStream_t)>& launch);
+  // The part of enqueue after the collective has its sequence number.
+  void launch_locked(const torch::Tensor& tensor, const Pending& collective,
+                     const std::function<ncclResult_t(ncclComm_t, cudaStream_t)>& launch);
 
   void watch();
-  // One watchdog pass; returns the overdue collective, if any.
-  std::optional<Pending> check_pending();
+  // One watchdog pass: retires completed collectives; returns the first fault found, if any.
+  std::optional<Fault> check_pending();
   void shut_down();
 };
 
@@ -172,21 +198,68 @@ class NcclWork : public Work {
     IJEPA_CUDA_CHECK(cudaStreamWaitEvent(stream.stream(), done_->get(), 0));
   }
 
-  bool completed() override { return cudaEventQuery(done_->get()) == cudaSuccess; }
+  // An aborted collective's event completes too, so a failed communicator has no completed collective.
+  bool completed() override {
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      if (!state_->failure.empty()) return false;
+    }
+    return cudaEventQuery(done_->get()) == cudaSuccess;
+  }
 
  private:
   std::shared_ptr<NcclCommunicator::State> state_;
   std::shared_ptr<CudaEvent> done_;
 };
 
+// "all_reduce(fp32, 64 B) #5 on rank 0": how errors name a collective.
+std::string name_of(const std::string& op, int64_t seq, int rank) {
+  return op + " #" + std::to_string(seq) + " on rank " + std::to_string(rank);
+}
+
 }  // namespace
+
+void NcclCommunicator::State::init(const ncclUniqueId& id, int64_t exchange_seq) {
+  int lowest = 0, highest = 0;
+  IJEPA_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&lowest, &highest));
+  IJEPA_CUDA_CHECK(cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking, highest));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  std::unique_lock<std::mutex> lock(mutex);
+  IJEPA_NCCL_CHECK(ncclCommInitRankConfig(&comm, control->world_size(), id, control->rank(), &config));
+  if (wait_ready_locked("ncclCommInitRankConfig", Clock::now() + to_duration(timeout_s))) return;
+  // Every rank that got the id is in NCCL's init: the peers' records name those that are gone or elsewhere.
+  std::ostringstream headline;
+  headline << "NCCL setup (ncclCommInitRankConfig, after the id exchange #" << exchange_seq
+           << ") did not finish within " << timeout_s << " s";
+  const Fault fault{headline.str(), {"all_gather_bytes", exchange_seq, control->rank(), Arrival::kEntered}, true};
+  lock.unlock();
+  const std::string why = report(fault);
+  lock.lock();
+  fail_locked(why, true);
+  throw_if_failed_locked();
+}
 
 WorkHandle NcclCommunicator::State::enqueue(const torch::Tensor& tensor, const std::string& op,
                                             const std::function<ncclResult_t(ncclComm_t, cudaStream_t)>& launch) {
   std::lock_guard<std::mutex> lock(mutex);
   throw_if_failed_locked();
   if (comm == nullptr) throw DistError(op + ": the NCCL communicator is closed");
-  const int64_t seq = control->progress().begin(op);
+  Pending collective{std::make_shared<CudaEvent>(), Clock::now() + to_duration(timeout_s), op,
+                     control->progress().begin(op)};
+  try {
+    launch_locked(tensor, collective, launch);
+  } catch (const std::exception& e) {
+    // This rank has entered the collective and its peers may be inside it: the collective order is broken.
+    fail_locked(name_of(op, collective.seq, control->rank()) + ": " + e.what(), false);
+    throw_if_failed_locked();
+  }
+  pending.push_back(collective);
+  return std::make_shared<NcclWork>(shared_from_this(), collective.done);
+}
+
+void NcclCommunicator::State::launch_locked(const torch::Tensor& tensor, const Pending& collective,
+                                            const std::function<ncclResult_t(ncclComm_t, cudaStream_t)>& launch) {
   const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
   const auto current = c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device));
   {
@@ -195,14 +268,11 @@ WorkHandle NcclCommunicator::State::enqueue(const torch::Tensor& tensor, const s
     IJEPA_CUDA_CHECK(cudaStreamWaitEvent(stream, ready.get(), 0));
   }
   IJEPA_NCCL_CHECK(launch(comm, stream));
-  wait_ready_locked(op, Clock::now() + to_duration(timeout_s));
-  auto done = std::make_shared<CudaEvent>();
-  IJEPA_CUDA_CHECK(cudaEventRecord(done->get(), stream));
+  wait_ready_or_fail_locked(name_of(collective.op, collective.seq, control->rank()), collective.deadline);
+  IJEPA_CUDA_CHECK(cudaEventRecord(collective.done->get(), stream));
   // The caching allocator must not hand the memory out again before the NCCL stream is done with it.
   c10::cuda::CUDACachingAllocator::recordStream(
       tensor.storage().data_ptr(), c10::cuda::getStreamFromExternal(stream, static_cast<c10::DeviceIndex>(device)));
-  pending.push_back({done, Clock::now() + to_duration(timeout_s), op, seq});
-  return std::make_shared<NcclWork>(shared_from_this(), done);
 }
 
 void NcclCommunicator::State::watch() {
@@ -211,33 +281,38 @@ void NcclCommunicator::State::watch() {
   while (!stopping) {
     wake.wait_for(lock, kWatchInterval);
     if (stopping || !failure.empty()) continue;
-    std::optional<Pending> overdue;
+    std::optional<Fault> fault;
     try {
-      overdue = check_pending();
+      fault = check_pending();
     } catch (const DistError& e) {
       fail_locked(e.what(), false);
       log::error(std::string("dist: ") + e.what());
       continue;
     }
-    if (!overdue) continue;
+    if (!fault) continue;
     // The peer query may take a while and must not hold up other calls on this communicator.
     lock.unlock();
-    const StallSubject subject{overdue->op, overdue->seq, control->rank(), Arrival::kStarted};
-    const std::string report = report_stall([this](double wait_s) { return control->peer_progress(wait_s); },
-                                            timeout_s, timeout_headline(subject, timeout_s), subject);
-    log::error("dist: " + report);
+    const std::string why = report(*fault);
+    log::error("dist: " + why);
     lock.lock();
-    fail_locked(report, true);
+    fail_locked(why, fault->timeout);
   }
 }
 
-std::optional<NcclCommunicator::State::Pending> NcclCommunicator::State::check_pending() {
+std::optional<NcclCommunicator::State::Fault> NcclCommunicator::State::check_pending() {
+  const int rank = control->rank();
   if (comm != nullptr) {
     ncclResult_t state = ncclSuccess;
     IJEPA_NCCL_CHECK(ncclCommGetAsyncError(comm, &state));
     if (state != ncclSuccess && state != ncclInProgress) {
-      throw DistError(std::string("NCCL asynchronous error: ") + ncclGetErrorString(state) + " (" +
-                      ncclGetLastError(comm) + ")");
+      const std::string error =
+          std::string("NCCL asynchronous error: ") + ncclGetErrorString(state) + " (" + ncclGetLastError(comm) + ")";
+      if (pending.empty()) throw DistError(error + " on rank " + std::to_string(rank) + " with no collective pending");
+      // The oldest collective pending is the one the device is in.
+      const Pending& oldest = pending.front();
+      return Fault{oldest.op + " #" + std::to_string(oldest.seq) + " failed with an " + error,
+                   {oldest.op, oldest.seq, rank, Arrival::kStarted},
+                   false};
     }
   }
   const auto now = Clock::now();
@@ -249,7 +324,10 @@ std::optional<NcclCommunicator::State::Pending> NcclCommunicator::State::check_p
       continue;
     }
     if (status != cudaErrorNotReady) IJEPA_CUDA_CHECK(status);
-    if (now > it->deadline) return *it;
+    if (now > it->deadline) {
+      const StallSubject subject{it->op, it->seq, rank, Arrival::kStarted};
+      return Fault{timeout_headline(subject, timeout_s), subject, true};
+    }
     ++it;
   }
   return std::nullopt;
@@ -267,7 +345,7 @@ void NcclCommunicator::State::shut_down() {
     try {
       // Flushes what is queued, bounded like any collective; a failure aborts instead.
       IJEPA_NCCL_CHECK(ncclCommFinalize(comm));
-      wait_ready_locked("ncclCommFinalize", Clock::now() + to_duration(timeout_s));
+      wait_ready_or_fail_locked("ncclCommFinalize", Clock::now() + to_duration(timeout_s));
       ncclCommDestroy(comm);
       comm = nullptr;
     } catch (const DistError& e) {
@@ -280,31 +358,48 @@ void NcclCommunicator::State::shut_down() {
   }
 }
 
-NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> control, int device_index, double timeout_s)
-    : control_(std::move(control)), state_(std::make_shared<State>()) {
-  state_->device = device_index;
-  state_->timeout_s = timeout_s;
-  state_->control = control_.get();
-  IJEPA_CUDA_CHECK(cudaSetDevice(device_index));
+namespace {
 
+// Rank 0 makes the id; every rank receives it over the control. Returns the id and the exchange's number.
+std::pair<ncclUniqueId, int64_t> share_unique_id(Communicator& control) {
   ncclUniqueId id;
   std::string mine;
-  if (control_->rank() == 0) {
+  if (control.rank() == 0) {
     IJEPA_NCCL_CHECK(ncclGetUniqueId(&id));
     mine.assign(reinterpret_cast<const char*>(&id), sizeof(id));
   }
-  const std::string shared = control_->all_gather_bytes(mine).at(0);
+  const std::string shared = control.all_gather_bytes(mine).at(0);
+  const int64_t exchange_seq = control.progress().snapshot().called;
   if (shared.size() != sizeof(id)) throw DistError("NCCL setup: rank 0 sent no unique id");
   std::memcpy(&id, shared.data(), sizeof(id));
+  return {id, exchange_seq};
+}
 
-  int lowest = 0, highest = 0;
-  IJEPA_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&lowest, &highest));
-  IJEPA_CUDA_CHECK(cudaStreamCreateWithPriority(&state_->stream, cudaStreamNonBlocking, highest));
-  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-  config.blocking = 0;
-  std::lock_guard<std::mutex> lock(state_->mutex);
-  IJEPA_NCCL_CHECK(ncclCommInitRankConfig(&state_->comm, world_size(), id, rank(), &config));
-  state_->wait_ready_locked("ncclCommInitRankConfig", Clock::now() + to_duration(timeout_s));
+}  // namespace
+
+NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> control, int device_index, double timeout_s)
+    : control_(std::move(control)), state_(std::make_shared<State>()) {
+  state_->timeout_s = timeout_s;
+  state_->control = control_.get();
+  try {
+    state_->device = device_index >= 0 ? device_index : gpu_for_local_rank(control_->local_rank());
+    IJEPA_CUDA_CHECK(cudaSetDevice(state_->device));
+    const auto [id, exchange_seq] = share_unique_id(*control_);
+    state_->init(id, exchange_seq);
+  } catch (const std::exception& e) {
+    // Unless the job ends here, the other ranks wait in the id exchange or in NCCL's init until the timeout and
+    // then report that, not the cause. MPI's abort does not return.
+    if (world_size() > 1) {
+      const bool input = dynamic_cast<const common::InputError*>(&e) != nullptr;
+      control_->abort("NCCL setup failed on rank " + std::to_string(rank()) + ": " + e.what(), input ? 2 : 1);
+    }
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->fail_locked(e.what(), false);  // aborts a half-made NCCL communicator
+    }
+    state_->shut_down();
+    throw;
+  }
   state_->watchdog = std::thread([state = state_.get()] { state->watch(); });
 }
 

@@ -6,7 +6,10 @@
 // NCCL stream, and its handle's wait() makes the caller's current stream wait on its completion event, so
 // the host never blocks. A watchdog thread polls completion events and ncclCommGetAsyncError; a collective
 // pending past the timeout, or an asynchronous NCCL error, aborts the NCCL communicator (ncclCommAbort, so
-// kernels stuck on a dead peer end) and every later call throws the report, which the watchdog also logs.
+// kernels stuck on a dead peer end), marks the control failed (so MPI_Finalize, which waits for every rank, is
+// skipped) and every later call throws the report, which the watchdog also logs. The report names the ranks whose
+// device has not reached the collective (not only those whose host has not queued it) and the ranks that issue
+// a different collective.
 // The communicator is created non-blocking, so initialisation is bounded by the timeout too.
 #pragma once
 
@@ -16,8 +19,14 @@
 
 namespace ijepa::dist {
 
+// As NcclCommunicator's device_index: the GPU that gpu_for_local_rank picks for the control's local rank.
+inline constexpr int kGpuOfLocalRank = -1;
+
 class NcclCommunicator : public Communicator {
  public:
+  // Collective over the control's ranks. When setup fails on one rank (no GPU, CUDA, the id exchange, NCCL's
+  // init), that rank ends the job through control->abort() with the cause, so that the others do not wait for
+  // it until their timeout; with one rank it throws (DistError, or common::InputError when no GPU is visible).
   NcclCommunicator(std::unique_ptr<Communicator> control, int device_index, double timeout_s);
   ~NcclCommunicator() override;
   NcclCommunicator(const NcclCommunicator&) = delete;

@@ -70,8 +70,11 @@ GradientSynchronizer::GradientSynchronizer(Communicator& comm,
   buckets_ = plan_buckets(
       parameters_, first_bucket_bytes,
       bucket_cap_bytes(gradient_bytes, first_bucket_bytes, mib_to_bytes(config.bucket_mb), config.min_buckets));
-  layout_ = describe_layout(names_, parameters_, buckets_);
-  verify_same_across_ranks(comm_, "parameter layout (names, shapes, dtypes, buckets)", layout_);
+  // With the wire dtype: ranks that differ in dist.compress_bf16 would otherwise pass different sizes to the
+  // same all-reduce, which MPI reports as a truncation and NCCL not at all.
+  layout_ = describe_layout(names_, parameters_, buckets_) + "fp32 buckets travel as " + (compress_ ? "bf16" : "fp32") +
+            " (dist.compress_bf16)\n";
+  verify_same_across_ranks(comm_, "parameter layout (names, shapes, dtypes, buckets, wire dtype)", layout_);
   install();
 }
 
@@ -149,10 +152,17 @@ void GradientSynchronizer::backward(const torch::Tensor& loss) {
     std::lock_guard<std::mutex> lock(mutex_);
     prescaled_ = true;
   }
-  if (comm_.world_size() == 1) {
-    loss.backward();
-  } else {
-    (loss * (1.0 / comm_.world_size())).backward();
+  try {
+    if (comm_.world_size() == 1) {
+      loss.backward();
+    } else {
+      (loss * (1.0 / comm_.world_size())).backward();
+    }
+  } catch (...) {
+    // Otherwise a later step's plain loss.backward() would be summed over the ranks instead of averaged.
+    std::lock_guard<std::mutex> lock(mutex_);
+    prescaled_ = false;
+    throw;
   }
 }
 

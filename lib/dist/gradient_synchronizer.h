@@ -51,7 +51,8 @@ class GradientSynchronizer {
   // named_parameters: in registration order (e.g. module->named_parameters(), or several modules' merged
   // with prefixes); those that do not require grad are skipped. Reads dist.first_bucket_mb, bucket_mb,
   // min_buckets and compress_bf16 (fp32 buckets travel as bf16 and are averaged there). Collective: checks that every
-  // rank has the same names, shapes, dtypes and buckets (common::InputError naming the ranks that differ).
+  // rank has the same names, shapes, dtypes, buckets and wire dtype (common::InputError naming the ranks that
+  // differ).
   // overlap=false starts every bucket in finish() instead (for measuring how much overlap hides).
   GradientSynchronizer(Communicator& comm, const torch::OrderedDict<std::string, torch::Tensor>& named_parameters,
                        const common::DistConfig& config, bool overlap = true);
@@ -64,14 +65,14 @@ class GradientSynchronizer {
   void zero_grad();
   // loss.backward() on loss * (1 / world size): the gradients arrive pre-divided, so the buckets' all-reduce
   // is a plain sum and no pass over the gradients follows it (the mean is exact for power-of-two world
-  // sizes, within rounding otherwise). loss: a scalar.
+  // sizes, within rounding otherwise). loss: a scalar. When backward throws, the step counts as a plain one.
   void backward(const torch::Tensor& loss);
   // After backward: starts the buckets not yet started, waits for all (the communicator's timeout applies)
   // and leaves each .grad holding the mean over ranks.
   void finish();
 
   const std::vector<Bucket>& buckets() const { return buckets_; }
-  // describe_layout() of this synchronizer, equal on every rank.
+  // describe_layout() of this synchronizer and the wire dtype of fp32 buckets, equal on every rank.
   const std::string& layout() const { return layout_; }
   // Parameters that received no gradient in the last finished step.
   std::vector<std::string> unused_parameters() const;

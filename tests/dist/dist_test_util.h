@@ -1,4 +1,5 @@
-// A tiny network and reference gradients shared by the single-process and multi-rank suites.
+// A tiny network, reference gradients and a recording communicator shared by the single-process and multi-rank
+// suites.
 #pragma once
 
 #include <torch/torch.h>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "dist/single_process_communicator.h"
 
 namespace ijepa::dist::testing {
 
@@ -68,5 +70,26 @@ inline common::DistConfig small_buckets() {
   config.timeout_s = 60;
   return config;
 }
+
+// A world of one that records what it is asked to reduce, broadcast and gather.
+class RecordingCommunicator : public SingleProcessCommunicator {
+ public:
+  WorkHandle all_reduce(const torch::Tensor& tensor, ReduceOp op) override {
+    reduce_ops.push_back(op);
+    return SingleProcessCommunicator::all_reduce(tensor, op);
+  }
+  WorkHandle broadcast(const torch::Tensor& tensor, int root) override {
+    broadcast_bytes.push_back(static_cast<int64_t>(tensor.nbytes()));
+    return SingleProcessCommunicator::broadcast(tensor, root);
+  }
+  std::vector<std::string> all_gather_bytes(const std::string& bytes) override {
+    gathered_bytes.push_back(static_cast<int64_t>(bytes.size()));
+    return SingleProcessCommunicator::all_gather_bytes(bytes);
+  }
+
+  std::vector<ReduceOp> reduce_ops;
+  std::vector<int64_t> broadcast_bytes;  // per broadcast
+  std::vector<int64_t> gathered_bytes;   // per all-gather, this rank's
+};
 
 }  // namespace ijepa::dist::testing

@@ -119,11 +119,23 @@ TEST_F(MpiSynchronizer, MismatchedParameterShapesAreRejectedNamingTheRank) {
   TinyNet net = testing::make_net(rank_ == 1 ? 17 : 16);
   const std::string message =
       message_of([&] { GradientSynchronizer sync(comm_, net->named_parameters(), testing::small_buckets()); });
-  EXPECT_NE(message.find("parameter layout (names, shapes, dtypes, buckets) differs across ranks: rank 1 differs "
-                         "from rank 0; first difference at line 1: rank 0 has '0 fc1.weight [16, 8] Float"),
+  EXPECT_NE(message.find("parameter layout (names, shapes, dtypes, buckets, wire dtype) differs across ranks: rank 1 "
+                         "differs from rank 0; first difference at line 1: rank 0 has '0 fc1.weight [16, 8] Float"),
             std::string::npos)
       << message;
   EXPECT_NE(message.find("rank 1 has '0 fc1.weight [17, 8] Float"), std::string::npos) << message;
+}
+
+// Otherwise rank 1 would all-reduce half as many bytes per bucket: an MPI truncation, or silence with NCCL.
+TEST_F(MpiSynchronizer, RanksThatDifferInBf16CompressionAreRejectedNamingTheRank) {
+  TinyNet net = testing::make_net();
+  common::DistConfig config = testing::small_buckets();
+  config.compress_bf16 = rank_ == 1;
+  const std::string message = message_of([&] { GradientSynchronizer sync(comm_, net->named_parameters(), config); });
+  EXPECT_NE(message.find("differs across ranks: rank 1 differs from rank 0; first difference at line 7: rank 0 has "
+                         "'fp32 buckets travel as fp32 (dist.compress_bf16)', rank 1 has 'fp32 buckets travel as bf16"),
+            std::string::npos)
+      << message;
 }
 
 TEST_F(MpiSynchronizer, AConfigThatDiffersIsRejectedNamingTheRank) {

@@ -134,6 +134,35 @@ TEST_F(SynchronizerTest, ASecondBackwardBeforeFinishIsAnError) {
   }
 }
 
+// The sum of a pre-divided loss must not outlive a backward that threw: the next plain step would be summed.
+TEST(Synchronizer, AFailedBackwardLeavesTheNextPlainStepAveraged) {
+  testing::RecordingCommunicator comm;
+  TinyNet net = testing::make_net();
+  GradientSynchronizer sync(comm, net->named_parameters(), testing::small_buckets());
+  const auto [x, y] = testing::global_batch(4);
+  sync.zero_grad();
+  sync.backward(testing::loss_of(net, x, y, true));
+  sync.finish();
+  EXPECT_EQ(comm.reduce_ops, std::vector<ReduceOp>(3, ReduceOp::kSum));
+  comm.reduce_ops.clear();
+  EXPECT_ANY_THROW(sync.backward(torch::zeros({})));  // nothing to differentiate
+  sync.zero_grad();
+  testing::loss_of(net, x, y, true).backward();
+  sync.finish();
+  EXPECT_EQ(comm.reduce_ops, std::vector<ReduceOp>(3, ReduceOp::kAverage));
+}
+
+TEST_F(SynchronizerTest, TheLayoutNamesTheWireDtype) {
+  EXPECT_NE(GradientSynchronizer(comm_, net_->named_parameters(), testing::small_buckets())
+                .layout()
+                .find("fp32 buckets travel as fp32 (dist.compress_bf16)"),
+            std::string::npos);
+  common::DistConfig config = testing::small_buckets();
+  config.compress_bf16 = true;
+  EXPECT_NE(GradientSynchronizer(comm_, net_->named_parameters(), config).layout().find("travel as bf16"),
+            std::string::npos);
+}
+
 TEST_F(SynchronizerTest, SkipsFrozenParameters) {
   net_->fc1->weight.set_requires_grad(false);
   GradientSynchronizer sync(comm_, net_->named_parameters(), testing::small_buckets());

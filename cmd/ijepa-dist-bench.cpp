@@ -12,7 +12,8 @@
 //
 // The compared variants alternate, call by call (allreduce) or round by round (overlap), since timings on
 // shared machines drift; each time is the slowest rank's, and the figures are medians. Rank 0 prints a
-// Markdown table, or JSON.
+// Markdown table, or JSON. The ranks meet through the communicator (bounded by its timeout) before every raw
+// MPI_Allreduce, and a rank that fails ends the job, so that none waits for ever.
 #include <mpi.h>
 #include <torch/torch.h>
 
@@ -21,14 +22,17 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
 #include "common/errors.h"
 #include "dist/gradient_synchronizer.h"
 #include "dist/mpi_communicator.h"
+#include "dist/mpi_runtime.h"
 
 namespace {
 
@@ -43,16 +47,29 @@ double median(std::vector<double> values) {
   return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
+// Element i is the largest values[i] over the ranks (every rank passes as many).
+std::vector<double> max_over_ranks(MpiCommunicator& comm, const std::vector<double>& values) {
+  const std::string mine(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(double));
+  std::vector<double> result(values);
+  for (const std::string& theirs : comm.all_gather_bytes(mine)) {
+    if (theirs.size() != mine.size()) throw std::runtime_error("ranks timed different numbers of values");
+    for (size_t i = 0; i < result.size(); ++i) {
+      double value = 0;
+      std::memcpy(&value, theirs.data() + i * sizeof(double), sizeof(double));
+      result[i] = std::max(result[i], value);
+    }
+  }
+  return result;
+}
+
 // Seconds of one call of `op`, the slowest rank's; `prepare` runs untimed before it, and the ranks start
 // the call together.
-double time_once(const std::function<void()>& op, const std::function<void()>& prepare) {
+double time_once(MpiCommunicator& comm, const std::function<void()>& op, const std::function<void()>& prepare) {
   prepare();
-  MPI_Barrier(MPI_COMM_WORLD);
+  comm.barrier();
   const auto start = Clock::now();
   op();
-  double seconds = seconds_since(start);
-  MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  return seconds;
+  return max_over_ranks(comm, {seconds_since(start)})[0];
 }
 
 // Parameters of `bytes` fp32 in total, 1 MiB each at most, named p0, p1, ...
@@ -88,7 +105,8 @@ nlohmann::json bench_allreduce(MpiCommunicator& comm, const Options& options) {
     const int samples =
         std::max<int>(options.samples, static_cast<int>(std::min<int64_t>((int64_t{64} << 20) / bytes, 500)));
     const std::function<void()> raw_op = [&] {
-      MPI_Allreduce(MPI_IN_PLACE, raw.data_ptr(), static_cast<int>(raw.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+      IJEPA_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, raw.data_ptr(), static_cast<int>(raw.numel()), MPI_FLOAT, MPI_SUM,
+                                    MPI_COMM_WORLD));
     };
     const std::function<void()> nothing = [] {};
     // Gradients as training makes them: backward through the synchronizer, which starts no bucket here.
@@ -99,12 +117,12 @@ nlohmann::json bench_allreduce(MpiCommunicator& comm, const Options& options) {
       sync.backward(loss);
     };
     const std::function<void()> bucketed_op = [&] { sync.finish(); };
-    time_once(raw_op, nothing);  // warm-up: connections, buffers
-    time_once(bucketed_op, backward);
+    time_once(comm, raw_op, nothing);  // warm-up: connections, buffers
+    time_once(comm, bucketed_op, backward);
     std::vector<double> raw_s, bucketed_s;
     for (int i = 0; i < samples; ++i) {
-      raw_s.push_back(time_once(raw_op, nothing));
-      bucketed_s.push_back(time_once(bucketed_op, backward));
+      raw_s.push_back(time_once(comm, raw_op, nothing));
+      bucketed_s.push_back(time_once(comm, bucketed_op, backward));
     }
     const double raw_t = median(raw_s), bucketed_t = median(bucketed_s);
     rows.push_back({{"bytes", bytes},
@@ -172,11 +190,9 @@ nlohmann::json bench_overlap(MpiCommunicator& comm, const Options& options) {
       buckets = sync.buckets().size();
       train_step(net, sync, x);  // warm-up
       for (int64_t s = 0; s < options.steps; ++s) {
-        StepTimes t = train_step(net, sync, x);
-        for (double* value : {&t.step, &t.backward, &t.finish}) {
-          MPI_Allreduce(MPI_IN_PLACE, value, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        }
-        times[overlap].push_back(t);
+        const StepTimes t = train_step(net, sync, x);
+        const std::vector<double> slowest = max_over_ranks(comm, {t.step, t.backward, t.finish});
+        times[overlap].push_back({slowest[0], slowest[1], slowest[2]});
       }
     }
   }
@@ -223,7 +239,15 @@ void print_overlap(const nlohmann::json& result, const Options& options, int wor
 int run(const std::string& command, const Options& options) {
   torch::set_num_threads(options.threads);
   MpiCommunicator comm(300.0, options.mpi);
-  const nlohmann::json result = command == "allreduce" ? bench_allreduce(comm, options) : bench_overlap(comm, options);
+  nlohmann::json result;
+  try {
+    result = command == "allreduce" ? bench_allreduce(comm, options) : bench_overlap(comm, options);
+  } catch (const std::exception& e) {
+    // The other ranks would wait for this one in their next collective: end the job (MPI_Abort does not return).
+    const bool input = dynamic_cast<const ijepa::common::InputError*>(&e) != nullptr;
+    if (comm.world_size() > 1) comm.abort(std::string("ijepa-dist-bench: ") + e.what(), input ? 2 : 1);
+    throw;
+  }
   if (comm.rank() != 0) return 0;
   if (options.json) {
     std::cout << nlohmann::json{{command, result}, {"world_size", comm.world_size()}}.dump(2) << std::endl;

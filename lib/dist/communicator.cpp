@@ -23,13 +23,14 @@ using common::InputError;
 std::vector<int64_t> Communicator::all_gather_int64(int64_t value) {
   std::string bytes(sizeof(value), '\0');
   std::memcpy(bytes.data(), &value, sizeof(value));
-  std::vector<int64_t> values;
-  for (const std::string& item : all_gather_bytes(bytes)) {
-    int64_t v = 0;
-    if (item.size() != sizeof(v))
-      throw DistError("all_gather_int64: a rank sent " + std::to_string(item.size()) + " bytes");
-    std::memcpy(&v, item.data(), sizeof(v));
-    values.push_back(v);
+  const std::vector<std::string> items = all_gather_bytes(bytes);
+  std::vector<int64_t> values(items.size());
+  for (size_t r = 0; r < items.size(); ++r) {
+    if (items[r].size() != sizeof(value)) {
+      throw DistError("all_gather_int64: rank " + std::to_string(r) + " sent " + std::to_string(items[r].size()) +
+                      " bytes, not " + std::to_string(sizeof(value)) + ": the ranks issue different collectives");
+    }
+    std::memcpy(&values[r], items[r].data(), sizeof(value));
   }
   return values;
 }

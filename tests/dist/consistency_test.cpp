@@ -1,28 +1,30 @@
-// Consistency helpers on one process: they must pass through and hash what they are given.
+// Consistency helpers on one process: how they pack broadcasts, what they send, how they hash. The agreement checks
+// themselves run on 2 ranks (mpi_synchronizer_test.cpp).
 #include "dist/consistency.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "common/sha256.h"
-#include "dist/single_process_communicator.h"
+#include "dist_test_util.h"
 
 namespace ijepa::dist {
 namespace {
 
-TEST(Consistency, BroadcastFromTheOnlyRankKeepsValues) {
-  SingleProcessCommunicator comm;
-  const torch::Tensor a = torch::arange(5, torch::kFloat);
-  const torch::Tensor b = torch::arange(3, torch::kLong);
-  broadcast_tensors(comm, {a, b});
-  EXPECT_TRUE(torch::equal(a, torch::arange(5, torch::kFloat)));
-  EXPECT_TRUE(torch::equal(b, torch::arange(3, torch::kLong)));
+TEST(Consistency, BroadcastPacksTensorsPerDtypeIntoBoundedBuffers) {
+  testing::RecordingCommunicator comm;
+  const std::vector<torch::Tensor> tensors = {torch::zeros({5}), torch::zeros({2}), torch::zeros({3}, torch::kLong),
+                                              torch::zeros({10})};
+  broadcast_tensors(comm, tensors, 0, /*max_buffer_bytes=*/32);
+  // fp32 20 + 8 bytes together; the int64 alone; the last fp32 alone, over the cap by itself.
+  EXPECT_EQ(comm.broadcast_bytes, (std::vector<int64_t>{28, 24, 40}));
 }
 
-TEST(Consistency, AgreementChecksPassForOneRank) {
-  SingleProcessCommunicator comm;
-  EXPECT_NO_THROW(verify_same_across_ranks(comm, "config", "lr: 0.1\n"));
-  EXPECT_NO_THROW(verify_tensors_match(comm, "weights", {torch::ones({3})}));
+TEST(Consistency, AgreementChecksSendHashesNotValues) {
+  testing::RecordingCommunicator comm;
+  verify_same_across_ranks(comm, "config", std::string(10000, 'x'));
+  verify_tensors_match(comm, "weights", {torch::ones({1000})});
+  EXPECT_EQ(comm.gathered_bytes, (std::vector<int64_t>{64, 64}));  // SHA-256 in hex
 }
 
 TEST(Consistency, TensorHashIsTheSha256OfTheRawBytes) {

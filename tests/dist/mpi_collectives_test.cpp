@@ -145,6 +145,20 @@ TEST_F(MpiCollectives, AllGatherOfBytesOfDifferentLengths) {
   comm_.barrier();
 }
 
+TEST_F(MpiCollectives, AllGatherOfInt64NamesARankThatSentOtherBytes) {
+  if (rank_ == 1) {
+    comm_.all_gather_bytes("four");
+    return;
+  }
+  try {
+    comm_.all_gather_int64(5);
+    ADD_FAILURE() << "4 bytes were read as an int64";
+  } catch (const DistError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "all_gather_int64: rank 1 sent 4 bytes, not 8: the ranks issue different collectives");
+  }
+}
+
 TEST_F(MpiCollectives, AllGatherOfRowsInRoundsOfAFewRows) {
   // Rank 0 has 7 rows, rank 1 has 3 (then none, like a rank past the end of its share); rounds of 48 bytes
   // over 2 ranks carry one 5-float row each, so the gather takes 7 rounds.

@@ -5,6 +5,7 @@
 // ever unwinds through the C libraries.
 #include "data/image.h"
 
+#include <algorithm>
 #include <csetjmp>
 #include <cstdio>  // jpeglib.h needs FILE
 #include <cstring>
@@ -17,7 +18,14 @@ namespace ijepa::data {
 
 namespace {
 
-constexpr int64_t kMaxPixels = int64_t{1} << 28;  // a bound on corrupt headers, far above any real photo
+// PIL's decompression-bomb limit (2 * Image.MAX_IMAGE_PIXELS): it refuses larger images, and so do we, before
+// any pixel buffer is allocated.
+constexpr int64_t kMaxPixels = 178956970;
+
+std::string too_large(int64_t width, int64_t height) {
+  return "image too large (" + std::to_string(width) + "x" + std::to_string(height) + ", more than " +
+         std::to_string(kMaxPixels) + " pixels)";
+}
 
 // ---- JPEG ----
 
@@ -33,6 +41,7 @@ struct JpegState {
   jpeg_decompress_struct cinfo{};
   JpegError error{};
   std::vector<uint8_t> cmyk_row;
+  std::string refusal;  // why a well-formed file is not decoded
 };
 
 JpegError* jpeg_error(j_common_ptr cinfo) { return reinterpret_cast<JpegError*>(cinfo->err); }
@@ -64,15 +73,16 @@ bool jpeg_decode_into(JpegState* state, Image* image) {
   jpeg_decompress_struct* cinfo = &state->cinfo;
   if (setjmp(state->error.jump)) return false;
   jpeg_read_header(cinfo, TRUE);
+  // Checked before jpeg_start_decompress, which allocates whole-image buffers for progressive files.
+  if (static_cast<int64_t>(cinfo->image_width) * cinfo->image_height > kMaxPixels) {
+    state->refusal = too_large(cinfo->image_width, cinfo->image_height);
+    return false;
+  }
   const bool cmyk = cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK;
   cinfo->out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   jpeg_start_decompress(cinfo);
   const int width = static_cast<int>(cinfo->output_width);
   const int height = static_cast<int>(cinfo->output_height);
-  if (static_cast<int64_t>(width) * height > kMaxPixels) {
-    std::snprintf(state->error.message, sizeof(state->error.message), "image too large");
-    return false;
-  }
   image->height = height;
   image->width = width;
   image->channels = 3;
@@ -98,6 +108,7 @@ Image decode_jpeg(const std::string& bytes, const std::string& name) {
   Image image;
   const bool ok = jpeg_decode_into(&state, &image);
   jpeg_destroy_decompress(&state.cinfo);
+  if (!state.refusal.empty()) throw CorruptSample(name + ": " + state.refusal);
   if (!ok) throw CorruptSample(name + ": corrupt JPEG (" + state.error.message + ")");
   if (state.error.truncated) throw CorruptSample(name + ": truncated JPEG");
   return image;
@@ -111,7 +122,9 @@ struct PngState {
   const std::string* bytes = nullptr;
   size_t offset = 0;
   std::string message;
+  std::string refusal;  // why a well-formed file is not decoded
   std::vector<png_bytep> rows;
+  std::vector<uint8_t> grey16;  // 16-bit grey rows, before grey16_to_rgb
 };
 
 void on_png_read(png_structp png, png_bytep out, png_size_t count) {
@@ -128,39 +141,65 @@ void on_png_error(png_structp png, png_const_charp message) {
 
 void on_png_warning(png_structp, png_const_charp) {}
 
-// Transformations to 8-bit RGB as PIL's convert("RGB"): palette expanded (its transparency ignored), grey
-// replicated, alpha dropped, 16-bit samples cut to the high byte.
+// PIL opens 16-bit greyscale as mode I;16, whose conversion to RGB clips each value to 255 (0x00F0 -> 240,
+// 0x1234 -> 255); 16-bit RGB and grey+alpha keep their high byte instead.
+bool is_grey16(png_structp png, png_infop info) {
+  return png_get_bit_depth(png, info) == 16 && png_get_color_type(png, info) == PNG_COLOR_TYPE_GRAY;
+}
+
+// Transformations to 8-bit RGB as PIL's convert("RGB"): palette expanded, grey replicated, alpha dropped, 16-bit
+// samples cut to the high byte. Transparency is ignored: a tRNS chunk becomes alpha when a palette is expanded,
+// so alpha is dropped then too. 16-bit grey is read as it is, for grey16_to_rgb.
 void png_request_rgb8(png_structp png, png_infop info) {
   const int color_type = png_get_color_type(png, info);
   const int bit_depth = png_get_bit_depth(png, info);
-  if (bit_depth == 16) png_set_strip_16(png);
-  if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
-  if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-  if (color_type == PNG_COLOR_TYPE_GRAY || color_type == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
-  if (color_type & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+  if (!is_grey16(png, info)) {
+    if (bit_depth == 16) png_set_strip_16(png);
+    if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (color_type == PNG_COLOR_TYPE_GRAY || color_type == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
+    if ((color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
+  }
   png_set_interlace_handling(png);
   png_read_update_info(png, info);
+}
+
+// Big-endian 16-bit grey to RGB, clipped as PIL's I;16 -> RGB.
+void grey16_to_rgb(const std::vector<uint8_t>& grey16, std::vector<uint8_t>* rgb) {
+  for (size_t i = 0; i < rgb->size() / 3; ++i) {
+    const uint8_t value = grey16[2 * i] == 0 ? grey16[2 * i + 1] : 255;
+    std::fill_n(rgb->data() + 3 * i, 3, value);
+  }
 }
 
 bool png_decode_into(PngState* state, Image* image) {
   if (setjmp(png_jmpbuf(state->png))) return false;
   png_set_read_fn(state->png, state, on_png_read);
   png_read_info(state->png, state->info);
-  png_request_rgb8(state->png, state->info);
   const int width = static_cast<int>(png_get_image_width(state->png, state->info));
   const int height = static_cast<int>(png_get_image_height(state->png, state->info));
-  if (static_cast<int64_t>(width) * height > kMaxPixels) png_error(state->png, "image too large");
-  if (png_get_rowbytes(state->png, state->info) != static_cast<size_t>(width) * 3) {
+  if (static_cast<int64_t>(width) * height > kMaxPixels) {
+    state->refusal = too_large(width, height);
+    return false;
+  }
+  const bool grey16 = is_grey16(state->png, state->info);
+  png_request_rgb8(state->png, state->info);
+  const size_t row_bytes = static_cast<size_t>(width) * (grey16 ? 2 : 3);
+  if (png_get_rowbytes(state->png, state->info) != row_bytes) {
     png_error(state->png, "unexpected row layout after conversion to RGB");
   }
   image->height = height;
   image->width = width;
   image->channels = 3;
   image->pixels.resize(static_cast<size_t>(height) * width * 3);
+  if (grey16) state->grey16.resize(static_cast<size_t>(height) * row_bytes);
+  uint8_t* first_row = grey16 ? state->grey16.data() : image->pixels.data();
   state->rows.resize(height);
-  for (int y = 0; y < height; ++y) state->rows[y] = image->pixels.data() + static_cast<size_t>(y) * width * 3;
+  for (int y = 0; y < height; ++y) state->rows[y] = first_row + static_cast<size_t>(y) * row_bytes;
   png_read_image(state->png, state->rows.data());
-  png_read_end(state->png, nullptr);
+  // No png_read_end: the chunks after the image data change no pixel, and PIL decodes a file whose IEND is
+  // missing or whose later chunks are damaged.
+  if (grey16) grey16_to_rgb(state->grey16, &image->pixels);
   return true;
 }
 
@@ -176,6 +215,7 @@ Image decode_png(const std::string& bytes, const std::string& name) {
   Image image;
   const bool ok = png_decode_into(&state, &image);
   png_destroy_read_struct(&state.png, &state.info, nullptr);
+  if (!state.refusal.empty()) throw CorruptSample(name + ": " + state.refusal);
   if (!ok) throw CorruptSample(name + ": corrupt PNG (" + state.message + ")");
   return image;
 }
@@ -196,7 +236,6 @@ Image decode_image(const std::string& bytes, const std::string& name) {
     throw CorruptSample(name + ": neither a JPEG nor a PNG file");
   }
   if (image.height <= 0 || image.width <= 0) throw CorruptSample(name + ": empty image");
-  if (static_cast<int64_t>(image.height) * image.width > kMaxPixels) throw CorruptSample(name + ": image too large");
   return image;
 }
 

@@ -23,9 +23,10 @@ class CorruptSample : public std::runtime_error {
 };
 
 // Decodes a JPEG or PNG held in memory (the format is sniffed from the bytes, not the file name) into RGB,
-// as PIL's convert("RGB") would: grayscale is replicated, palettes expanded, alpha dropped, 16-bit samples
-// reduced to their high byte, CMYK JPEGs converted. Throws CorruptSample naming `name` when undecodable
-// or truncated.
+// as PIL's convert("RGB") would: grayscale is replicated, palettes expanded, alpha and transparency dropped,
+// 16-bit RGB and grey+alpha samples reduced to their high byte, 16-bit grey clipped to 255 (PIL's mode I;16),
+// CMYK JPEGs converted. Throws CorruptSample naming `name` when undecodable, truncated, or larger than PIL's
+// decompression-bomb limit of 178956970 pixels (refused from the header, before decoding).
 Image decode_image(const std::string& bytes, const std::string& name);
 
 }  // namespace ijepa::data

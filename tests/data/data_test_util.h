@@ -99,9 +99,10 @@ inline void on_png_write(png_structp png, png_bytep data, png_size_t length) {
   static_cast<std::string*>(png_get_io_ptr(png))->append(reinterpret_cast<char*>(data), length);
 }
 
-// A PNG of raw rows (already in the layout of color_type and bit_depth; 16-bit samples big-endian).
+// A PNG of raw rows (already in the layout of color_type and bit_depth; 16-bit samples big-endian), with a
+// palette and its transparency (tRNS) when given.
 inline std::string encode_png(int width, int height, int color_type, int bit_depth, const std::vector<uint8_t>& raw,
-                              const std::vector<png_color>& palette = {}) {
+                              const std::vector<png_color>& palette = {}, std::vector<png_byte> palette_alpha = {}) {
   std::string out;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png_create_info_struct(png);
@@ -110,6 +111,9 @@ inline std::string encode_png(int width, int height, int color_type, int bit_dep
   png_set_IHDR(png, info, width, height, bit_depth, color_type, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                PNG_FILTER_TYPE_DEFAULT);
   if (!palette.empty()) png_set_PLTE(png, info, palette.data(), static_cast<int>(palette.size()));
+  if (!palette_alpha.empty()) {
+    png_set_tRNS(png, info, palette_alpha.data(), static_cast<int>(palette_alpha.size()), nullptr);
+  }
   png_write_info(png, info);
   const size_t stride = raw.size() / height;
   for (int y = 0; y < height; ++y) png_write_row(png, raw.data() + y * stride);

@@ -48,10 +48,17 @@ TEST(DecodeTest, PngColourTypesBecomeRgb8) {
   const Image palette = decode_image(
       encode_png(3, 1, PNG_COLOR_TYPE_PALETTE, 8, {1, 0, 1}, {png_color{9, 8, 7}, png_color{50, 60, 70}}), "p.png");
   EXPECT_EQ(palette.pixels, (std::vector<uint8_t>{50, 60, 70, 9, 8, 7, 50, 60, 70}));
-  // 16-bit: the high byte. 1-bit grey: 0 or 255.
+  // A palette with transparency (tRNS): its colours, the transparency ignored.
+  const Image transparent = decode_image(
+      encode_png(2, 1, PNG_COLOR_TYPE_PALETTE, 8, {1, 0}, {png_color{9, 8, 7}, png_color{50, 60, 70}}, {0, 128}),
+      "pt.png");
+  EXPECT_EQ(transparent.pixels, (std::vector<uint8_t>{50, 60, 70, 9, 8, 7}));
+  // 16-bit RGB: the high byte. 16-bit grey: clipped to 255, as PIL's mode I;16. 1-bit grey: 0 or 255.
   const Image deep =
       decode_image(encode_png(1, 1, PNG_COLOR_TYPE_RGB, 16, {0x12, 0x34, 0xAB, 0xCD, 0xFF, 0x00}), "16.png");
   EXPECT_EQ(deep.pixels, (std::vector<uint8_t>{0x12, 0xAB, 0xFF}));
+  const Image deep_grey = decode_image(encode_png(2, 1, PNG_COLOR_TYPE_GRAY, 16, {0x00, 0xF0, 0x12, 0x34}), "g16.png");
+  EXPECT_EQ(deep_grey.pixels, (std::vector<uint8_t>{240, 240, 240, 255, 255, 255}));
   const Image bits = decode_image(encode_png(8, 1, PNG_COLOR_TYPE_GRAY, 1, {0b10000001}), "1.png");
   ASSERT_EQ(bits.pixels.size(), 24u);
   EXPECT_EQ(bits.pixels[0], 255);
@@ -59,13 +66,44 @@ TEST(DecodeTest, PngColourTypesBecomeRgb8) {
   EXPECT_EQ(bits.pixels[21], 255);
 }
 
-void expect_corrupt(const std::string& bytes, const std::string& name) {
+TEST(DecodeTest, PngWithoutIendDecodesAsInPil) {
+  const std::vector<uint8_t> raw = {10, 20, 30, 40, 50, 60};
+  const std::string png = encode_png(2, 1, PNG_COLOR_TYPE_RGB, 8, raw);
+  ASSERT_EQ(png.substr(png.size() - 8, 4), "IEND");
+  EXPECT_EQ(decode_image(png.substr(0, png.size() - 12), "no-iend.png").pixels, raw);
+}
+
+void expect_corrupt(const std::string& bytes, const std::string& name, const std::string& why = "") {
   try {
     decode_image(bytes, name);
     FAIL() << "decoded a corrupt " << name;
   } catch (const CorruptSample& e) {
     EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
   }
+}
+
+void put_be16(std::string& bytes, size_t offset, uint16_t value) {
+  bytes[offset] = static_cast<char>(value >> 8);
+  bytes[offset + 1] = static_cast<char>(value & 0xFF);
+}
+
+TEST(DecodeTest, HeadersBeyondPilsPixelLimitAreRefusedBeforeDecoding) {
+  // A baseline JPEG whose frame header (SOF0: length, precision, height, width) claims 16384 x 16384.
+  std::string jpeg = encode_jpeg(gradient_image(8, 8));
+  const size_t frame = jpeg.find("\xFF\xC0");
+  ASSERT_NE(frame, std::string::npos);
+  put_be16(jpeg, frame + 5, 16384);
+  put_be16(jpeg, frame + 7, 16384);
+  expect_corrupt(jpeg, "huge.jpg", "too large (16384x16384");
+  // A PNG whose IHDR claims 13400 x 13400 (179560000 pixels, just past the limit), with its CRC made good.
+  std::string png = encode_png(1, 1, PNG_COLOR_TYPE_RGB, 8, {1, 2, 3});
+  ASSERT_EQ(png.substr(12, 4), "IHDR");
+  put_be16(png, 18, 13400);
+  put_be16(png, 22, 13400);
+  const uLong crc = crc32(0, reinterpret_cast<const Bytef*>(png.data() + 12), 17);
+  for (int i = 0; i < 4; ++i) png[29 + i] = static_cast<char>(crc >> (24 - 8 * i));
+  expect_corrupt(png, "huge.png", "too large (13400x13400");
 }
 
 TEST(DecodeTest, CorruptFilesThrowCorruptSampleNamingTheFile) {

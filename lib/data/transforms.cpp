@@ -12,31 +12,33 @@ namespace ijepa::data {
 namespace {
 
 // Python's round(): half to even (the default floating-point rounding mode).
-int round_half_even(double x) { return static_cast<int>(std::nearbyint(x)); }
+int64_t round_half_even(double x) { return static_cast<int64_t>(std::nearbyint(x)); }
 
-// For each output position: the first input index, the number of taps and their normalised weights.
+// For each output position of a window: the first input index, the number of taps and their normalised weights.
 struct Taps {
   std::vector<int> first;
   std::vector<int> count;
-  std::vector<float> weights;  // [out_size, max_taps]
+  std::vector<float> weights;  // [window, max_taps]
   int max_taps = 0;
 };
 
-// PIL's precompute_coeffs for the triangle (bilinear) filter, support 1 scaled by the downscale factor.
-Taps triangle_taps(int in_size, int out_size) {
-  const double scale = static_cast<double>(in_size) / out_size;
+// PIL's precompute_coeffs for the triangle (bilinear) filter, support 1 scaled by the downscale factor, for the
+// output positions [window_begin, window_begin + window) of a resize from in_size to out_size. Each position's taps
+// depend on that position alone, so a window's are those of the whole resize.
+Taps triangle_taps(int in_size, int64_t out_size, int64_t window_begin, int window) {
+  const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
   const double filter_scale = std::max(scale, 1.0);
   const double support = filter_scale;
   Taps taps;
   taps.max_taps = static_cast<int>(std::ceil(support)) * 2 + 1;
-  taps.first.resize(out_size);
-  taps.count.resize(out_size);
-  taps.weights.assign(static_cast<size_t>(out_size) * taps.max_taps, 0.0f);
-  for (int x = 0; x < out_size; ++x) {
-    const double center = (x + 0.5) * scale;
+  taps.first.resize(window);
+  taps.count.resize(window);
+  taps.weights.assign(static_cast<size_t>(window) * taps.max_taps, 0.0f);
+  for (int i = 0; i < window; ++i) {
+    const double center = (static_cast<double>(window_begin + i) + 0.5) * scale;
     const int lo = std::max(static_cast<int>(center - support + 0.5), 0);
     const int hi = std::min(static_cast<int>(center + support + 0.5), in_size);
-    float* w = taps.weights.data() + static_cast<size_t>(x) * taps.max_taps;
+    float* w = taps.weights.data() + static_cast<size_t>(i) * taps.max_taps;
     double total = 0.0;
     for (int k = 0; k < hi - lo; ++k) {
       const double t = std::abs((k + lo - center + 0.5) / filter_scale);
@@ -44,10 +46,61 @@ Taps triangle_taps(int in_size, int out_size) {
       total += w[k];
     }
     for (int k = 0; k < hi - lo && total > 0.0; ++k) w[k] = static_cast<float>(w[k] / total);
-    taps.first[x] = lo;
-    taps.count[x] = hi - lo;
+    taps.first[i] = lo;
+    taps.count[i] = hi - lo;
   }
   return taps;
+}
+
+// A window of a resampled image: [top, top + height) x [left, left + width). Its offsets are 64-bit: the eval
+// transform's resize of a thin strip may be longer than 2^31 pixels.
+struct OutputWindow {
+  int64_t top = 0;
+  int64_t left = 0;
+  int height = 0;
+  int width = 0;
+};
+
+// The window of `box` of `image` resampled to out_height x out_width, computed without the rest of that output
+// (whose size may be far larger). Planar floats: out[C, window.height, window.width].
+void resize_window(const Image& image, const CropBox& box, int64_t out_height, int64_t out_width,
+                   const OutputWindow& window, float* out) {
+  const int channels = image.channels;
+  const Taps htaps = triangle_taps(box.width, out_width, window.left, window.width);
+  const Taps vtaps = triangle_taps(box.height, out_height, window.top, window.height);
+  // The taps move forward with the output position: the window reads the box's rows [row_begin, row_end).
+  const int row_begin = vtaps.first.front();
+  const int row_end = vtaps.first.back() + vtaps.count.back();
+  // Horizontal pass over those rows: rows[y - row_begin, x, c].
+  std::vector<float> rows(static_cast<size_t>(row_end - row_begin) * window.width * channels);
+  for (int y = row_begin; y < row_end; ++y) {
+    const uint8_t* src = image.pixels.data() + (static_cast<size_t>(box.top + y) * image.width + box.left) * channels;
+    float* dst = rows.data() + static_cast<size_t>(y - row_begin) * window.width * channels;
+    for (int x = 0; x < window.width; ++x) {
+      const float* w = htaps.weights.data() + static_cast<size_t>(x) * htaps.max_taps;
+      const uint8_t* s = src + static_cast<size_t>(htaps.first[x]) * channels;
+      for (int c = 0; c < channels; ++c) {
+        float sum = 0.0f;
+        for (int k = 0; k < htaps.count[x]; ++k) sum += w[k] * s[k * channels + c];
+        dst[x * channels + c] = sum;
+      }
+    }
+  }
+  // Vertical pass into planes: out[c, y, x].
+  const size_t plane = static_cast<size_t>(window.height) * window.width;
+  for (int y = 0; y < window.height; ++y) {
+    const float* w = vtaps.weights.data() + static_cast<size_t>(y) * vtaps.max_taps;
+    const size_t first_row = static_cast<size_t>(vtaps.first[y] - row_begin);
+    for (int x = 0; x < window.width; ++x) {
+      for (int c = 0; c < channels; ++c) {
+        float sum = 0.0f;
+        for (int k = 0; k < vtaps.count[y]; ++k) {
+          sum += w[k] * rows[((first_row + k) * window.width + x) * channels + c];
+        }
+        out[c * plane + static_cast<size_t>(y) * window.width + x] = sum;
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -59,8 +112,8 @@ CropBox sample_resized_crop(int height, int width, Interval scale, Interval rati
   for (int attempt = 0; attempt < 10; ++attempt) {
     const double target_area = area * rng.uniform(scale[0], scale[1]);
     const double aspect = std::exp(rng.uniform(log_lo, log_hi));
-    const int w = round_half_even(std::sqrt(target_area * aspect));
-    const int h = round_half_even(std::sqrt(target_area / aspect));
+    const int w = static_cast<int>(round_half_even(std::sqrt(target_area * aspect)));
+    const int h = static_cast<int>(round_half_even(std::sqrt(target_area / aspect)));
     if (0 < w && w <= width && 0 < h && h <= height) {
       const int top = static_cast<int>(rng.below(static_cast<uint64_t>(height - h + 1)));
       const int left = static_cast<int>(rng.below(static_cast<uint64_t>(width - w + 1)));
@@ -71,46 +124,15 @@ CropBox sample_resized_crop(int height, int width, Interval scale, Interval rati
   int w = width;
   int h = height;
   if (in_ratio < std::min(ratio[0], ratio[1])) {
-    h = round_half_even(w / std::min(ratio[0], ratio[1]));
+    h = static_cast<int>(round_half_even(w / std::min(ratio[0], ratio[1])));
   } else if (in_ratio > std::max(ratio[0], ratio[1])) {
-    w = round_half_even(h * std::max(ratio[0], ratio[1]));
+    w = static_cast<int>(round_half_even(h * std::max(ratio[0], ratio[1])));
   }
   return {(height - h) / 2, (width - w) / 2, h, w};
 }
 
 void resize_bilinear(const Image& image, const CropBox& box, int out_height, int out_width, float* out) {
-  const int channels = image.channels;
-  const Taps htaps = triangle_taps(box.width, out_width);
-  const Taps vtaps = triangle_taps(box.height, out_height);
-  // Horizontal pass over the box's rows: rows[y, x, c].
-  std::vector<float> rows(static_cast<size_t>(box.height) * out_width * channels);
-  for (int y = 0; y < box.height; ++y) {
-    const uint8_t* src = image.pixels.data() + (static_cast<size_t>(box.top + y) * image.width + box.left) * channels;
-    float* dst = rows.data() + static_cast<size_t>(y) * out_width * channels;
-    for (int x = 0; x < out_width; ++x) {
-      const float* w = htaps.weights.data() + static_cast<size_t>(x) * htaps.max_taps;
-      const uint8_t* s = src + static_cast<size_t>(htaps.first[x]) * channels;
-      for (int c = 0; c < channels; ++c) {
-        float sum = 0.0f;
-        for (int k = 0; k < htaps.count[x]; ++k) sum += w[k] * s[k * channels + c];
-        dst[x * channels + c] = sum;
-      }
-    }
-  }
-  // Vertical pass into planes: out[c, y, x].
-  const size_t plane = static_cast<size_t>(out_height) * out_width;
-  for (int y = 0; y < out_height; ++y) {
-    const float* w = vtaps.weights.data() + static_cast<size_t>(y) * vtaps.max_taps;
-    for (int x = 0; x < out_width; ++x) {
-      for (int c = 0; c < channels; ++c) {
-        float sum = 0.0f;
-        for (int k = 0; k < vtaps.count[y]; ++k) {
-          sum += w[k] * rows[(static_cast<size_t>(vtaps.first[y] + k) * out_width + x) * channels + c];
-        }
-        out[c * plane + static_cast<size_t>(y) * out_width + x] = sum;
-      }
-    }
-  }
+  resize_window(image, box, out_height, out_width, {0, 0, out_height, out_width}, out);
 }
 
 Transform::Transform(TransformOptions options, int channels) : options_(std::move(options)), channels_(channels) {
@@ -175,24 +197,18 @@ void Transform::eval(const Image& image, float* out) const {
     normalize(out);
     return;
   }
-  // torchvision Resize(int): the shorter side becomes `side`, the longer one int(side * long / short).
+  // torchvision Resize(int): the shorter side becomes `side`, the longer one int(side * long / short); then
+  // CenterCrop, whose offsets round half to even. Only the crop is computed: a 1x50000 strip resizes to
+  // 256x12800000, of which 224x224 are kept.
   const int side = crop * 256 / 224;
   const bool tall = image.height > image.width;
   const int short_in = tall ? image.width : image.height;
-  const int long_out = static_cast<int>(static_cast<double>(side) * (tall ? image.height : image.width) / short_in);
-  const int height = tall ? long_out : side;
-  const int width = tall ? side : long_out;
-  std::vector<float> resized(static_cast<size_t>(channels_) * height * width);
-  resize_bilinear(image, {0, 0, image.height, image.width}, height, width, resized.data());
-  // torchvision CenterCrop: offsets round half to even.
-  const int top = round_half_even((height - crop) / 2.0);
-  const int left = round_half_even((width - crop) / 2.0);
-  for (int c = 0; c < channels_; ++c) {
-    for (int y = 0; y < crop; ++y) {
-      const float* src = resized.data() + (static_cast<size_t>(c) * height + top + y) * width + left;
-      std::copy(src, src + crop, out + (static_cast<size_t>(c) * crop + y) * crop);
-    }
-  }
+  const auto long_out =
+      static_cast<int64_t>(static_cast<double>(side) * (tall ? image.height : image.width) / short_in);
+  const int64_t height = tall ? long_out : side;
+  const int64_t width = tall ? side : long_out;
+  const OutputWindow window{round_half_even((height - crop) / 2.0), round_half_even((width - crop) / 2.0), crop, crop};
+  resize_window(image, {0, 0, image.height, image.width}, height, width, window, out);
   normalize(out);
 }
 

@@ -1,6 +1,9 @@
-// Writers for the data tests: IDX (plain or gzip), CIFAR records, and JPEG/PNG encoded with libjpeg/libpng.
+// Helpers for the data tests: writers of IDX (plain or gzip), CIFAR records and JPEG/PNG (libjpeg/libpng), and a
+// cap on the address space for tests of bounded allocations.
 #pragma once
 
+#include <sys/resource.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -8,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -135,5 +139,28 @@ inline Image gradient_image(int height, int width) {
   }
   return image;
 }
+
+// Caps this process's address space at its size now plus `extra_bytes` while in scope, so that a test of a
+// bounded allocation fails with bad_alloc, were the bound lost, instead of exhausting the machine's memory.
+class AddressSpaceCap {
+ public:
+  explicit AddressSpaceCap(size_t extra_bytes) {
+    getrlimit(RLIMIT_AS, &previous_);
+    rlimit cap = previous_;
+    cap.rlim_cur = std::min<rlim_t>(previous_.rlim_max, mapped_bytes() + extra_bytes);
+    setrlimit(RLIMIT_AS, &cap);
+  }
+  ~AddressSpaceCap() { setrlimit(RLIMIT_AS, &previous_); }
+  AddressSpaceCap(const AddressSpaceCap&) = delete;
+  AddressSpaceCap& operator=(const AddressSpaceCap&) = delete;
+
+ private:
+  static size_t mapped_bytes() {
+    size_t pages = 0;
+    std::ifstream("/proc/self/statm") >> pages;
+    return pages * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  }
+  rlimit previous_{};
+};
 
 }  // namespace ijepa::data::testing

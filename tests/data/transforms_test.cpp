@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/errors.h"
+#include "data_test_util.h"
 
 namespace ijepa::data {
 namespace {
@@ -156,6 +157,46 @@ TEST(TransformTest, EvalIsIdentityAtCropSizeAndCentreCropsOtherwise) {
   transform.eval(wide, out.data());
   const float centre = 0.5f * (out[14] + out[13]) * 0.3530f + 0.2860f;  // back to [0, 1]
   EXPECT_NEAR(centre * 255.0f, 4 * 29.5f, 1.0f);
+}
+
+TEST(TransformTest, EvalEqualsTheCentreOfTheWholeResize) {
+  TransformOptions options;
+  options.crop_size = 28;
+  options.mean = {0.0f};
+  options.stddev = {1.0f};  // normalising is then x * (1 / 255)
+  const Transform transform(options, 1);
+  std::vector<float> out(transform.sample_floats());
+  for (auto [height, width] : {std::pair{40, 60}, std::pair{300, 7}, std::pair{29, 29}, std::pair{20, 20}}) {
+    const Image image =
+        gray_image(height, width, [](int y, int x) { return (x * 29 + y * 13 + (x * y) % 7 * 11) % 256; });
+    // Resize(32) of the shorter side as torchvision, then the centre 28x28 (offsets rounding half to even).
+    const bool tall = height > width;
+    const int resized_long = 32 * (tall ? height : width) / (tall ? width : height);
+    const int out_h = tall ? resized_long : 32, out_w = tall ? 32 : resized_long;
+    const int top = static_cast<int>(std::nearbyint((out_h - 28) / 2.0));
+    const int left = static_cast<int>(std::nearbyint((out_w - 28) / 2.0));
+    const auto whole = resize(image, {0, 0, height, width}, out_h, out_w);
+    transform.eval(image, out.data());
+    for (int y = 0; y < 28; ++y) {
+      for (int x = 0; x < 28; ++x) {
+        ASSERT_EQ(out[y * 28 + x], whole[(top + y) * out_w + left + x] * (1.0f / 255.0f))
+            << height << "x" << width << " at " << y << ", " << x;  // bit-identical
+      }
+    }
+  }
+}
+
+TEST(TransformTest, EvalOfAThinStripComputesOnlyItsCrop) {
+  // Resize(256) turns 1x50000 into 256x12800000 (13 GB of floats); the 224x224 crop needs a few kilobytes.
+  const Image strip = gray_image(1, 50000, [](int, int x) { return x % 256; });
+  const Transform transform(TransformOptions{}, 1);
+  std::vector<float> out(transform.sample_floats());
+  {
+    const testing::AddressSpaceCap cap(size_t{512} << 20);
+    transform.eval(strip, out.data());
+  }
+  // An upscale by 256 along x: the crop lies between source pixels 24999 and 25000 (values 167 and 168).
+  for (float v : out) ASSERT_NEAR((v * 0.3530f + 0.2860f) * 255.0f, 167.5f, 0.6f);
 }
 
 TEST(TransformTest, BadOptionsAreInputErrors) {

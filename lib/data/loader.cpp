@@ -218,19 +218,20 @@ int64_t Loader::load_sample(const Epoch& epoch, int64_t position, float* out) co
   for (int64_t attempt = 0; attempt < shard_size; ++attempt) {
     const int64_t index = epoch.shard[(position + attempt) % shard_size];
     if (skips_->known_bad(index)) continue;
-    Image image;
     try {
-      image = dataset_->load(index);
+      const Image image = dataset_->load(index);
+      if (options_.train) {
+        const uint64_t global = static_cast<uint64_t>(sampler_.global_position(position));
+        Rng rng(mix_seed({options_.seed, static_cast<uint64_t>(epoch.number), global}));
+        transform_.train(image, rng, out);
+      } else {
+        transform_.eval(image, out);
+      }
     } catch (const CorruptSample& e) {
       skips_->report(index, e.what());
       continue;
-    }
-    if (options_.train) {
-      const uint64_t global = static_cast<uint64_t>(sampler_.global_position(position));
-      Rng rng(mix_seed({options_.seed, static_cast<uint64_t>(epoch.number), global}));
-      transform_.train(image, rng, out);
-    } else {
-      transform_.eval(image, out);
+    } catch (...) {
+      std::rethrow_exception(with_context(dataset_->name(index)));  // the sample read, maybe a replacement
     }
     if (attempt > 0) skips_->count_replacement();
     return index;
@@ -270,17 +271,19 @@ void Loader::run_worker(Epoch& e) const {
     lock.unlock();
     std::exception_ptr error;
     int64_t index = -1;
+    int64_t label = -1;
     try {
       index = load_sample(e, position, out);
+      label = dataset_->label(index);
     } catch (...) {
-      error = with_context(dataset_->name(e.shard[position]));
+      error = std::current_exception();  // load_sample named the sample
     }
     lock.lock();
     e.reading.erase(position);
     if (error && !p.error) p.error = error;
     if (!error) {
       p.batch.samples[slot] = index;
-      p.batch.labels[slot] = dataset_->label(index);
+      p.batch.labels[slot] = label;
     }
     if (--p.remaining == 0) e.done_cv.notify_all();
   }

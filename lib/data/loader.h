@@ -9,7 +9,8 @@
 //
 // A corrupt sample (CorruptSample from the dataset) is replaced by the next readable sample in the rank's
 // shard order, keeping its own augmentation seed; each bad file is warned about once by name and every
-// replacement is counted. Any other error in a worker or in the hook is rethrown by next(), naming the sample.
+// replacement is counted. Any other error in a worker or in the hook is rethrown by next(), naming the sample
+// actually read (the replacement, if any).
 //
 // A read that never returns (a hung network filesystem) would hold next() for ever: it waits on, since slow storage
 // may yet answer, but warns every slow_wait_warning_s, naming the samples being read and for how long.

@@ -270,6 +270,23 @@ TEST(LoaderTest, WorkerAndHookErrorsAreRethrownWithTheSampleName) {
   EXPECT_THROW(hooked.next(), common::InputError);
 }
 
+TEST(LoaderTest, AnErrorInAReplacementSampleNamesTheReplacement) {
+  auto data = std::make_shared<FakeDataset>(16, 8);
+  data->corrupt = {7};
+  data->failing = 8;  // what replaces sample 7, the last of batch 1
+  LoaderOptions o = small_options(2);
+  o.train = false;
+  Loader loader(data, o);
+  loader.start(0);
+  ASSERT_TRUE(loader.next().has_value());
+  try {
+    loader.next();
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("fake#8: disk on fire", 0), 0u) << e.what();
+  }
+}
+
 TEST(LoaderTest, StopsCleanlyMidEpoch) {
   auto data = std::make_shared<FakeDataset>(400, 16);
   for (int64_t taken : {0, 1, 3}) {

@@ -92,8 +92,9 @@ struct Loader::Epoch {
   std::map<int64_t, Pending> pending;
   std::map<int64_t, common::Clock::time_point> reading;  // shard positions being loaded, since when
   std::deque<Ready> ready;
-  bool finished = false;  // the assembler queued its last batch or an error
+  bool finished = false;  // the assembler queued its last batch or an error, or a thread failed
   bool stopping = false;
+  std::exception_ptr failure;  // what ended a thread outside any sample (see run_guarded)
   std::vector<std::thread> threads;
 };
 
@@ -145,9 +146,9 @@ void Loader::start(int64_t epoch, int64_t first_batch) {
   if (epoch_->finished) return;
   Epoch& running = *epoch_;
   try {
-    running.threads.emplace_back([this, &running] { run_assembler(running); });
+    running.threads.emplace_back([this, &running] { run_guarded(running, &Loader::run_assembler); });
     for (int64_t w = 0; w < std::max<int64_t>(1, options_.num_workers); ++w) {
-      running.threads.emplace_back([this, &running] { run_worker(running); });
+      running.threads.emplace_back([this, &running] { run_guarded(running, &Loader::run_worker); });
     }
   } catch (...) {
     stop();
@@ -179,7 +180,10 @@ std::optional<Batch> Loader::next() {
   }
   wait_last_s_ = common::seconds_since(begin);
   wait_total_s_ += wait_last_s_;
-  if (e.ready.empty()) return std::nullopt;
+  if (e.ready.empty()) {
+    if (e.failure) std::rethrow_exception(e.failure);  // after the batches completed before it
+    return std::nullopt;
+  }
   // An error stays queued, so every later call reports it too.
   if (e.ready.front().error) std::rethrow_exception(e.ready.front().error);
   Batch batch = std::move(e.ready.front().batch);
@@ -240,6 +244,27 @@ int64_t Loader::load_sample(const Epoch& epoch, int64_t position, float* out) co
                            std::to_string(shard_size) + "-sample shard");
 }
 
+void Loader::run_guarded(Epoch& e, void (Loader::*body)(Epoch&) const) const {
+  try {
+    (this->*body)(e);
+  } catch (...) {
+    std::exception_ptr failure = std::current_exception();
+    try {
+      failure = with_context("data: loader thread");
+    } catch (...) {  // no memory left for the message: the error as it is
+    }
+    {
+      std::lock_guard<std::mutex> lock(e.mutex);
+      if (!e.failure) e.failure = failure;
+      e.finished = true;
+      e.claim_batch = e.end_batch;  // workers stop claiming
+    }
+    e.work_cv.notify_all();
+    e.done_cv.notify_all();
+    e.ready_cv.notify_all();
+  }
+}
+
 void Loader::run_worker(Epoch& e) const {
   const int64_t sample_floats = transform_.sample_floats();
   std::unique_lock<std::mutex> lock(e.mutex);
@@ -296,9 +321,9 @@ void Loader::run_assembler(Epoch& e) const {
       std::unique_lock<std::mutex> lock(e.mutex);
       e.done_cv.wait(lock, [&] {
         const auto it = e.pending.find(b);
-        return e.stopping || (it != e.pending.end() && it->second.remaining == 0);
+        return e.stopping || e.failure || (it != e.pending.end() && it->second.remaining == 0);
       });
-      if (e.stopping) return;
+      if (e.stopping || e.failure) return;
       p = std::move(e.pending[b]);
       e.pending.erase(b);
     }

@@ -10,7 +10,8 @@
 // A corrupt sample (CorruptSample from the dataset) is replaced by the next readable sample in the rank's
 // shard order, keeping its own augmentation seed; each bad file is warned about once by name and every
 // replacement is counted. Any other error in a worker or in the hook is rethrown by next(), naming the sample
-// actually read (the replacement, if any).
+// actually read (the replacement, if any); so is any error of the threads themselves (e.g. a batch too large to
+// allocate).
 //
 // A read that never returns (a hung network filesystem) would hold next() for ever: it waits on, since slow storage
 // may yet answer, but warns every slow_wait_warning_s, naming the samples being read and for how long.
@@ -92,6 +93,9 @@ class Loader {
   int64_t batch_size_of(int64_t batch) const;
   // Fills shard position `position` into out ([C, H, W]); returns the dataset index used.
   int64_t load_sample(const Epoch& epoch, int64_t position, float* out) const;
+  // Runs a thread's body. What escapes it (bad_alloc of a batch, say) would call std::terminate: it ends the
+  // epoch instead, and next() rethrows it after the batches completed before it.
+  void run_guarded(Epoch& epoch, void (Loader::*body)(Epoch&) const) const;
   void run_worker(Epoch& epoch) const;
   // What next() has been waiting `waited_s` for, and which samples are being read (epoch's mutex held).
   std::string describe_slow_wait(const Epoch& epoch, double waited_s) const;

@@ -287,6 +287,25 @@ TEST(LoaderTest, AnErrorInAReplacementSampleNamesTheReplacement) {
   }
 }
 
+TEST(LoaderTest, AnErrorOfTheThreadsThemselvesComesOutOfNext) {
+  // A batch of four 2^20 x 2^20 samples (16 TiB) cannot be allocated; the worker's bad_alloc must not terminate.
+  auto data = std::make_shared<FakeDataset>(8, 8);
+  LoaderOptions o = small_options(2);
+  o.transform.crop_size = 1 << 20;
+  Loader loader(data, o);
+  const testing::AddressSpaceCap cap(size_t{1} << 30);
+  loader.start(0);
+  for (int repeat = 0; repeat < 2; ++repeat) {
+    try {
+      loader.next();
+      FAIL() << "no error";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("bad_alloc"), std::string::npos) << e.what();
+    }
+  }
+  loader.stop();
+}
+
 TEST(LoaderTest, StopsCleanlyMidEpoch) {
   auto data = std::make_shared<FakeDataset>(400, 16);
   for (int64_t taken : {0, 1, 3}) {

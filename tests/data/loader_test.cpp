@@ -29,6 +29,7 @@ class FakeDataset : public Dataset {
   int64_t failing = -1;  // load() throws a plain error (not CorruptSample)
   int64_t held = -1;     // load() of this index waits while hold is set (a read that hangs)
   mutable std::atomic<bool> hold{false};
+  mutable std::atomic<bool> holding{false};  // a load() of `held` has begun
 
   int64_t size() const override { return n_; }
   int channels() const override { return channels_; }
@@ -38,6 +39,7 @@ class FakeDataset : public Dataset {
   Image load(int64_t i) const override {
     if (corrupt.count(i)) throw CorruptSample(name(i) + ": corrupt");
     if (i == failing) throw std::runtime_error("disk on fire");
+    if (i == held) holding = true;
     while (i == held && hold) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     Image image{side_, side_, channels_, {}};
     for (int p = 0; p < side_ * side_ * channels_; ++p)
@@ -315,6 +317,24 @@ TEST(LoaderTest, StopsCleanlyMidEpoch) {
     loader.start(1, 2);  // restarting stops the running epoch first
     ASSERT_TRUE(loader.next().has_value());
   }  // the destructor joins workers blocked on a full window
+  // A worker inside load() when the epoch stops: stopping waits for that read to return, then goes on.
+  data->held = 1;
+  data->hold = true;
+  LoaderOptions eval = small_options(3);
+  eval.train = false;  // dataset order: sample 1 is read at once
+  Loader loader(data, eval);
+  loader.start(0);
+  while (!data->holding) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::thread storage_answers([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    data->hold = false;
+  });
+  loader.start(1, 2);
+  EXPECT_FALSE(data->hold) << "the epoch stopped before the read it began returned";
+  storage_answers.join();
+  const auto batch = loader.next();
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_EQ(batch->index, 2);
   Loader idle(data, small_options(2));
   EXPECT_THROW(idle.next(), std::logic_error);
 }

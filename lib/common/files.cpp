@@ -4,10 +4,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <memory>
 #include <stdexcept>
 
 #include "common/errors.h"
@@ -78,13 +78,20 @@ void link_file_atomic(const std::string& target, const std::string& link) {
   fsync_folder_of(link);
 }
 
+// With stdio rather than a std::ifstream, whose filebuf throws an unnamed std::ios_base::failure on a read error.
 std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot be opened");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw InputError(path + ": read error");
-  return text.str();
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), std::fclose);
+  if (!file) throw InputError(path + ": cannot be opened (" + std::strerror(errno) + ")");
+  std::string bytes;
+  char buffer[1 << 16];
+  for (;;) {
+    const size_t got = std::fread(buffer, 1, sizeof buffer, file.get());
+    if (got < sizeof buffer && std::ferror(file.get())) {
+      throw InputError(path + ": read error (" + std::strerror(errno) + ")");
+    }
+    bytes.append(buffer, got);
+    if (got < sizeof buffer) return bytes;
+  }
 }
 
 }  // namespace ijepa::common

@@ -1,4 +1,5 @@
-// Crash-safe file writes: a reader sees the old file or the complete new one, never a torn one.
+// Crash-safe file writes (a reader sees the old file or the complete new one, never a torn one), and whole-file
+// reads whose every failure is an InputError naming the file.
 #pragma once
 
 #include <cstddef>
@@ -17,7 +18,7 @@ inline void write_file_atomic(const std::string& path, const std::string& text) 
 // supported), replacing any previous `link`.
 void link_file_atomic(const std::string& target, const std::string& link);
 
-// The whole file; throws InputError naming it when it cannot be read.
+// The whole file; throws InputError naming it (and the system's reason) when it cannot be opened or read.
 std::string read_file(const std::string& path);
 
 }  // namespace ijepa::common

@@ -6,7 +6,7 @@
 #include <stdexcept>
 
 #include "common/errors.h"
-#include "data/file_io.h"
+#include "common/files.h"
 
 namespace ijepa::data {
 
@@ -39,7 +39,7 @@ CifarDataset::CifarDataset(const std::string& folder, Variant variant, const std
 
 void CifarDataset::read_file(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) throw common::InputError(path + ": CIFAR file missing");
-  const std::string bytes = read_file_bytes(path);
+  const std::string bytes = common::read_file(path);
   const size_t label_bytes = variant_ == Variant::kCifar10 ? 1 : 2;
   const size_t record = label_bytes + kPixels;
   if (bytes.empty() || bytes.size() % record != 0) {

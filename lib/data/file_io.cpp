@@ -1,25 +1,15 @@
-// Whole-file reads for the datasets.
+// Whole-file reads of gzip-or-plain files through zlib.
 #include "data/file_io.h"
 
 #include <zlib.h>
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <memory>
 
 #include "common/errors.h"
 
 namespace ijepa::data {
-
-std::string read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw common::InputError(path + ": cannot open (" + std::strerror(errno) + ")");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw common::InputError(path + ": read failed");
-  return bytes;
-}
 
 std::string read_gzip_or_plain(const std::string& path) {
   std::unique_ptr<gzFile_s, int (*)(gzFile)> file(gzopen(path.c_str(), "rb"), gzclose);

@@ -6,7 +6,7 @@
 #include <filesystem>
 
 #include "common/errors.h"
-#include "data/file_io.h"
+#include "common/files.h"
 
 namespace ijepa::data {
 
@@ -66,7 +66,7 @@ Image ImageFolderDataset::load(int64_t i) const {
   const std::string& path = files_.at(i);
   std::string bytes;
   try {
-    bytes = read_file_bytes(path);
+    bytes = common::read_file(path);
   } catch (const common::InputError& e) {
     throw CorruptSample(e.what());  // one unreadable file is not fatal to the run
   }

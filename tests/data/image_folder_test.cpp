@@ -156,6 +156,20 @@ TEST_F(ImageFolderTest, IndexesSortedClassesAndFiles) {
   EXPECT_EQ(test->name(1), dir_ / "val/dog/y.jpeg");
 }
 
+TEST_F(ImageFolderTest, AFileThatCannotBeReadIsACorruptSampleNamingIt) {
+  const ImageFolderDataset train(dir_.path().string(), "train");
+  // b.png replaced, after indexing, by what opens but cannot be read: a folder (read() fails with EISDIR).
+  const std::string path = dir_ / "train/cat/b.png";
+  std::filesystem::remove(path);
+  std::filesystem::create_directories(path);
+  try {
+    train.load(1);
+    FAIL() << "read a folder as an image";
+  } catch (const CorruptSample& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ": read error"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(ImageFolderTest, MissingOrEmptyFoldersAreInputErrors) {
   expect_input_error([&] { ImageFolderDataset(dir_ / "absent", "train"); }, {dir_ / "absent"});
   expect_input_error([&] { ImageFolderDataset(dir_.path().string(), "holdout"); }, {dir_ / "holdout"});

@@ -2,6 +2,7 @@
 #include "data/idx_dataset.h"
 
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 
 #include "common/errors.h"
@@ -15,8 +16,7 @@ constexpr uint8_t kTypeUnsignedByte = 0x08;
 
 struct IdxFile {
   std::vector<int64_t> dims;
-  std::string bytes;       // the whole file, header included
-  size_t data_offset = 0;  // where the values start
+  std::string values;  // after the header
 };
 
 uint32_t read_be32(const std::string& bytes, size_t offset) {
@@ -24,33 +24,45 @@ uint32_t read_be32(const std::string& bytes, size_t offset) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
 }
 
-// Parses the header, checking the magic number and that the file holds exactly the values it declares.
+// The number of values `dims` declare, or nothing past 2^40 (no real file holds as many: a corrupt header).
+std::optional<int64_t> declared_values(const std::vector<int64_t>& dims) {
+  constexpr int64_t kLimit = int64_t{1} << 40;
+  int64_t values = 1;
+  for (int64_t dim : dims) {
+    if (dim != 0 && values > kLimit / dim) return std::nullopt;
+    values *= dim;
+  }
+  return values;
+}
+
+// Reads the header, checks the magic number, then reads exactly the values the header declares (so that a
+// compressed stream is never inflated further than that) and checks that nothing follows them.
 IdxFile read_idx(const std::string& path, size_t expected_dims) {
-  IdxFile file;
-  file.bytes = read_gzip_or_plain(path);
-  const std::string& b = file.bytes;
-  if (b.size() < 4 || b[0] != 0 || b[1] != 0) throw common::InputError(path + ": not an IDX file (bad magic number)");
-  if (static_cast<uint8_t>(b[2]) != kTypeUnsignedByte || static_cast<size_t>(b[3]) != expected_dims) {
+  GzipOrPlainFile in(path);
+  const std::string magic = in.read(4);
+  if (magic.size() < 4 || magic[0] != 0 || magic[1] != 0) {
+    throw common::InputError(path + ": not an IDX file (bad magic number)");
+  }
+  if (static_cast<uint8_t>(magic[2]) != kTypeUnsignedByte || static_cast<size_t>(magic[3]) != expected_dims) {
     throw common::InputError(path + ": bad magic number: expected unsigned bytes in " + std::to_string(expected_dims) +
-                             " dimension(s), got type " + std::to_string(static_cast<uint8_t>(b[2])) + " in " +
-                             std::to_string(static_cast<uint8_t>(b[3])));
+                             " dimension(s), got type " + std::to_string(static_cast<uint8_t>(magic[2])) + " in " +
+                             std::to_string(static_cast<uint8_t>(magic[3])));
   }
-  file.data_offset = 4 + 4 * expected_dims;
-  if (b.size() < file.data_offset) throw common::InputError(path + ": truncated header");
-  const int64_t present = static_cast<int64_t>(b.size() - file.data_offset);
-  int64_t declared = 1;
-  bool overflow = false;  // the header declares more values than any file could hold
-  for (size_t d = 0; d < expected_dims; ++d) {
-    const int64_t dim = read_be32(b, 4 + 4 * d);
-    file.dims.push_back(dim);
-    if (dim != 0 && declared > (int64_t{1} << 40) / dim) overflow = true;
-    if (!overflow) declared *= dim;
+  const std::string header = in.read(4 * expected_dims);
+  if (header.size() < 4 * expected_dims) throw common::InputError(path + ": truncated header");
+  IdxFile file;
+  for (size_t d = 0; d < expected_dims; ++d) file.dims.push_back(read_be32(header, 4 * d));
+  const std::optional<int64_t> values = declared_values(file.dims);
+  if (!values) throw common::InputError(path + ": header declares more than 2^40 values (truncated or corrupt)");
+  const int64_t declared = *values;
+  file.values = in.read(static_cast<size_t>(declared));
+  if (static_cast<int64_t>(file.values.size()) < declared) {
+    throw common::InputError(path + ": length does not match its header: " + std::to_string(declared) +
+                             " values declared, " + std::to_string(file.values.size()) + " present (truncated)");
   }
-  if (overflow || declared != present) {
-    throw common::InputError(path + ": length does not match its header: " +
-                             (overflow ? std::string("more than 2^40") : std::to_string(declared)) +
-                             " values declared, " + std::to_string(present) + " present (" +
-                             (overflow || present < declared ? "truncated" : "trailing bytes") + ")");
+  if (!in.at_end()) {
+    throw common::InputError(path + ": length does not match its header: more than the " + std::to_string(declared) +
+                             " values declared (trailing bytes)");
   }
   return file;
 }
@@ -80,14 +92,14 @@ IdxDataset::IdxDataset(const std::string& images_file, const std::string& labels
     throw common::InputError(labels_file + ": " + std::to_string(labels.dims[0]) + " labels for " +
                              std::to_string(count_) + " images in " + images_file);
   }
-  labels_.assign(labels.bytes.begin() + labels.data_offset, labels.bytes.end());
+  labels_.assign(labels.values.begin(), labels.values.end());
   for (size_t i = 0; i < labels_.size(); ++i) {
     if (labels_[i] >= kNumClasses) {
       throw common::InputError(labels_file + ": label " + std::to_string(labels_[i]) + " of sample " +
                                std::to_string(i) + " is outside [0, " + std::to_string(kNumClasses) + ")");
     }
   }
-  pixels_.assign(images.bytes.begin() + images.data_offset, images.bytes.end());
+  pixels_.assign(images.values.begin(), images.values.end());
 }
 
 std::unique_ptr<IdxDataset> IdxDataset::open(const std::string& folder, const std::string& split) {

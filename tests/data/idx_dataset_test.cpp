@@ -93,6 +93,16 @@ TEST_F(MalformedIdxTest, TruncatedGzip) {
   expect_input_error([&] { IdxDataset(gz, labels_); }, {gz, "gzip"});
 }
 
+TEST_F(MalformedIdxTest, AGzipHeaderIsCheckedBeforeTheRestIsInflated) {
+  // 16 MiB of zeros (no IDX header), gzipped, then cut short: refused for its magic number, read from its first
+  // bytes, before the damaged end is reached. Inflating everything first let a small .gz take gigabytes.
+  const std::string gz = dir_ / "zeros.gz";
+  testing::write_gzip(gz, std::string(size_t{16} << 20, '\0'));
+  const std::string bytes = ijepa::testing::read_file(gz);
+  write_file(gz, bytes.substr(0, bytes.size() / 2));
+  expect_input_error([&] { IdxDataset(gz, labels_); }, {gz, "magic"});
+}
+
 TEST_F(MalformedIdxTest, LabelCountMismatchAndRange) {
   write_file(labels_, idx_bytes({3}, {0, 1, 2}));
   expect_input_error([&] { IdxDataset(images_, labels_); }, {labels_, "3 labels for 4 images"});

@@ -67,15 +67,16 @@ IdxFile read_idx(const std::string& path, size_t expected_dims) {
   return file;
 }
 
-std::string find_file(const std::string& folder, const std::string& prefix, const std::string& kind) {
+// `stem` ("train-images") and `idx` ("idx3") joined by '-' or '.', then "-ubyte", with or without ".gz".
+std::string find_file(const std::string& folder, const std::string& stem, const std::string& idx) {
   namespace fs = std::filesystem;
   for (const char* sep : {"-", "."}) {
     for (const char* ext : {".gz", ""}) {
-      const fs::path candidate = fs::path(folder) / (prefix + "-" + kind + sep + "ubyte" + ext);
+      const fs::path candidate = fs::path(folder) / (stem + sep + idx + "-ubyte" + ext);
       if (fs::is_regular_file(candidate)) return candidate.string();
     }
   }
-  throw common::InputError(folder + ": no " + prefix + "-" + kind + "-ubyte[.gz] file found");
+  throw common::InputError(folder + ": no " + stem + "-" + idx + "-ubyte[.gz] file found");
 }
 
 }  // namespace
@@ -108,8 +109,8 @@ std::unique_ptr<IdxDataset> IdxDataset::open(const std::string& folder, const st
   }
   if (!std::filesystem::is_directory(folder)) throw common::InputError(folder + ": IDX folder does not exist");
   const std::string prefix = split == "train" ? "train" : "t10k";
-  return std::make_unique<IdxDataset>(find_file(folder, prefix, "images-idx3"),
-                                      find_file(folder, prefix, "labels-idx1"));
+  return std::make_unique<IdxDataset>(find_file(folder, prefix + "-images", "idx3"),
+                                      find_file(folder, prefix + "-labels", "idx1"));
 }
 
 Image IdxDataset::load(int64_t i) const {

@@ -40,6 +40,16 @@ TEST(IdxDatasetTest, GzipAndPlainRoundTrip) {
   EXPECT_EQ(IdxDataset::open(gz.path().string(), "train")->name(3), "train-images-idx3-ubyte.gz#3");
 }
 
+TEST(IdxDatasetTest, OpensBothUsualFileNames) {
+  TempDir dir;
+  write_file(dir / "train-images-idx3-ubyte", idx_bytes({2, 1, 1}, {5, 6}));  // as distributed
+  write_file(dir / "train-labels-idx1-ubyte", idx_bytes({2}, {0, 1}));
+  testing::write_gzip(dir / "t10k-images.idx3-ubyte.gz", idx_bytes({3, 1, 1}, {5, 6, 7}));  // the other usual spelling
+  testing::write_gzip(dir / "t10k-labels.idx1-ubyte.gz", idx_bytes({3}, {0, 1, 2}));
+  EXPECT_EQ(IdxDataset::open(dir.path().string(), "train")->size(), 2);
+  EXPECT_EQ(IdxDataset::open(dir.path().string(), "test")->size(), 3);
+}
+
 TEST(IdxDatasetTest, OpenDatasetFactory) {
   TempDir dir;
   testing::write_idx_pair(dir.path().string(), "train", 4, 2, 2, true);

@@ -32,4 +32,8 @@ class Dataset {
 // an image folder also accepts the name of any subfolder). Throws InputError naming the kind, file or folder.
 std::shared_ptr<const Dataset> open_dataset(const std::string& kind, const std::string& path, const std::string& split);
 
+// Throws InputError unless the two splits label the same classes alike: the same class count, and for image
+// folders (labelled by their sorted class folder names) the same names, else naming the first folder that differs.
+void check_same_classes(const Dataset& train, const Dataset& test);
+
 }  // namespace ijepa::data

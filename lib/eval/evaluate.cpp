@@ -27,10 +27,7 @@ using Extract = std::function<FeatureSet(std::shared_ptr<const data::Dataset>, c
 
 EvalResult extract_and_probe(std::shared_ptr<const data::Dataset> train, std::shared_ptr<const data::Dataset> test,
                              const EvalOptions& options, const Extract& extract) {
-  if (train->num_classes() != test->num_classes()) {
-    throw common::InputError("dataset mismatch: the train split has " + std::to_string(train->num_classes()) +
-                             " classes, the test split " + std::to_string(test->num_classes()));
-  }
+  data::check_same_classes(*train, *test);
   const auto start = std::chrono::steady_clock::now();
   const auto train_features =
       extract(spread_subset(std::move(train), options.max_train_samples), feature_options(options, "features train"));

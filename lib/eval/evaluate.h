@@ -51,8 +51,8 @@ struct EvalResult {
 };
 
 // Evaluates a frozen encoder on the device it is on (its mode and place are left as they were). The datasets
-// must have the encoder's channel count and the same number of classes (InputError otherwise). Draws nothing
-// from the global generator.
+// must have the encoder's channel count and the same classes (data::check_same_classes; InputError otherwise).
+// Draws nothing from the global generator.
 EvalResult evaluate(model::VisionTransformer& encoder, std::shared_ptr<const data::Dataset> train,
                     std::shared_ptr<const data::Dataset> test, const EvalOptions& options);
 

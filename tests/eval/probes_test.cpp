@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include "common/errors.h"
+#include "data/data_test_util.h"
 #include "eval/encoder_io.h"
 #include "eval/evaluate.h"
 #include "eval/features.h"
+#include "input_error.h"
 #include "model/vit_config.h"
 
 namespace ijepa::eval {
@@ -239,6 +241,18 @@ TEST(Evaluate, RawPixelsAndChannelMismatch) {
   auto encoder = small_encoder();
   const auto rgb = std::make_shared<SquaresDataset>(8, 3);
   EXPECT_THROW(evaluate(encoder, rgb, rgb, o), common::InputError);
+}
+
+TEST(Evaluate, ImageFolderSplitsMustNameTheSameClasses) {
+  ijepa::testing::TempDir dir;
+  const std::string png = data::testing::encode_png(4, 4, PNG_COLOR_TYPE_GRAY, 8, std::vector<uint8_t>(16, 9));
+  for (const char* file : {"train/cat/1.png", "train/dog/2.png", "val/cat/3.png", "val/dot/4.png"}) {
+    ijepa::testing::write_file(dir / file, png);
+  }
+  const auto train = data::open_dataset("imagefolder", dir.path().string(), "train");
+  const auto test = data::open_dataset("imagefolder", dir.path().string(), "test");
+  ijepa::testing::expect_input_error([&] { evaluate_pixels(train, test, 4, quick_eval()); },
+                                     {"dataset mismatch", "differ, first at " + (dir / "train/dog")});
 }
 
 TEST(SpreadSubset, TakesEvenlySpacedSamples) {

@@ -110,6 +110,15 @@ model::ViTConfig infer_vit_config(const model::GenericDict& state_dict, const Mo
   c.depth = count_blocks(tensors, "blocks.");
   if (c.depth == 0) throw common::InputError(what + ": no transformer blocks (blocks.0.*)");
   c.mlp_hidden = need(tensors, "blocks.0.mlp.fc1.weight", 2, what).size(0);
+  // Empty tensors are valid in a file but describe no model (a zero patch or grid would divide by zero). With every
+  // size at least 1, each is bounded by the numbers the file really holds, so their products cannot overflow.
+  for (const auto& [name, size] : {std::pair{"width", c.embed_dim},
+                                   {"channel count", c.in_chans},
+                                   {"patch size", c.patch_size},
+                                   {"token grid", grid},
+                                   {"MLP width", c.mlp_hidden}}) {
+    if (size < 1) throw common::InputError(what + ": the encoder's " + std::string(name) + " is 0 (empty tensors)");
+  }
 
   if (hints.patch_size != 0 && hints.patch_size != c.patch_size) {
     throw common::InputError("model mismatch: --patch-size " + std::to_string(hints.patch_size) + " but " + what +

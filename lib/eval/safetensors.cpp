@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <set>
+#include <tuple>
 
 #include "common/errors.h"
 #include "common/files.h"
@@ -50,6 +51,21 @@ struct Entry {
   uint64_t begin = 0, end = 0;
 };
 
+// The bytes of a tensor of `shape`, refusing negative dimensions and shapes whose size or strides (the product
+// of the dimensions with zeros counted as ones) would not fit in 63 bits.
+uint64_t byte_size(const std::vector<int64_t>& shape, torch::Dtype dtype, const std::string& where) {
+  int64_t extent = static_cast<int64_t>(c10::elementSize(dtype));
+  bool empty = false;
+  for (int64_t d : shape) {
+    if (d < 0) throw common::InputError(where + ": negative dimension");
+    empty = empty || d == 0;
+    if (__builtin_mul_overflow(extent, std::max<int64_t>(d, 1), &extent)) {
+      throw common::InputError(where + ": shape " + c10::str(c10::IntArrayRef(shape)) + " is too large");
+    }
+  }
+  return empty ? 0 : static_cast<uint64_t>(extent);
+}
+
 Entry parse_entry(const std::string& name, const nlohmann::json& info, uint64_t data_size, const std::string& path) {
   const std::string where = path + ": tensor " + name;
   if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") || !info.contains("data_offsets")) {
@@ -67,12 +83,7 @@ Entry parse_entry(const std::string& name, const nlohmann::json& info, uint64_t 
   } catch (const nlohmann::json::exception& ex) {
     throw common::InputError(where + ": malformed header entry: " + ex.what());
   }
-  uint64_t numel = 1;
-  for (int64_t d : e.shape) {
-    if (d < 0) throw common::InputError(where + ": negative dimension");
-    numel *= static_cast<uint64_t>(d);
-  }
-  const uint64_t bytes = numel * c10::elementSize(e.dtype);
+  const uint64_t bytes = byte_size(e.shape, e.dtype, where);
   if (e.end < e.begin || e.end - e.begin != bytes || e.end > data_size) {
     throw common::InputError(where + ": data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
                              "] do not match its shape or lie outside the file (truncated?)");
@@ -143,7 +154,9 @@ SafetensorsFile read_safetensors(const std::string& path) {
     }
     entries.push_back(parse_entry(name, info, data_size, path));
   }
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
+  // An empty tensor may share its offset with the next one: it goes first.
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return std::tie(a.begin, a.end) < std::tie(b.begin, b.end); });
   uint64_t expected = 0;
   for (const auto& e : entries) {
     if (e.begin != expected) throw common::InputError(path + ": tensor " + e.name + " overlaps or leaves a gap");

@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "common/errors.h"
 #include "eval/features.h"
@@ -182,6 +183,26 @@ TEST(ImportEncoder, SafetensorsExportImportsBackWithItsHeadCount) {
     export_safetensors(imported.encoder, edited, {{"num_heads", bad}});
     ijepa::testing::expect_input_error([&] { import_encoder(edited, EncoderChoice::kTarget); },
                                        {edited, "num_heads '" + bad + "' is not a positive integer"});
+  }
+}
+
+TEST(ImportEncoder, EmptyTensorsDescribeNoModel) {
+  TempDir dir;
+  const model::ViTConfig config{16, 4, 1, 32, 2, 2, 64};
+  auto encoder = random_encoder(config, model::predictor_for(config, 16, 1), 0);
+  const std::string path = dir / "encoder.safetensors";
+  export_safetensors(encoder, path);
+  for (const auto& [key, empty, why] :
+       {std::tuple{"patch_embed.proj.weight", torch::zeros({32, 1, 0, 0}), "patch size"},
+        std::tuple{"pos_embed", torch::zeros({1, 0, 32}), "token grid"}}) {
+    auto file = read_safetensors(path);
+    for (auto& [name, tensor] : file.tensors) {
+      if (name == key) tensor = empty;
+    }
+    const std::string edited = dir / (std::string(why) + ".safetensors");
+    write_safetensors(edited, file.tensors, file.metadata);
+    ijepa::testing::expect_input_error([&] { import_encoder(edited, EncoderChoice::kTarget); },
+                                       {edited, std::string(why) + " is 0"});
   }
 }
 

@@ -102,6 +102,29 @@ TEST(Safetensors, RejectsMalformedFiles) {
   expect_rejected(path, with_header(R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}})", "1234"),
                   "a gap before the first tensor");
   expect_rejected(path, with_header(R"({"__metadata__":{"k":1}})", ""), "non-string metadata");
+  // 2^32 * 2^32 * 2 floats: the element count wraps to 0 in 64 bits, matching empty offsets.
+  expect_rejected(path,
+                  with_header(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,2],"data_offsets":[0,0]}})", ""),
+                  "a shape whose size overflows");
+  // Empty, but its strides would overflow.
+  expect_rejected(path,
+                  with_header(R"({"a":{"dtype":"U8","shape":[0,4611686018427387904,4],"data_offsets":[0,0]}})", ""),
+                  "an empty shape whose strides overflow");
+}
+
+TEST(Safetensors, AnEmptyTensorMayShareItsOffsetWithTheNext) {
+  TempDir dir;
+  const std::string path = dir / "x.safetensors";
+  ijepa::testing::write_file(
+      path,
+      with_header(
+          R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}})",
+          "\x07\x09"));
+  const auto file = read_safetensors(path);
+  ASSERT_EQ(file.tensors.size(), 2u);
+  EXPECT_EQ(file.tensors[0].first, "b");
+  EXPECT_EQ(file.tensors[0].second.numel(), 0);
+  EXPECT_TRUE(torch::equal(file.tensors[1].second, torch::tensor({7, 9}, torch::kUInt8)));
 }
 
 }  // namespace

@@ -100,6 +100,11 @@ LinearProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, 
   if (options.epochs <= 0 || options.batch_size <= 0) {
     throw common::InputError("linear probe: epochs and batch size must be positive");
   }
+  // The features are standardised by the training set's (unbiased) std, which one sample leaves undefined.
+  if (train.features.size(0) < 2) {
+    throw common::InputError("linear probe: needs at least 2 training samples, got " +
+                             std::to_string(train.features.size(0)));
+  }
   const OneIntraOpThread one_thread(device.is_cpu() && train.features.size(1) < kWideFeatures);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
   LinearHead head(train.features, class_count(train, test), options.batchnorm, generator);

@@ -30,8 +30,8 @@ struct LinearProbeResult {
 };
 
 // Trains the head on `train` and scores it on `test` (both [N, F] with labels in [0, num_classes)), on
-// `device`. Progress stage "linear probe" counts epochs. Throws InputError when the feature widths differ or a
-// set is empty.
+// `device`. Progress stage "linear probe" counts epochs. Throws InputError when the feature widths differ, a set
+// is empty, or `train` has a single sample.
 LinearProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, const LinearProbeOptions& options,
                                torch::Device device = torch::kCPU, const ProgressFn& progress = {});
 

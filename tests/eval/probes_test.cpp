@@ -74,6 +74,14 @@ TEST(LinearProbe, IsDeterministicForASeed) {
   EXPECT_EQ(a.final_loss, b.final_loss);
 }
 
+TEST(LinearProbe, NeedsTwoTrainingSamples) {
+  auto data = separable();
+  data.train.features = data.train.features.narrow(0, 0, 1);
+  data.train.labels = data.train.labels.narrow(0, 0, 1);
+  ijepa::testing::expect_input_error([&] { linear_probe(data.train, data.test, quick_linear()); },
+                                     {"linear probe: needs at least 2 training samples, got 1"});
+}
+
 TEST(LinearProbe, BatchNormSurvivesABatchOfOne) {
   auto data = separable();
   data.train.features = data.train.features.narrow(0, 0, 129);

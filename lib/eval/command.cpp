@@ -123,6 +123,8 @@ json model_json(const model::ViTConfig& c) {
 void add_result(json& report, const EvalResult& r, const EvalOptions& eval) {
   report["train_samples"] = r.train_samples;
   report["test_samples"] = r.test_samples;
+  report["train_skipped"] = r.train_skipped;
+  report["test_skipped"] = r.test_skipped;
   report["feature_dim"] = r.feature_dim;
   report["num_classes"] = r.num_classes;
   report["feature_seconds"] = r.feature_seconds;
@@ -148,7 +150,14 @@ void print_human(const json& report, std::ostream& out) {
   if (!report.contains("train_samples")) return;
   out << report["source"].get<std::string>() << " features (" << report["feature_dim"].get<int64_t>() << "-d) on "
       << report["dataset"].get<std::string>() << ": " << report["train_samples"].get<int64_t>() << " train, "
-      << report["test_samples"].get<int64_t>() << " test\n";
+      << report["test_samples"].get<int64_t>() << " test";
+  const auto train_skipped = report["train_skipped"].get<int64_t>();
+  const auto test_skipped = report["test_skipped"].get<int64_t>();
+  if (train_skipped + test_skipped > 0) {
+    out << " (unreadable, each replaced by its next readable neighbour: " << train_skipped << " train, " << test_skipped
+        << " test)";
+  }
+  out << "\n";
   if (report.contains("linear")) {
     const auto& l = report["linear"];
     out << "linear probe top-1: " << 100 * l["top1"].get<double>() << "% (train " << 100 * l["train_top1"].get<double>()

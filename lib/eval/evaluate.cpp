@@ -79,6 +79,8 @@ EvalResult evaluate_features(const FeatureSet& train, const FeatureSet& test, co
   EvalResult r;
   r.train_samples = train.features.size(0);
   r.test_samples = test.features.size(0);
+  r.train_skipped = train.skipped;
+  r.test_skipped = test.skipped;
   r.feature_dim = train.features.size(1);
   r.num_classes = std::max(train.num_classes, test.num_classes);
   if (options.protocol != Protocol::kKnn) {

@@ -43,6 +43,8 @@ struct EvalResult {
   std::optional<double> knn_top1;
   int64_t train_samples = 0;
   int64_t test_samples = 0;
+  int64_t train_skipped = 0;  // unreadable samples, counted in *_samples but replaced by a readable neighbour
+  int64_t test_skipped = 0;
   int64_t feature_dim = 0;
   int64_t num_classes = 0;
   double feature_seconds = 0;

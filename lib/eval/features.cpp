@@ -60,6 +60,7 @@ FeatureSet run_pass(const std::shared_ptr<const data::Dataset>& dataset, int64_t
     done += batch->size;
     if (options.progress) options.progress(options.stage, done, n);
   }
+  out.skipped = loader.skipped_samples();
   return out;
 }
 

@@ -34,6 +34,7 @@ struct FeatureSet {
   torch::Tensor features;  // [N, F] float32, CPU
   torch::Tensor labels;    // [N] int64, CPU
   int64_t num_classes = 0;
+  int64_t skipped = 0;  // unreadable samples, each replaced by the next readable one (data::Loader::skipped_samples)
 };
 
 struct FeatureOptions {

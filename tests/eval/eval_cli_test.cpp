@@ -76,12 +76,36 @@ TEST(EvalCli, CheckpointJsonOnStdoutWithExport) {
   EXPECT_EQ(report["train_samples"], 30);
   EXPECT_EQ(report["test_samples"], 10);
   EXPECT_EQ(report["num_classes"], 100);
+  EXPECT_EQ(report["train_skipped"], 0);
   for (const char* probe : {"linear", "knn"}) {
     const double top1 = report[probe]["top1"];
     EXPECT_GE(top1, 0.0);
     EXPECT_LE(top1, 1.0);
   }
   EXPECT_TRUE(std::filesystem::exists(dir / "enc.safetensors"));
+}
+
+TEST(EvalCli, UnreadableImagesAreCountedInTheReport) {
+  TempDir dir;
+  using ijepa::data::testing::encode_png;
+  for (const char* file : {"train/a/1.png", "train/a/2.png", "train/b/3.png", "val/a/4.png", "val/b/5.png"}) {
+    ijepa::testing::write_file(dir / file, encode_png(8, 8, PNG_COLOR_TYPE_GRAY, 8, std::vector<uint8_t>(64, 7)));
+  }
+  ijepa::testing::write_file(dir / "train/b/bad.png", "\x89PNG\r\n\x1A\n but nothing more");
+  const std::string args =
+      "--raw-pixels --dataset imagefolder --crop-size 8 --protocol knn --data-path " + dir.path().string();
+  auto r = run_eval(dir, args + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto report = nlohmann::json::parse(r.out);
+  EXPECT_EQ(report["train_samples"], 4) << "the unreadable one is replaced by its neighbour";
+  EXPECT_EQ(report["train_skipped"], 1);
+  EXPECT_EQ(report["test_skipped"], 0);
+  EXPECT_NE(r.err.find(dir / "train/b/bad.png"), std::string::npos) << r.err;
+  r = run_eval(dir, args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("4 train, 2 test (unreadable, each replaced by its next readable neighbour: 1 train, 0 test)"),
+            std::string::npos)
+      << r.out;
 }
 
 TEST(EvalCli, BaselinesRandomInitAndRawPixels) {

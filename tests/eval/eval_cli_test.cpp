@@ -82,7 +82,16 @@ TEST(EvalCli, CheckpointJsonOnStdoutWithExport) {
     EXPECT_GE(top1, 0.0);
     EXPECT_LE(top1, 1.0);
   }
-  EXPECT_TRUE(std::filesystem::exists(dir / "enc.safetensors"));
+  // The export holds the same encoder: the same features, so the same scores.
+  const auto exported = run_eval(dir, "--checkpoint " + (dir / "enc.safetensors") + " --dataset cifar100 --data-path " +
+                                          cifar + " --epochs 3 --json");
+  ASSERT_EQ(exported.code, 0) << exported.err;
+  const auto again = nlohmann::json::parse(exported.out);
+  EXPECT_EQ(again["checkpoint"]["format"], "safetensors");
+  EXPECT_EQ(again["model"], report["model"]);
+  EXPECT_EQ(again["linear"]["top1"], report["linear"]["top1"]);
+  EXPECT_EQ(again["linear"]["train_top1"], report["linear"]["train_top1"]);
+  EXPECT_EQ(again["knn"]["top1"], report["knn"]["top1"]);
 }
 
 TEST(EvalCli, UnreadableImagesAreCountedInTheReport) {

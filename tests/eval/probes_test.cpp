@@ -178,6 +178,9 @@ TEST(Evaluate, FrozenRandomEncoderSeparatesSquares) {
   };
   torch::manual_seed(11);
   const auto expected_draw = torch::rand({4});
+  std::vector<torch::Tensor> weights;
+  for (const auto& p : encoder->parameters()) weights.push_back(p.detach().clone());
+  encoder->train();  // features are taken in eval mode, then the caller's mode is restored
   torch::manual_seed(11);
   const auto r = evaluate(encoder, train, test, o);
   EXPECT_TRUE(torch::equal(torch::rand({4}), expected_draw)) << "evaluation must not draw from the global generator";
@@ -188,7 +191,13 @@ TEST(Evaluate, FrozenRandomEncoderSeparatesSquares) {
   EXPECT_GE(*r.knn_top1, 0.9);
   EXPECT_GE(*r.linear_top1, 0.9);
   EXPECT_EQ(stages, (std::vector<std::string>{"features train", "features test", "linear probe", "knn"}));
-  for (const auto& p : encoder->parameters()) EXPECT_FALSE(p.grad().defined()) << "the encoder stays frozen";
+  const auto after = encoder->parameters();
+  ASSERT_EQ(after.size(), weights.size());
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_TRUE(torch::equal(after[i], weights[i])) << "the encoder stays as it was";
+    EXPECT_FALSE(after[i].requires_grad());
+  }
+  EXPECT_TRUE(encoder->is_training()) << "its mode is restored";
 }
 
 TEST(Evaluate, ProtocolsPoolingAndLimits) {

@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
                    "the same architecture at its reference initialisation (from --checkpoint or --model)");
   source->add_flag("--raw-pixels", o.raw_pixels, "normalised raw pixels (baseline)");
   source->require_option(1, 2);
-  app.add_option("--encoder", o.encoder, "target | context")->capture_default_str();
+  app.add_option("--encoder", o.encoder, "target | context (a .safetensors export holds the one it was made from)")
+      ->capture_default_str();
   app.add_option("--model", o.hints.model_name, "vit_tiny ... vit_giant (checked against the checkpoint)");
   app.add_option("--patch-size", o.hints.patch_size, "patch size (checked against the checkpoint)");
   app.add_option("--num-heads", o.hints.num_heads, "attention heads, for widths outside the reference's sizes");

@@ -170,13 +170,20 @@ struct EncoderFile {
   std::optional<c10::impl::GenericDict> checkpoint;  // the whole .pth.tar, when it is one
 };
 
-// A safetensors export holds one encoder, whichever it was; its head count is in the metadata.
-EncoderFile read_safetensors_encoder(const std::string& path, const ModelHints& hints) {
+// A safetensors export holds one encoder; its metadata says which (a file without it is taken to hold the target
+// encoder) and its head count.
+EncoderFile read_safetensors_encoder(const std::string& path, EncoderChoice which, const ModelHints& hints) {
   EncoderFile file;
   file.what = "checkpoint " + path;
   file.hints = hints;
   file.format = "safetensors";
   auto contents = read_safetensors(path);
+  const auto held = contents.metadata.find("encoder");
+  const std::string encoder = held == contents.metadata.end() ? to_string(EncoderChoice::kTarget) : held->second;
+  if (encoder != to_string(which)) {
+    throw common::InputError(file.what + ": holds the " + encoder + " encoder only, not the " + to_string(which) +
+                             " one (--encoder)");
+  }
   for (auto& [name, tensor] : contents.tensors) file.tensors.insert(name, tensor);
   const auto heads = contents.metadata.find("num_heads");
   if (file.hints.num_heads == 0 && heads != contents.metadata.end()) {
@@ -214,7 +221,7 @@ EncoderFile read_checkpoint_encoder(const std::string& path, EncoderChoice which
 ImportedEncoder import_encoder(const std::string& path, EncoderChoice which, const ModelHints& hints) {
   if (!std::filesystem::is_regular_file(path)) throw common::InputError("checkpoint " + path + ": does not exist");
   const EncoderFile file = std::filesystem::path(path).extension() == ".safetensors"
-                               ? read_safetensors_encoder(path, hints)
+                               ? read_safetensors_encoder(path, which, hints)
                                : read_checkpoint_encoder(path, which, hints);
   const auto config = infer_vit_config(file.tensors, file.hints, file.what);
   ImportedEncoder out;

@@ -48,8 +48,9 @@ struct ImportedEncoder {
   std::optional<model::PredictorConfig> predictor;
 };
 
-// Loads `which` encoder from a .pth.tar checkpoint (reference or ours) or a .safetensors export. Throws
-// InputError naming the file when it is missing, unreadable, corrupt, lacks that encoder, or does not fit.
+// Loads `which` encoder from a .pth.tar checkpoint (reference or ours) or a .safetensors export (which holds the
+// one encoder its metadata "encoder" names, the target without it). Throws InputError naming the file when it is
+// missing, unreadable, corrupt, lacks that encoder, or does not fit.
 ImportedEncoder import_encoder(const std::string& path, EncoderChoice which, const ModelHints& hints = {});
 
 // The encoder that training with meta.seed = `seed` starts from: the reference initialisation of `config`

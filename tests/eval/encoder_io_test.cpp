@@ -175,6 +175,13 @@ TEST(ImportEncoder, SafetensorsExportImportsBackWithItsHeadCount) {
 
   auto back = import_encoder(path, EncoderChoice::kTarget);  // heads from the metadata
   EXPECT_EQ(back.format, "safetensors");
+  ijepa::testing::expect_input_error([&] { import_encoder(path, EncoderChoice::kContext); },
+                                     {path, "holds the target encoder only", "--encoder"});
+  const std::string context = dir / "context.safetensors";
+  export_safetensors(imported.encoder, context, {{"encoder", "context"}});
+  EXPECT_EQ(import_encoder(context, EncoderChoice::kContext).format, "safetensors");
+  ijepa::testing::expect_input_error([&] { import_encoder(context, EncoderChoice::kTarget); },
+                                     {context, "holds the context encoder only"});
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(torch::equal(back.encoder->forward(reference_input()), imported.encoder->forward(reference_input())));
 

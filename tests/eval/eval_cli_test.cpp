@@ -92,6 +92,10 @@ TEST(EvalCli, CheckpointJsonOnStdoutWithExport) {
   EXPECT_EQ(again["linear"]["top1"], report["linear"]["top1"]);
   EXPECT_EQ(again["linear"]["train_top1"], report["linear"]["train_top1"]);
   EXPECT_EQ(again["knn"]["top1"], report["knn"]["top1"]);
+  // It holds the target encoder only.
+  expect_bad_input(run_eval(dir, "--checkpoint " + (dir / "enc.safetensors") +
+                                     " --encoder context --dataset cifar100 --data-path " + cifar),
+                   "holds the target encoder only");
 }
 
 TEST(EvalCli, UnreadableImagesAreCountedInTheReport) {

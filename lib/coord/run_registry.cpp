@@ -79,7 +79,7 @@ v1::CreateRunResponse RunRegistry::create_run(const v1::CreateRunRequest& reques
   } else if (!is_active(it->second.run.state()) && request.rank() == 0) {
     reopen(it->second, request, t);
   }
-  save(it->second, t);
+  mark_dirty(it->second, t);
   write_dirty();
   publish_counts();
   *response.mutable_run() = it->second.run;
@@ -132,11 +132,11 @@ v1::RegisterWorkerResponse RunRegistry::register_worker(const v1::RegisterWorker
   w.set_state(v1::WORKER_STATE_STARTING);
   w.set_registered_time(t);
   w.set_last_heartbeat_time(t);
-  save_worker(w);
+  mark_worker_dirty(w);
   record_event(e, request.rank(), was_lost ? v1::EVENT_TYPE_WORKER_RECOVERED : v1::EVENT_TYPE_WORKER_REGISTERED,
                w.step(), "host " + request.host() + " pid " + std::to_string(request.pid()));
   refresh_run(e, t);
-  save(e, t);
+  mark_dirty(e, t);
   write_dirty();
   publish_counts();
   v1::RegisterWorkerResponse response;
@@ -158,10 +158,10 @@ v1::HeartbeatResponse RunRegistry::heartbeat(const v1::HeartbeatRequest& request
   // Workers of an ended run stay finished: a late heartbeat must not revive them in the counts.
   if (active) w.set_state(request.state());
   apply_metrics(e, w, request, t);
-  save_worker(w);
+  mark_worker_dirty(w);
   if (recovered) record_event(e, w.rank(), v1::EVENT_TYPE_WORKER_RECOVERED, w.step(), "heartbeat resumed");
   refresh_run(e, t);
-  save(e, t);
+  mark_dirty(e, t);
   if (recovered) {
     write_dirty();
     publish_counts();
@@ -194,7 +194,7 @@ void RunRegistry::report_events(const v1::ReportEventsRequest& request) {
   for (const v1::Event& event : request.events()) {
     record_event(e, request.rank(), event.type(), event.step(), event.message(), event.value());
   }
-  save(e, t);
+  mark_dirty(e, t);
   write_dirty();
 }
 
@@ -207,7 +207,7 @@ v1::FinishRunResponse RunRegistry::finish_run(const v1::FinishRunRequest& reques
   if (found != e.workers.end()) {
     found->second.set_state(v1::WORKER_STATE_FINISHED);
     found->second.set_step(std::max(found->second.step(), request.step()));
-    save_worker(found->second);
+    mark_worker_dirty(found->second);
   }
   if (is_active(e.run.state())) {
     const std::string who = "rank " + std::to_string(request.rank());
@@ -220,7 +220,7 @@ v1::FinishRunResponse RunRegistry::finish_run(const v1::FinishRunRequest& reques
       refresh_run(e, t);
     }
   }
-  save(e, t);
+  mark_dirty(e, t);
   write_dirty();
   publish_counts();
   v1::FinishRunResponse response;
@@ -243,7 +243,7 @@ v1::StopRunResponse RunRegistry::stop_run(const v1::StopRunRequest& request) {
     record_event(e, -1, v1::EVENT_TYPE_STOP_REQUESTED, e.run.latest().step(), reason);
     refresh_run(e, t);
   }
-  save(e, t);
+  mark_dirty(e, t);
   write_dirty();
   publish_counts();
   v1::StopRunResponse response;
@@ -312,7 +312,7 @@ void RunRegistry::end_run(RunEntry& e, v1::RunState state, const std::string& re
   for (auto& [rank, w] : e.workers) {
     if (w.state() == v1::WORKER_STATE_FINISHED) continue;
     w.set_state(v1::WORKER_STATE_FINISHED);
-    save_worker(w);
+    mark_worker_dirty(w);
   }
   e.run.set_live_workers(0);
   e.run.set_images_per_second(0.0);

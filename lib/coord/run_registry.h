@@ -125,12 +125,14 @@ class RunRegistry {
   bool fail_if_abandoned(RunEntry& entry, double now);
   // "all workers lost: no heartbeat since <UTC time> (<age> ago)", for a run whose workers are all lost.
   std::string all_lost_reason(const RunEntry& entry, double now) const;
-  void save(RunEntry& entry, double now);      // marks the run dirty, bumps its revision, wakes watchers
-  void save_worker(const v1::Worker& worker);  // marks the worker dirty
-  // Snapshots the dirty records and clears the marks; after a failed write, mark_dirty() sets them again.
-  void collect_dirty(std::vector<v1::Run>& runs, std::vector<v1::Worker>& workers);           // requires mutex_
-  void mark_dirty(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers);  // requires mutex_
-  void write(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers);       // requires storage_mutex_
+  // Mark records for the next write_dirty() or flush() (nothing is written here); mark_dirty() also bumps the
+  // run's revision and wakes its watchers.
+  void mark_dirty(RunEntry& entry, double now);
+  void mark_worker_dirty(const v1::Worker& worker);
+  // Snapshots the dirty records and clears the marks; after a failed write, requeue_dirty() sets them again.
+  void collect_dirty(std::vector<v1::Run>& runs, std::vector<v1::Worker>& workers);              // requires mutex_
+  void requeue_dirty(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers);  // requires mutex_
+  void write(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers);  // requires storage_mutex_
   void write_dirty();  // requires mutex_; writes before returning
   void publish_counts();
   void publish_progress(const RunEntry& entry);

@@ -74,14 +74,14 @@ void RunRegistry::record_event(RunEntry& e, int32_t rank, v1::EventType type, in
                      message.empty() ? "" : ": " + message));
 }
 
-void RunRegistry::save(RunEntry& e, double now) {
+void RunRegistry::mark_dirty(RunEntry& e, double now) {
   e.run.set_updated_time(now);
   dirty_runs_.insert(e.run.name());
   ++e.revision;
   changed_.notify_all();
 }
 
-void RunRegistry::save_worker(const v1::Worker& w) { dirty_workers_.emplace(w.run(), w.rank()); }
+void RunRegistry::mark_worker_dirty(const v1::Worker& w) { dirty_workers_.emplace(w.run(), w.rank()); }
 
 void RunRegistry::collect_dirty(std::vector<v1::Run>& runs, std::vector<v1::Worker>& workers) {
   for (const std::string& name : dirty_runs_) {
@@ -98,7 +98,7 @@ void RunRegistry::collect_dirty(std::vector<v1::Run>& runs, std::vector<v1::Work
   dirty_workers_.clear();
 }
 
-void RunRegistry::mark_dirty(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers) {
+void RunRegistry::requeue_dirty(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers) {
   for (const v1::Run& run : runs) dirty_runs_.insert(run.name());
   for (const v1::Worker& w : workers) dirty_workers_.emplace(w.run(), w.rank());
 }
@@ -119,7 +119,7 @@ void RunRegistry::write_dirty() {
   try {
     write(runs, workers);
   } catch (...) {
-    mark_dirty(runs, workers);  // the transaction rolled back: the next write carries them
+    requeue_dirty(runs, workers);  // the transaction rolled back: the next write carries them
     throw;
   }
 }
@@ -141,8 +141,8 @@ void RunRegistry::flush() {
     }
   }
   if (!failure) return;
-  lock.lock();                // only once storage_mutex_ is released: mutex_ is always taken first
-  mark_dirty(runs, workers);  // the transaction rolled back: the next write carries them
+  lock.lock();                   // only once storage_mutex_ is released: mutex_ is always taken first
+  requeue_dirty(runs, workers);  // the transaction rolled back: the next write carries them
   std::rethrow_exception(failure);
 }
 

@@ -60,13 +60,13 @@ bool RunRegistry::expire_workers(RunEntry& e, double now) {
   if (lost.empty()) return false;
   for (v1::Worker* w : lost) {
     w->set_state(v1::WORKER_STATE_LOST);
-    save_worker(*w);
+    mark_worker_dirty(*w);
     record_event(e, w->rank(), v1::EVENT_TYPE_WORKER_LOST, w->step(),
                  "no heartbeat for " + seconds_text(now - w->last_heartbeat_time()) + " (timeout " +
                      seconds_text(options_.heartbeat_timeout_s) + ")");
   }
   refresh_run(e, now);
-  save(e, now);
+  mark_dirty(e, now);
   write_dirty();
   return true;
 }
@@ -78,7 +78,7 @@ bool RunRegistry::fail_if_abandoned(RunEntry& e, double now) {
   }
   end_run(e, v1::RUN_STATE_FAILED,
           all_lost_reason(e, now) + "; none came back within " + seconds_text(options_.fail_lost_after_s), now);
-  save(e, now);
+  mark_dirty(e, now);
   write_dirty();
   return true;
 }

@@ -53,12 +53,12 @@ v1::CreateRunResponse RunRegistry::create_run(const v1::CreateRunRequest& reques
   v1::CreateRunResponse response;
   auto it = runs_.find(request.name());
   if (it == runs_.end()) {
-    RunEntry& created = runs_[request.name()];
-    created.run = new_run(request, t);
-    {
+    {  // first, so that a failed write leaves no run in memory that the database lacks
       std::lock_guard<std::mutex> storage_lock(storage_mutex_);
       storage_.save_config(request.name(), request.config_text());
     }
+    RunEntry& created = runs_[request.name()];
+    created.run = new_run(request, t);
     record_event(created, request.rank(), v1::EVENT_TYPE_RUN_CREATED, 0,
                  "created with world size " + std::to_string(request.world_size()));
     response.set_created(true);

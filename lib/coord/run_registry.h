@@ -11,7 +11,8 @@
 //
 // Heartbeats change memory only and mark their records dirty; flush() (a few times a second, from the server)
 // writes them in one transaction, so heartbeats never wait on SQLite. Every other change (runs created,
-// stopped or ended, workers registered or lost, events) is written before its call returns.
+// stopped or ended, workers registered or lost, events) is written before its call returns, together with the
+// events it records in one transaction.
 //
 // Requests must have passed validation.h. Methods throw NotFoundError, ConflictError, or std::runtime_error
 // when the database fails; the service maps them to gRPC codes. Thread-safe.
@@ -129,11 +130,19 @@ class RunRegistry {
   // run's revision and wakes its watchers.
   void mark_dirty(RunEntry& entry, double now);
   void mark_worker_dirty(const v1::Worker& worker);
-  // Snapshots the dirty records and clears the marks; after a failed write, requeue_dirty() sets them again.
-  void collect_dirty(std::vector<v1::Run>& runs, std::vector<v1::Worker>& workers);              // requires mutex_
-  void requeue_dirty(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers);  // requires mutex_
-  void write(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers);  // requires storage_mutex_
-  void write_dirty();  // requires mutex_; writes before returning
+  // What one transaction writes: the dirty runs and workers and the events recorded since the last write.
+  struct Batch {
+    std::vector<v1::Run> runs;
+    std::vector<v1::Worker> workers;
+    std::vector<v1::Event> events;
+    bool empty() const { return runs.empty() && workers.empty() && events.empty(); }
+  };
+  // Snapshots the dirty records and pending events and clears them; after a failed write, requeue_dirty() puts
+  // them back for the next one.
+  Batch collect_dirty();              // requires mutex_
+  void requeue_dirty(Batch&& batch);  // requires mutex_
+  void write(Batch& batch);           // requires storage_mutex_
+  void write_dirty();                 // requires mutex_; writes before returning
   void publish_counts();
   void publish_progress(const RunEntry& entry);
   void restore(RunEntry& entry, double now);
@@ -147,6 +156,9 @@ class RunRegistry {
   std::mutex storage_mutex_;
   std::set<std::string> dirty_runs_;
   std::set<std::pair<std::string, int32_t>> dirty_workers_;
+  // Recorded but not yet written: they go in the transaction of the change that caused them, so the database
+  // never holds a change without its event or an event without its change.
+  std::vector<v1::Event> pending_events_;
   std::condition_variable changed_;
   std::map<std::string, RunEntry> runs_;
   bool shutting_down_ = false;

@@ -1,8 +1,9 @@
 // RunRegistry, part two: where its state leaves memory. Loading at start, write-behind of heartbeat changes
-// (collected under mutex_, written under storage_mutex_ in snapshot order), events written through, and the
-// Prometheus series fed from the records.
+// (collected under mutex_, written under storage_mutex_ in snapshot order), events written in the transaction of
+// the change that caused them, and the Prometheus series fed from the records.
 #include <chrono>
 #include <exception>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -65,10 +66,7 @@ void RunRegistry::record_event(RunEntry& e, int32_t rank, v1::EventType type, in
   event.set_step(step);
   event.set_value(value);
   event.set_message(message);
-  {
-    std::lock_guard<std::mutex> storage_lock(storage_mutex_);
-    storage_.append_event(event);
-  }
+  pending_events_.push_back(event);
   if (metrics_) metrics_->count_event(event.run(), event_name(type));
   log::info(log::str("run ", event.run(), " rank ", rank, ": ", event_name(type), " at step ", step,
                      message.empty() ? "" : ": " + message));
@@ -83,66 +81,69 @@ void RunRegistry::mark_dirty(RunEntry& e, double now) {
 
 void RunRegistry::mark_worker_dirty(const v1::Worker& w) { dirty_workers_.emplace(w.run(), w.rank()); }
 
-void RunRegistry::collect_dirty(std::vector<v1::Run>& runs, std::vector<v1::Worker>& workers) {
+RunRegistry::Batch RunRegistry::collect_dirty() {
+  Batch batch;
   for (const std::string& name : dirty_runs_) {
     auto it = runs_.find(name);
-    if (it != runs_.end()) runs.push_back(it->second.run);
+    if (it != runs_.end()) batch.runs.push_back(it->second.run);
   }
   for (const auto& [name, rank] : dirty_workers_) {
     auto run = runs_.find(name);
     if (run == runs_.end()) continue;
     auto w = run->second.workers.find(rank);
-    if (w != run->second.workers.end()) workers.push_back(w->second);
+    if (w != run->second.workers.end()) batch.workers.push_back(w->second);
   }
   dirty_runs_.clear();
   dirty_workers_.clear();
+  batch.events.swap(pending_events_);
+  return batch;
 }
 
-void RunRegistry::requeue_dirty(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers) {
-  for (const v1::Run& run : runs) dirty_runs_.insert(run.name());
-  for (const v1::Worker& w : workers) dirty_workers_.emplace(w.run(), w.rank());
+void RunRegistry::requeue_dirty(Batch&& batch) {
+  for (const v1::Run& run : batch.runs) dirty_runs_.insert(run.name());
+  for (const v1::Worker& w : batch.workers) dirty_workers_.emplace(w.run(), w.rank());
+  // Ahead of any recorded since, so that the history keeps its order.
+  pending_events_.insert(pending_events_.begin(), std::make_move_iterator(batch.events.begin()),
+                         std::make_move_iterator(batch.events.end()));
 }
 
-void RunRegistry::write(const std::vector<v1::Run>& runs, const std::vector<v1::Worker>& workers) {
+void RunRegistry::write(Batch& batch) {
   Storage::Transaction transaction(storage_);
-  for (const v1::Run& run : runs) storage_.save_run(run);
-  for (const v1::Worker& w : workers) storage_.save_worker(w);
+  for (const v1::Run& run : batch.runs) storage_.save_run(run);
+  for (const v1::Worker& w : batch.workers) storage_.save_worker(w);
+  for (v1::Event& event : batch.events) storage_.append_event(event);
   transaction.commit();
 }
 
 void RunRegistry::write_dirty() {
-  std::vector<v1::Run> runs;
-  std::vector<v1::Worker> workers;
-  collect_dirty(runs, workers);
-  if (runs.empty() && workers.empty()) return;
+  Batch batch = collect_dirty();
+  if (batch.empty()) return;
   std::lock_guard<std::mutex> storage_lock(storage_mutex_);
   try {
-    write(runs, workers);
+    write(batch);
   } catch (...) {
-    requeue_dirty(runs, workers);  // the transaction rolled back: the next write carries them
+    requeue_dirty(std::move(batch));  // the transaction rolled back: the next write carries them
     throw;
   }
 }
 
 void RunRegistry::flush() {
   std::unique_lock<std::mutex> lock(mutex_);
-  std::vector<v1::Run> runs;
-  std::vector<v1::Worker> workers;
-  collect_dirty(runs, workers);
-  if (runs.empty() && workers.empty()) return;
+  Batch batch = collect_dirty();
+  if (batch.empty()) return;
   std::exception_ptr failure;
   {
     std::lock_guard<std::mutex> storage_lock(storage_mutex_);
     lock.unlock();  // heartbeats go on while SQLite writes; storage_mutex_ keeps the order of writes
     try {
-      write(runs, workers);
+      write(batch);
     } catch (...) {
       failure = std::current_exception();
     }
   }
   if (!failure) return;
-  lock.lock();                   // only once storage_mutex_ is released: mutex_ is always taken first
-  requeue_dirty(runs, workers);  // the transaction rolled back: the next write carries them
+  lock.lock();                      // only once storage_mutex_ is released: mutex_ is always taken first
+  requeue_dirty(std::move(batch));  // the transaction rolled back: the next write carries them
   std::rethrow_exception(failure);
 }
 

@@ -15,32 +15,34 @@
 namespace ijepa::coord {
 namespace {
 
-// Makes every write of a run or worker record fail while it lives: triggers added through a second connection.
-class FailingRecordWrites {
+// Makes every write to TABLES fail while it lives: triggers added through a second connection.
+class FailingWrites {
  public:
-  explicit FailingRecordWrites(const std::string& path) {
+  explicit FailingWrites(const std::string& path, std::vector<std::string> tables = {"runs", "workers"})
+      : tables_(std::move(tables)) {
     EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
-    for (const char* table : {"runs", "workers"}) {
+    for (const std::string& table : tables_) {
       for (const char* operation : {"INSERT", "UPDATE"}) {
         exec(std::string("CREATE TRIGGER fail_") + operation + "_" + table + " BEFORE " + operation + " ON " + table +
              " BEGIN SELECT RAISE(ABORT, 'injected write failure'); END");
       }
     }
   }
-  ~FailingRecordWrites() {
-    for (const char* table : {"runs", "workers"}) {
+  ~FailingWrites() {
+    for (const std::string& table : tables_) {
       for (const char* operation : {"INSERT", "UPDATE"})
         exec(std::string("DROP TRIGGER fail_") + operation + "_" + table);
     }
     sqlite3_close(db_);
   }
-  FailingRecordWrites(const FailingRecordWrites&) = delete;
-  FailingRecordWrites& operator=(const FailingRecordWrites&) = delete;
+  FailingWrites(const FailingWrites&) = delete;
+  FailingWrites& operator=(const FailingWrites&) = delete;
 
  private:
   void exec(const std::string& sql) {
     EXPECT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sql;
   }
+  std::vector<std::string> tables_;
   sqlite3* db_ = nullptr;
 };
 
@@ -174,7 +176,7 @@ TEST_F(RegistryTest, RecordsOfAFailedWriteGoWithTheNextSuccessfulOne) {
   v1::StopRunRequest stop;
   stop.set_name("r");
   {
-    const FailingRecordWrites failing(dir_ / "c.db");
+    const FailingWrites failing(dir_ / "c.db");
     EXPECT_THROW(registry_->flush(), std::runtime_error);
     EXPECT_THROW(registry_->stop_run(stop), std::runtime_error);  // written through: fails at once
   }
@@ -184,6 +186,29 @@ TEST_F(RegistryTest, RecordsOfAFailedWriteGoWithTheNextSuccessfulOne) {
   EXPECT_EQ(reader.load_runs()[0].latest().step(), 5);
   EXPECT_EQ(reader.load_runs()[0].state(), v1::RUN_STATE_STOPPING);
   EXPECT_EQ(reader.load_workers()[0].step(), 5);
+}
+
+// A run's end and its run_ended event go in one transaction: when the event cannot be written, neither is the
+// end, and both go with the next successful write; watchers see the end at once.
+TEST_F(RegistryTest, EventsAndTheChangeThatCausedThemAreWrittenTogether) {
+  create("r", 1);
+  register_rank("r", 0);
+  WatchCursor cursor;
+  v1::WatchRunResponse update;
+  ASSERT_TRUE(registry_->next_update("r", cursor, std::chrono::milliseconds(0), update));
+  Storage reader(dir_ / "c.db");
+  {
+    const FailingWrites failing(dir_ / "c.db", {"events"});
+    EXPECT_THROW(finish("r", 0, v1::RUN_OUTCOME_FINISHED), std::runtime_error);
+    EXPECT_EQ(reader.load_runs()[0].state(), v1::RUN_STATE_RUNNING);
+    EXPECT_THROW(registry_->flush(), std::runtime_error);
+  }
+  ASSERT_TRUE(registry_->next_update("r", cursor, std::chrono::milliseconds(0), update));
+  EXPECT_EQ(update.run().state(), v1::RUN_STATE_FINISHED);
+  registry_->flush();
+  EXPECT_EQ(reader.load_runs()[0].state(), v1::RUN_STATE_FINISHED);
+  EXPECT_EQ(reader.load_workers()[0].state(), v1::WORKER_STATE_FINISHED);
+  EXPECT_TRUE(has_event("r", v1::EVENT_TYPE_RUN_ENDED));
 }
 
 TEST_F(RegistryTest, UnknownRunOrRankIsNotFound) {

@@ -149,6 +149,7 @@ v1::HeartbeatResponse RunRegistry::heartbeat(const v1::HeartbeatRequest& request
   std::lock_guard<std::mutex> lock(mutex_);
   const double t = now();
   RunEntry& e = entry(request.run());
+  validate_rank(request.rank(), e.run.world_size());  // as ReportEvents and FinishRun: bad input, not unknown
   v1::Worker& w = worker(e, request.rank());
   const bool active = is_active(e.run.state());
   const bool recovered = active && w.state() == v1::WORKER_STATE_LOST;

@@ -216,6 +216,7 @@ TEST_F(RegistryTest, UnknownRunOrRankIsNotFound) {
   create("r", 2);
   EXPECT_THROW(beat("r", 1, 1), NotFoundError);
   EXPECT_THROW(register_rank("r", 2), common::InputError);
+  EXPECT_THROW(beat("r", 2, 1), common::InputError) << "out of range: invalid, whoever registered";
 }
 
 TEST_F(RegistryTest, SilentWorkerIsLostAndStallsTheRunUntilItReturns) {

@@ -190,6 +190,21 @@ TEST_F(ServiceTest, BadInputGetsInvalidArgumentOrNotFound) {
             grpc::StatusCode::NOT_FOUND);
   v1::HeartbeatResponse beat;
   EXPECT_EQ(s->Heartbeat(context().get(), heartbeat_request("ok", 1), &beat).error_code(), grpc::StatusCode::NOT_FOUND);
+  // A rank outside the run's world size is bad input for every worker call alike.
+  v1::HeartbeatRequest out_of_range = heartbeat_request("ok", 1);
+  out_of_range.set_rank(5);
+  EXPECT_EQ(s->Heartbeat(context().get(), out_of_range, &beat).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::ReportEventsRequest events;
+  events.set_run("ok");
+  events.set_rank(5);
+  v1::ReportEventsResponse reported;
+  EXPECT_EQ(s->ReportEvents(context().get(), events, &reported).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::FinishRunRequest finish;
+  finish.set_run("ok");
+  finish.set_rank(5);
+  finish.set_outcome(v1::RUN_OUTCOME_FINISHED);
+  v1::FinishRunResponse finished;
+  EXPECT_EQ(s->FinishRun(context().get(), finish, &finished).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   v1::HeartbeatRequest negative = heartbeat_request("ok", 1);
   negative.mutable_metrics(0)->set_step_seconds(-5);
   EXPECT_EQ(s->Heartbeat(context().get(), negative, &beat).error_code(), grpc::StatusCode::INVALID_ARGUMENT);

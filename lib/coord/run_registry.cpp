@@ -132,6 +132,8 @@ v1::RegisterWorkerResponse RunRegistry::register_worker(const v1::RegisterWorker
   w.set_state(v1::WORKER_STATE_STARTING);
   w.set_registered_time(t);
   w.set_last_heartbeat_time(t);
+  // A new process (e.g. a requeued job resuming from a checkpoint) counts its steps afresh, from wherever it is.
+  w.clear_latest();
   mark_worker_dirty(w);
   record_event(e, request.rank(), was_lost ? v1::EVENT_TYPE_WORKER_RECOVERED : v1::EVENT_TYPE_WORKER_REGISTERED,
                w.step(), "host " + request.host() + " pid " + std::to_string(request.pid()));
@@ -177,6 +179,8 @@ v1::HeartbeatResponse RunRegistry::heartbeat(const v1::HeartbeatRequest& request
 
 void RunRegistry::apply_metrics(RunEntry& e, v1::Worker& w, const v1::HeartbeatRequest& request, double now) {
   for (const v1::StepMetrics& reported : request.metrics()) {
+    // A heartbeat resent after its reply was lost carries steps already applied: they must not count twice.
+    if (w.has_latest() && reported.step() <= w.latest().step()) continue;
     v1::StepMetrics m = reported;
     if (m.time() == 0.0) m.set_time(now);
     w.set_data_wait_seconds_total(w.data_wait_seconds_total() + m.data_wait_seconds());

@@ -157,6 +157,26 @@ TEST_F(RegistryTest, HeartbeatsCarryProgressIntoTheRunAndMetrics) {
   EXPECT_NE(text.find("ijepa_coordinator_workers{state=\"live\"} 2"), std::string::npos);
 }
 
+TEST_F(RegistryTest, AResentHeartbeatCountsItsStepsOnce) {
+  create("r", 1);
+  register_rank("r", 0);
+  beat("r", 0, 5);
+  beat("r", 0, 5);  // the reply to the first was lost and the rank sent it again
+  EXPECT_DOUBLE_EQ(get("r").workers(0).data_wait_seconds_total(), 0.02);
+  std::string text = scrape();
+  EXPECT_NE(text.find("ijepa_train_step_duration_seconds_count{run=\"r\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("ijepa_train_data_wait_seconds_total{rank=\"0\",run=\"r\"} 0.02\n"), std::string::npos) << text;
+  beat("r", 0, 6);
+  EXPECT_DOUBLE_EQ(get("r").workers(0).data_wait_seconds_total(), 0.04);
+
+  register_rank("r", 0);  // the rank restarted from an earlier checkpoint: its steps count again
+  beat("r", 0, 3);
+  EXPECT_DOUBLE_EQ(get("r").workers(0).data_wait_seconds_total(), 0.06);
+  EXPECT_EQ(get("r").workers(0).latest().step(), 3);
+  text = scrape();
+  EXPECT_NE(text.find("ijepa_train_step_duration_seconds_count{run=\"r\"} 3\n"), std::string::npos) << text;
+}
+
 TEST_F(RegistryTest, HeartbeatsReachTheDatabaseOnFlushOtherChangesAtOnce) {
   create("r", 1);
   register_rank("r", 0);

@@ -86,30 +86,34 @@ v1::CreateRunResponse RunRegistry::create_run(const v1::CreateRunRequest& reques
   return response;
 }
 
+// The new job's ranks register afresh. The old job's workers, progress and per-rank series would only mislead:
+// a job resumed from an earlier step would show the old step and loss until it passed them.
 void RunRegistry::reopen(RunEntry& entry, const v1::CreateRunRequest& request, double now) {
   const std::string previous = state_name(entry.run.state());
+  const int64_t previous_step = entry.run.latest().step();
   v1::Run& run = entry.run;
+  {  // first, so that a failed write leaves the run as it was
+    std::lock_guard<std::mutex> storage_lock(storage_mutex_);
+    for (const auto& [rank, w] : entry.workers) storage_.delete_worker(run.name(), rank);
+    storage_.save_config(run.name(), request.config_text());
+  }
+  for (const auto& [rank, w] : entry.workers) {
+    if (metrics_) metrics_->remove_worker(run.name(), rank);
+  }
+  entry.workers.clear();
   run.set_state(v1::RUN_STATE_RUNNING);
   run.set_world_size(request.world_size());
+  run.set_updated_time(now);
   run.set_ended_time(0);
   run.clear_reason();
   run.set_stop_requested(false);
   run.clear_stop_reason();
-  {
-    std::lock_guard<std::mutex> storage_lock(storage_mutex_);
-    for (auto it = entry.workers.begin(); it != entry.workers.end();) {
-      if (it->first >= request.world_size()) {
-        storage_.delete_worker(run.name(), it->first);
-        it = entry.workers.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    storage_.save_config(run.name(), request.config_text());
-  }
+  run.clear_latest();
+  run.set_live_workers(0);
+  run.set_images_per_second(0.0);
   entry.series_removed = false;
   entry.all_lost_since = 0.0;
-  record_event(entry, request.rank(), v1::EVENT_TYPE_RUN_CREATED, run.latest().step(),
+  record_event(entry, request.rank(), v1::EVENT_TYPE_RUN_CREATED, previous_step,
                "reopened (was " + previous + ") with world size " + std::to_string(request.world_size()));
 }
 

@@ -142,4 +142,10 @@ void CoordinatorMetrics::remove_run(const std::string& run) {
   run_events_.erase(events);
 }
 
+void CoordinatorMetrics::remove_worker(const std::string& run, int rank) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto series = runs_series_.find(run);
+  if (series != runs_series_.end()) series->second->workers.erase(rank);
+}
+
 }  // namespace ijepa::metrics

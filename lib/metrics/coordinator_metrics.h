@@ -14,7 +14,8 @@
 //                                                          counters per {run, rank}
 //
 // Per-run series exist from a run's first report until remove_run() (the registry calls it once a finished
-// run has outlived the retention time). Thread-safe.
+// run has outlived the retention time); per-rank series until remove_worker() (a reopened run drops its old
+// job's ranks) or remove_run(). Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -67,6 +68,8 @@ class CoordinatorMetrics {
   void set_heartbeat_age(const std::string& run, int rank, double seconds);
   // Removes every series labelled with RUN (no-op when it has none).
   void remove_run(const std::string& run);
+  // Removes the series labelled with RUN and RANK (its wait counters and heartbeat age).
+  void remove_worker(const std::string& run, int rank);
 
  private:
   struct RunSeries;

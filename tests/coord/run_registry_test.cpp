@@ -308,6 +308,38 @@ TEST_F(RegistryTest, OnlyRankZeroReopensAnEndedRun) {
   EXPECT_THROW(register_rank("s", 1), ConflictError);
 }
 
+// A job resumed from an earlier checkpoint, with fewer ranks: the run shows the new job's progress at once, and the
+// old job's workers and their series are gone.
+TEST_F(RegistryTest, AReopenedRunForgetsTheOldJobsWorkersAndProgress) {
+  create("r", 2);
+  register_rank("r", 0);
+  register_rank("r", 1);
+  beat("r", 0, 100);
+  beat("r", 1, 100);
+  registry_->tick();
+  finish("r", 0, v1::RUN_OUTCOME_FINISHED);
+  ASSERT_NE(scrape().find("ijepa_worker_heartbeat_age_seconds{rank=\"1\",run=\"r\"}"), std::string::npos);
+
+  create("r", 1);
+  v1::GetRunResponse detail = get("r");
+  EXPECT_FALSE(detail.run().has_latest());
+  EXPECT_EQ(detail.workers_size(), 0);
+  std::string text = scrape();
+  EXPECT_EQ(text.find("rank=\"1\""), std::string::npos) << text;
+  EXPECT_EQ(text.find("rank=\"0\""), std::string::npos) << text;
+  restart();
+  EXPECT_EQ(get("r").workers_size(), 0) << "the old workers are gone from the database too";
+
+  register_rank("r", 0);
+  beat("r", 0, 60);
+  detail = get("r");
+  EXPECT_EQ(detail.run().latest().step(), 60);
+  EXPECT_EQ(detail.workers(0).latest().step(), 60);
+  text = scrape();
+  EXPECT_NE(text.find("ijepa_train_step{run=\"r\"} 60\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("ijepa_train_data_wait_seconds_total{rank=\"0\",run=\"r\"} 0.02\n"), std::string::npos) << text;
+}
+
 TEST_F(RegistryTest, StoppingRunWhoseWorkersAllVanishedEndsStopped) {
   create("r", 1);
   register_rank("r", 0);

@@ -85,6 +85,12 @@ TEST(CoordinatorMetrics, RunSeriesComeAndGo) {
   EXPECT_TRUE(contains(text, "ijepa_coordinator_rpcs_total{code=\"OK\",method=\"Heartbeat\"} 1"));
   EXPECT_TRUE(contains(text, "ijepa_coordinator_rpc_duration_seconds_count{method=\"Heartbeat\"} 1"));
   EXPECT_TRUE(contains(text, "ijepa_coordinator_events_total{run=\"a\",type=\"nan_loss\"} 2"));
+  metrics.observe_worker_step("a", 1, sample_step());
+  metrics.remove_worker("a", 0);
+  text = serialize(*registry);
+  EXPECT_FALSE(contains(text, "rank=\"0\"")) << text;
+  EXPECT_TRUE(contains(text, "ijepa_train_data_wait_seconds_total{rank=\"1\",run=\"a\"} 0.01"));
+  EXPECT_TRUE(contains(text, "ijepa_train_step{run=\"a\"} 12"));
   metrics.remove_run("a");
   text = serialize(*registry);
   EXPECT_FALSE(contains(text, "run=\"a\"")) << text;

@@ -67,7 +67,9 @@ void RunRegistry::record_event(RunEntry& e, int32_t rank, v1::EventType type, in
   event.set_value(value);
   event.set_message(message);
   pending_events_.push_back(event);
-  if (metrics_) metrics_->count_event(event.run(), event_name(type));
+  // An ended run still takes events into its history (a rank's last checkpoint may arrive after another rank
+  // failed the run), but once its series are gone, counting would bring them back for good.
+  if (metrics_ && !e.series_removed) metrics_->count_event(event.run(), event_name(type));
   log::info(log::str("run ", event.run(), " rank ", rank, ": ", event_name(type), " at step ", step,
                      message.empty() ? "" : ": " + message));
 }

@@ -495,6 +495,24 @@ TEST_F(RegistryTest, ReportedEventsAreRecorded) {
   EXPECT_NE(scrape().find("ijepa_coordinator_events_total{run=\"r\",type=\"nan_loss\"} 1"), std::string::npos);
 }
 
+// Late events of an ended run go into its history, but never bring back its series once retention removed them.
+TEST_F(RegistryTest, EventsOfARunPastRetentionAreKeptButNotCounted) {
+  create("r", 1);
+  register_rank("r", 0);
+  finish("r", 0, v1::RUN_OUTCOME_FINISHED);
+  now_ += 101;
+  registry_->tick();
+  ASSERT_EQ(scrape().find("run=\"r\""), std::string::npos);
+  v1::ReportEventsRequest request;
+  request.set_run("r");
+  v1::Event* e = request.add_events();
+  e->set_type(v1::EVENT_TYPE_CHECKPOINT_WRITTEN);
+  e->set_message("/runs/r/jepa-latest.pth.tar");
+  registry_->report_events(request);
+  EXPECT_EQ(event_message("r", v1::EVENT_TYPE_CHECKPOINT_WRITTEN), "/runs/r/jepa-latest.pth.tar");
+  EXPECT_EQ(scrape().find("run=\"r\""), std::string::npos) << scrape();
+}
+
 TEST_F(RegistryTest, WatchSeesTheFirstStateAtOnceThenChanges) {
   create("r", 1);
   WatchCursor cursor;

@@ -22,8 +22,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--retention", o.retention_s, "seconds an ended run's metric series stay in /metrics")
       ->capture_default_str();
-  app.add_option("--fail-lost-runs-after", o.fail_lost_runs_after_s,
-                 "seconds a run may have every worker lost before it ends as failed")
+  app.add_option(
+         "--fail-lost-runs-after", o.fail_lost_runs_after_s,
+         "seconds a run may be without a live worker (all lost, or none for the heartbeat timeout) before it fails")
       ->capture_default_str();
   app.add_option("--token", o.token, "bearer token every RPC must carry (or $IJEPA_COORDINATOR_TOKEN)")
       ->envname("IJEPA_COORDINATOR_TOKEN");

@@ -59,21 +59,24 @@ v1::CreateRunResponse RunRegistry::create_run(const v1::CreateRunRequest& reques
     }
     RunEntry& created = runs_[request.name()];
     created.run = new_run(request, t);
+    created.idle_since = t;  // its ranks have a heartbeat timeout to register
     record_event(created, request.rank(), v1::EVENT_TYPE_RUN_CREATED, 0,
                  "created with world size " + std::to_string(request.world_size()));
     response.set_created(true);
     it = runs_.find(request.name());
   } else if (is_active(it->second.run.state()) && it->second.run.world_size() != request.world_size()) {
     RunEntry& old = it->second;
-    const bool abandoned = old.all_lost_since > 0.0;
+    const bool abandoned = old.abandoned_since > 0.0;
     if (!abandoned || request.rank() != 0) {
-      throw ConflictError("run '" + request.name() + "' is active with world size " +
-                          std::to_string(old.run.world_size()) + ", not " + std::to_string(request.world_size()) +
-                          (abandoned ? "; its workers are all lost: rank 0 of the new job takes it over"
-                                     : "; a job of another world size may take it over once its workers are all lost"));
+      throw ConflictError(
+          "run '" + request.name() + "' is active with world size " + std::to_string(old.run.world_size()) + ", not " +
+          std::to_string(request.world_size()) +
+          (abandoned ? "; it has no live worker: rank 0 of the new job takes it over"
+                     : "; a job of another world size may take it over once it has had no live worker for the "
+                       "heartbeat timeout"));
     }
     end_run(old, v1::RUN_STATE_FAILED,
-            all_lost_reason(old, t) + "; taken over by a job with world size " + std::to_string(request.world_size()),
+            abandoned_reason(old, t) + "; taken over by a job with world size " + std::to_string(request.world_size()),
             t);
     reopen(old, request, t);
   } else if (!is_active(it->second.run.state()) && request.rank() == 0) {
@@ -112,7 +115,8 @@ void RunRegistry::reopen(RunEntry& entry, const v1::CreateRunRequest& request, d
   run.set_live_workers(0);
   run.set_images_per_second(0.0);
   entry.series_removed = false;
-  entry.all_lost_since = 0.0;
+  entry.idle_since = now;  // the new job's ranks have a heartbeat timeout to register
+  entry.abandoned_since = 0.0;
   record_event(entry, request.rank(), v1::EVENT_TYPE_RUN_CREATED, previous_step,
                "reopened (was " + previous + ") with world size " + std::to_string(request.world_size()));
 }

@@ -1,13 +1,14 @@
 // The coordinator's model of runs and workers: the rules of their states, kept in memory for speed and
 // written through to Storage so that a restart resumes where it stopped.
 //
-// Run states: RUNNING -> STALLED (a worker silent past the heartbeat timeout; back to RUNNING when it reports
-// again), RUNNING/STALLED -> STOPPING (StopRun; delivered in heartbeat replies), and the final FINISHED,
-// STOPPED or FAILED (FinishRun from rank 0, a failure from any rank, a stopping run whose workers are all
-// gone, or a stalled run left without a live worker for longer than fail_lost_after_s). Rank 0 creating a run
-// that ended reopens it (a resumed training job keeps its name). Rank 0 creating, with another world size, an
-// active run whose registered workers are all lost takes it over: the old run ends FAILED and is reopened, so
-// a crashed job resumed on a different number of ranks is not locked out by its dead predecessor.
+// Run states: RUNNING -> STALLED (a worker silent past the heartbeat timeout, or no worker live for that long;
+// back to RUNNING when one reports again), RUNNING/STALLED -> STOPPING (StopRun; delivered in heartbeat
+// replies), and the final FINISHED, STOPPED or FAILED (FinishRun from rank 0, a failure from any rank, a
+// stopping run left without a live worker, or a stalled run left without one for longer than
+// fail_lost_after_s). Rank 0 creating a run that ended reopens it (a resumed training job keeps its name). Rank 0
+// creating, with another world size, an active run that is abandoned (its workers all lost, or none live for a
+// heartbeat timeout) takes it over: the old run ends FAILED and is reopened, so a crashed job resumed on a
+// different number of ranks is not locked out by its dead predecessor.
 //
 // Heartbeats change memory only and mark their records dirty; flush() (a few times a second, from the server)
 // writes them in one transaction, so heartbeats never wait on SQLite. Every other change (runs created,
@@ -54,7 +55,7 @@ class ConflictError : public std::runtime_error {
 struct RegistryOptions {
   double heartbeat_timeout_s = 30.0;  // a worker silent this long is lost
   double retention_s = 3600.0;        // an ended run's metric series stay this long
-  double fail_lost_after_s = 600.0;   // a run with every worker lost this long ends FAILED
+  double fail_lost_after_s = 600.0;   // a run abandoned this long (no live worker) ends FAILED
   std::function<double()> clock;      // seconds since the Unix epoch; empty: the system clock
 };
 
@@ -107,9 +108,11 @@ class RunRegistry {
     std::map<int32_t, v1::Worker> workers;
     uint64_t revision = 1;
     bool series_removed = false;
-    // When the run was first seen active with workers but none live and some lost; 0 otherwise. Kept in memory
-    // only: a restarted coordinator counts the grace period afresh, as it does a live worker's silence.
-    double all_lost_since = 0.0;
+    // Since when no worker has been live (0 while one is), and since when the run has been abandoned (see
+    // run_registry_liveness.cpp; 0 while it is not). Kept in memory only: a restarted coordinator counts both
+    // afresh, as it does a live worker's silence.
+    double idle_since = 0.0;
+    double abandoned_since = 0.0;
   };
 
   double now() const;
@@ -123,9 +126,14 @@ class RunRegistry {
   void refresh_run(RunEntry& entry, double now);
   void end_run(RunEntry& entry, v1::RunState state, const std::string& reason, double now);
   bool expire_workers(RunEntry& entry, double now);
+  bool expire_idle(RunEntry& entry, double now);
   bool fail_if_abandoned(RunEntry& entry, double now);
-  // "all workers lost: no heartbeat since <UTC time> (<age> ago)", for a run whose workers are all lost.
-  std::string all_lost_reason(const RunEntry& entry, double now) const;
+  // "all workers lost: no heartbeat since <UTC time> (<age> ago)", or "no worker registered since ..." (or "no
+  // live worker since ...") for an abandoned run without lost workers.
+  std::string abandoned_reason(const RunEntry& entry, double now) const;
+  static std::string idle_text(const RunEntry& entry);  // "no worker registered" or "no live worker"
+  // Updates the entry's idle_since and abandoned_since from its LIVE and LOST worker counts; true when abandoned.
+  bool track_abandonment(RunEntry& entry, int live, int lost, double now) const;
   // Mark records for the next write_dirty() or flush() (nothing is written here); mark_dirty() also bumps the
   // run's revision and wakes its watchers.
   void mark_dirty(RunEntry& entry, double now);

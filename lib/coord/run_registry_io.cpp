@@ -51,8 +51,12 @@ void RunRegistry::restore(RunEntry& entry, double now) {
                                       worker.comm_wait_seconds_total());
     }
   }
-  // Lost workers could not reach a coordinator that was down either: their grace period starts again.
-  if (is_active(entry.run.state()) && lost && !live) entry.all_lost_since = now;
+  // Lost workers could not reach a coordinator that was down either: their grace period starts again, and so
+  // does the wait for a run without a live worker.
+  if (is_active(entry.run.state()) && !live) {
+    entry.idle_since = now;
+    if (lost) entry.abandoned_since = now;
+  }
   publish_progress(entry);
 }
 

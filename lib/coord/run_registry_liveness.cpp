@@ -1,6 +1,8 @@
 // RunRegistry, part three: liveness from heartbeats. A worker silent past the heartbeat timeout is lost and
-// stalls its run; a stalled run with no live worker left is failed once the grace period (fail_lost_after_s)
-// has passed, so that it ends, frees its name and leaves /metrics after retention like any ended run.
+// stalls its run. A run is abandoned when no worker is live and either some are lost or none has been live for a
+// heartbeat timeout (none registered, or only finished ones): it stalls too, a stopping one ends, and a stalled
+// one is failed once the grace period (fail_lost_after_s) has passed, so that it ends, frees its name and leaves
+// /metrics after retention like any ended run.
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
@@ -39,6 +41,7 @@ void RunRegistry::tick() {
   for (auto& [name, e] : runs_) {
     if (is_active(e.run.state())) {
       counts_changed |= expire_workers(e, t);
+      counts_changed |= expire_idle(e, t);
       counts_changed |= fail_if_abandoned(e, t);
     } else if (!e.series_removed && t - e.run.ended_time() > options_.retention_s) {
       if (metrics_) metrics_->remove_run(name);
@@ -71,25 +74,59 @@ bool RunRegistry::expire_workers(RunEntry& e, double now) {
   return true;
 }
 
-bool RunRegistry::fail_if_abandoned(RunEntry& e, double now) {
-  if (e.run.state() != v1::RUN_STATE_STALLED || e.all_lost_since <= 0.0 ||
-      now - e.all_lost_since <= options_.fail_lost_after_s) {
+// Only time passes here, no worker changed: a run without a live worker becomes abandoned once that lasted a
+// heartbeat timeout.
+bool RunRegistry::expire_idle(RunEntry& e, double now) {
+  if (e.abandoned_since > 0.0 || e.idle_since <= 0.0 || now - e.idle_since <= options_.heartbeat_timeout_s) {
     return false;
   }
-  end_run(e, v1::RUN_STATE_FAILED,
-          all_lost_reason(e, now) + "; none came back within " + seconds_text(options_.fail_lost_after_s), now);
+  refresh_run(e, now);
   mark_dirty(e, now);
   write_dirty();
   return true;
 }
 
-std::string RunRegistry::all_lost_reason(const RunEntry& e, double now) const {
+bool RunRegistry::fail_if_abandoned(RunEntry& e, double now) {
+  if (e.run.state() != v1::RUN_STATE_STALLED || e.abandoned_since <= 0.0 ||
+      now - e.abandoned_since <= options_.fail_lost_after_s) {
+    return false;
+  }
+  end_run(e, v1::RUN_STATE_FAILED,
+          abandoned_reason(e, now) + "; none came back within " + seconds_text(options_.fail_lost_after_s), now);
+  mark_dirty(e, now);
+  write_dirty();
+  return true;
+}
+
+std::string RunRegistry::abandoned_reason(const RunEntry& e, double now) const {
   double last_heartbeat = 0.0;
   for (const auto& [rank, w] : e.workers) {
     if (w.state() == v1::WORKER_STATE_LOST) last_heartbeat = std::max(last_heartbeat, w.last_heartbeat_time());
   }
-  return "all workers lost: no heartbeat since " + utc_text(last_heartbeat) + " (" +
-         seconds_text(now - last_heartbeat) + " ago)";
+  if (last_heartbeat > 0.0) {
+    return "all workers lost: no heartbeat since " + utc_text(last_heartbeat) + " (" +
+           seconds_text(now - last_heartbeat) + " ago)";
+  }
+  return idle_text(e) + " since " + utc_text(e.idle_since) + " (" + seconds_text(now - e.idle_since) + " ago)";
+}
+
+std::string RunRegistry::idle_text(const RunEntry& e) {
+  return e.workers.empty() ? "no worker registered" : "no live worker";
+}
+
+bool RunRegistry::track_abandonment(RunEntry& e, int live, int lost, double now) const {
+  if (live > 0) {
+    e.idle_since = 0.0;
+  } else if (e.idle_since <= 0.0) {
+    e.idle_since = now;
+  }
+  const bool abandoned = live == 0 && (lost > 0 || now - e.idle_since > options_.heartbeat_timeout_s);
+  if (!abandoned) {
+    e.abandoned_since = 0.0;
+  } else if (e.abandoned_since <= 0.0) {
+    e.abandoned_since = now;
+  }
+  return abandoned;
 }
 
 void RunRegistry::refresh_run(RunEntry& e, double now) {
@@ -108,22 +145,24 @@ void RunRegistry::refresh_run(RunEntry& e, double now) {
   }
   e.run.set_live_workers(live);
   e.run.set_images_per_second(images_per_second);
-  if (live > 0 || lost == 0) {
-    e.all_lost_since = 0.0;
-  } else if (e.all_lost_since <= 0.0) {
-    e.all_lost_since = now;
-  }
+  const bool abandoned = track_abandonment(e, live, lost, now);
   const v1::RunState state = e.run.state();
-  if (state == v1::RUN_STATE_RUNNING && lost > 0) {
+  if (state == v1::RUN_STATE_RUNNING && first_lost) {
     e.run.set_state(v1::RUN_STATE_STALLED);
     e.run.set_reason("rank " + std::to_string(first_lost->rank()) + " lost: no heartbeat for " +
                      seconds_text(now - first_lost->last_heartbeat_time()) + " (timeout " +
                      seconds_text(options_.heartbeat_timeout_s) + ")");
-  } else if (state == v1::RUN_STATE_STALLED && lost == 0) {
+  } else if (state == v1::RUN_STATE_RUNNING && abandoned) {
+    e.run.set_state(v1::RUN_STATE_STALLED);
+    e.run.set_reason(idle_text(e) + " for " + seconds_text(now - e.idle_since) + " (timeout " +
+                     seconds_text(options_.heartbeat_timeout_s) + ")");
+  } else if (state == v1::RUN_STATE_STALLED && lost == 0 && !abandoned) {
     e.run.set_state(v1::RUN_STATE_RUNNING);
     e.run.clear_reason();
-  } else if (state == v1::RUN_STATE_STOPPING && live == 0 && lost > 0) {
-    end_run(e, v1::RUN_STATE_STOPPED, "stop requested; workers went silent without finishing", now);
+  } else if (state == v1::RUN_STATE_STOPPING && abandoned) {
+    end_run(e, v1::RUN_STATE_STOPPED,
+            lost > 0 ? "stop requested; workers went silent without finishing" : "stop requested; no live worker left",
+            now);
   }
 }
 

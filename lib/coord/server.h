@@ -34,7 +34,7 @@ struct ServerOptions {
   std::string metrics_listen = "127.0.0.1:9464";  // /metrics host:port; empty: none
   double heartbeat_timeout_s = 30.0;
   double retention_s = 3600.0;            // ended runs' metric series stay this long
-  double fail_lost_runs_after_s = 600.0;  // a run with every worker lost this long ends FAILED
+  double fail_lost_runs_after_s = 600.0;  // a run without a live worker this long ends FAILED
   std::string token;                      // bearer token every Coordinator RPC must carry; empty: none
   std::string tls_cert;                   // PEM files; cert and key enable TLS
   std::string tls_key;

@@ -399,6 +399,58 @@ TEST_F(RegistryTest, RunWhoseWorkersAreAllLostFailsAfterTheGracePeriodAndLeavesT
   EXPECT_EQ(beat("r", 2, 11).run_state(), v1::RUN_STATE_RUNNING);
 }
 
+// A run that no rank ever joined, or whose only live ranks finished without rank 0, is abandoned after a heartbeat
+// timeout as if its workers were lost: it stalls, fails after the grace period, and a job of another world size
+// may take it over.
+TEST_F(RegistryTest, ARunWithoutALiveWorkerIsAbandonedAfterTheHeartbeatTimeout) {
+  create("r", 2);
+  now_ += 10;
+  registry_->tick();
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_RUNNING) << "its ranks may still be starting";
+  EXPECT_THROW(create("r", 4), ConflictError);
+  now_ += 1;
+  registry_->tick();
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_STALLED);
+  EXPECT_EQ(get("r").run().reason(), "no worker registered for 11.0 s (timeout 10.0 s)");
+  now_ += 61;
+  registry_->tick();
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_FAILED);
+  EXPECT_EQ(get("r").run().reason(),
+            "no worker registered since 1970-01-01T00:16:40Z (72.0 s ago); none came back within 60.0 s");
+
+  create("q", 2);
+  register_rank("q", 1);
+  finish("q", 1, v1::RUN_OUTCOME_FINISHED);  // rank 0 never came
+  now_ += 11;
+  registry_->tick();
+  EXPECT_EQ(get("q").run().state(), v1::RUN_STATE_STALLED);
+  const v1::Run taken = create("q", 1).run();
+  EXPECT_EQ(taken.state(), v1::RUN_STATE_RUNNING);
+  EXPECT_EQ(taken.world_size(), 1);
+  EXPECT_EQ(event_message("q", v1::EVENT_TYPE_RUN_ENDED),
+            "failed: no live worker since 1970-01-01T00:17:52Z (11.0 s ago); taken over by a job with world size 1");
+}
+
+TEST_F(RegistryTest, ARestoredRunWithoutALiveWorkerIsAbandonedAndAStopEndsSuchARun) {
+  create("r", 1);
+  now_ += 100;
+  restart();  // the timeout counts from the restart
+  registry_->tick();
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_RUNNING);
+  now_ += 11;
+  registry_->tick();
+  EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_STALLED);
+
+  create("s", 1);
+  v1::StopRunRequest stop;
+  stop.set_name("s");
+  EXPECT_EQ(registry_->stop_run(stop).run().state(), v1::RUN_STATE_STOPPING);
+  now_ += 11;
+  registry_->tick();
+  EXPECT_EQ(get("s").run().state(), v1::RUN_STATE_STOPPED);
+  EXPECT_EQ(get("s").run().reason(), "stop requested; no live worker left");
+}
+
 TEST_F(RegistryTest, RestartStartsTheGracePeriodOfALostRunAgain) {
   create("r", 1);
   register_rank("r", 0);

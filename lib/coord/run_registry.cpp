@@ -20,6 +20,24 @@ constexpr int kDefaultEventsShown = 20;
 constexpr int kDefaultListLimit = 100;
 constexpr int kMaxEventsPerUpdate = 1000;
 
+std::string process_text(const std::string& host, int64_t pid) {
+  return "host " + host + " pid " + std::to_string(pid);
+}
+
+// A warning when REQUEST registers a rank that another process still holds live; empty otherwise. Not refused: a
+// requeued Slurm job legitimately restarts a rank within the heartbeat timeout, but two jobs sharing a run name
+// look the same, so the history should say so.
+std::string replacement_warning(const std::map<int32_t, v1::Worker>& workers,
+                                const v1::RegisterWorkerRequest& request) {
+  const auto found = workers.find(request.rank());
+  if (found == workers.end() || !is_live(found->second.state())) return "";
+  const v1::Worker& old = found->second;
+  if (old.host() == request.host() && old.pid() == request.pid()) return "";
+  return "warning: rank " + std::to_string(request.rank()) + " registered again from " +
+         process_text(request.host(), request.pid()) + " while " + process_text(old.host(), old.pid()) +
+         " was live (a requeued job, or two jobs with one run name?)";
+}
+
 }  // namespace
 
 RunRegistry::RunEntry& RunRegistry::entry(const std::string& name) {
@@ -132,6 +150,7 @@ v1::RegisterWorkerResponse RunRegistry::register_worker(const v1::RegisterWorker
   validate_rank(request.rank(), e.run.world_size());
   auto found = e.workers.find(request.rank());
   const bool was_lost = found != e.workers.end() && found->second.state() == v1::WORKER_STATE_LOST;
+  const std::string warning = replacement_warning(e.workers, request);
   v1::Worker& w = e.workers[request.rank()];
   w.set_run(request.run());
   w.set_rank(request.rank());
@@ -144,7 +163,8 @@ v1::RegisterWorkerResponse RunRegistry::register_worker(const v1::RegisterWorker
   w.clear_latest();
   mark_worker_dirty(w);
   record_event(e, request.rank(), was_lost ? v1::EVENT_TYPE_WORKER_RECOVERED : v1::EVENT_TYPE_WORKER_REGISTERED,
-               w.step(), "host " + request.host() + " pid " + std::to_string(request.pid()));
+               w.step(), process_text(request.host(), request.pid()));
+  if (!warning.empty()) record_event(e, request.rank(), v1::EVENT_TYPE_MESSAGE, w.step(), warning);
   refresh_run(e, t);
   mark_dirty(e, t);
   write_dirty();

@@ -71,11 +71,12 @@ class RegistryTest : public ::testing::Test {
     return registry_->create_run(request);
   }
 
-  void register_rank(const std::string& run, int rank) {
+  void register_rank(const std::string& run, int rank, const std::string& host = "node", int64_t pid = 0) {
     v1::RegisterWorkerRequest request;
     request.set_run(run);
     request.set_rank(rank);
-    request.set_host("node");
+    request.set_host(host);
+    request.set_pid(pid);
     registry_->register_worker(request);
   }
 
@@ -275,6 +276,22 @@ TEST_F(RegistryTest, StopReachesWorkersInTheirNextHeartbeat) {
   finish("r", 0, v1::RUN_OUTCOME_STOPPED);
   EXPECT_EQ(get("r").run().state(), v1::RUN_STATE_STOPPED);
   EXPECT_THROW(registry_->stop_run(stop), ConflictError);
+}
+
+// A rank registered again by another process while still live (a requeued job, or two jobs with one run name) is
+// taken over, with a warning in the history; the same process registering again is no news.
+TEST_F(RegistryTest, ALiveRankRegisteredByAnotherProcessLeavesAWarning) {
+  create("r", 1);
+  register_rank("r", 0, "node-a", 100);
+  register_rank("r", 0, "node-a", 100);
+  EXPECT_FALSE(has_event("r", v1::EVENT_TYPE_MESSAGE));
+  register_rank("r", 0, "node-b", 200);
+  EXPECT_EQ(event_message("r", v1::EVENT_TYPE_MESSAGE),
+            "warning: rank 0 registered again from host node-b pid 200 while host node-a pid 100 was live (a requeued "
+            "job, or two jobs with one run name?)");
+  const v1::GetRunResponse detail = get("r");
+  EXPECT_EQ(detail.workers(0).host(), "node-b");
+  EXPECT_EQ(detail.run().live_workers(), 1);
 }
 
 TEST_F(RegistryTest, RankZeroFinishesTheRunAnyRankFailsIt) {

@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
   ServerOptions o;
   CLI::App app{"ijepa-coordinator: run registry (gRPC), SQLite persistence and Prometheus /metrics"};
   app.add_option("--listen", o.listen, "gRPC address host:port")->capture_default_str();
-  app.add_option("--db", o.db_path, "SQLite database file (created when missing)")->required();
+  app.add_option("--db", o.db_path, "SQLite database file (created when missing; one coordinator per file)")
+      ->required();
   app.add_option("--metrics-listen", o.metrics_listen, "/metrics address host:port; empty: no /metrics")
       ->capture_default_str();
   app.add_option("--heartbeat-timeout", o.heartbeat_timeout_s, "seconds of silence before a worker is lost")

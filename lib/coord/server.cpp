@@ -12,6 +12,7 @@
 #include "common/errors.h"
 #include "common/log.h"
 #include "coord/channel.h"
+#include "coord/database_lock.h"
 #include "coord/run_registry.h"
 #include "coord/service.h"
 #include "coord/storage.h"
@@ -55,6 +56,7 @@ CoordinatorServer::CoordinatorServer(ServerOptions options) : options_(std::move
   const auto credentials = server_credentials(options_);
   prometheus_ = std::make_shared<prometheus::Registry>();
   metrics_ = std::make_unique<metrics::CoordinatorMetrics>(prometheus_);
+  database_lock_ = std::make_unique<DatabaseLock>(options_.db_path);
   storage_ = std::make_unique<Storage>(options_.db_path);
   registry_ = std::make_unique<RunRegistry>(
       *storage_, metrics_.get(),

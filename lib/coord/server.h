@@ -24,13 +24,14 @@ class MetricsExporter;
 
 namespace ijepa::coord {
 
+class DatabaseLock;
 class Storage;
 class RunRegistry;
 class CoordinatorService;
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:50051";         // gRPC host:port; port 0 picks a free one
-  std::string db_path = "ijepa-coordinator.db";   // SQLite file (created when missing)
+  std::string db_path = "ijepa-coordinator.db";   // SQLite file (created when missing), one coordinator each
   std::string metrics_listen = "127.0.0.1:9464";  // /metrics host:port; empty: none
   double heartbeat_timeout_s = 30.0;
   double retention_s = 3600.0;            // ended runs' metric series stay this long
@@ -44,8 +45,9 @@ struct ServerOptions {
 
 class CoordinatorServer {
  public:
-  // Opens the database, binds both listeners and starts serving. Throws common::InputError naming the flag
-  // or file when an option is invalid, a file unreadable or an address cannot be bound.
+  // Locks and opens the database, binds both listeners and starts serving. Throws common::InputError naming the
+  // flag or file when an option is invalid, a file unreadable, the database in use by another coordinator
+  // (DatabaseLock) or an address cannot be bound.
   explicit CoordinatorServer(ServerOptions options);
   ~CoordinatorServer();
   CoordinatorServer(const CoordinatorServer&) = delete;
@@ -64,6 +66,7 @@ class CoordinatorServer {
   ServerOptions options_;
   std::shared_ptr<prometheus::Registry> prometheus_;
   std::unique_ptr<metrics::CoordinatorMetrics> metrics_;
+  std::unique_ptr<DatabaseLock> database_lock_;  // before storage_: held before the database opens, until it closes
   std::unique_ptr<Storage> storage_;
   std::unique_ptr<RunRegistry> registry_;
   std::unique_ptr<CoordinatorService> service_;

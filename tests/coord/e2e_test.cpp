@@ -1,8 +1,8 @@
 // End to end with the built binaries on loopback ports: a client reports a run to ijepa-coordinator and
 // ijepa-ctl shows, watches and stops it; the coordinator killed and restarted keeps the run while the client
 // carries on; a silent worker is declared lost; a run whose workers are all lost fails and leaves /metrics, and
-// a resumed job of another world size takes it over; token and mutual TLS are enforced; bad flags exit 2; a
-// real Prometheus scrapes the run's step; and a short burst of the load generator sees no errors.
+// a resumed job of another world size takes it over; token and mutual TLS are enforced; bad flags and a database
+// in use exit 2; a real Prometheus scrapes the run's step; and a short burst of the load generator sees no errors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -278,6 +278,18 @@ TEST(CoordinatorEndToEnd, BadFlagsExitWithCodeTwo) {
   EXPECT_NE(not_a_number.err.find("--fail-lost-runs-after"), std::string::npos) << not_a_number.err;
   EXPECT_EQ(run_process({bin_path("ijepa-ctl"), "frobnicate"}, dir).code, 2);
   EXPECT_EQ(run_process({bin_path("ijepa-ctl"), "show"}, dir).code, 2);
+}
+
+// Two coordinators on one database would overwrite each other's records: the second exits 2 naming the file.
+TEST(CoordinatorEndToEnd, ASecondCoordinatorOnTheSameDatabaseExitsWithCodeTwo) {
+  testing::TempDir dir;
+  Coordinator first(dir);
+  const auto second = run_process(
+      {bin_path("ijepa-coordinator"), "--db", dir / "c.db", "--listen", "127.0.0.1:0", "--metrics-listen", ""}, dir);
+  EXPECT_EQ(second.code, 2);
+  const std::string expected = "database '" + (dir / "c.db") + "' is in use by another coordinator (pid " +
+                               std::to_string(first.process().pid()) + ")";
+  EXPECT_NE(second.err.find(expected), std::string::npos) << second.err;
 }
 
 // A token gRPC cannot carry (a line break, a non-ASCII byte) is one line naming the flag and exit 2, never a

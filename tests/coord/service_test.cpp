@@ -337,6 +337,24 @@ TEST_F(TlsTest, MissingOrMismatchedFilesAreInputErrors) {
                common::InputError);
 }
 
+TEST_F(ServiceTest, ASecondServerOnTheSameDatabaseIsRefusedUntilTheFirstEnds) {
+  start();
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.metrics_listen = "";
+  options.db_path = dir_ / "c.db";
+  try {
+    CoordinatorServer second(options);
+    ADD_FAILURE() << "a second coordinator opened the database";
+  } catch (const common::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("database '" + options.db_path + "' is in use by another coordinator"),
+              std::string::npos)
+        << e.what();
+  }
+  server_.reset();
+  EXPECT_NO_THROW(CoordinatorServer{options});
+}
+
 TEST_F(ServiceTest, BadServerOptionsAreInputErrors) {
   ServerOptions options;
   options.heartbeat_timeout_s = 0;

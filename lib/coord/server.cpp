@@ -4,6 +4,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/impl/server_builder_option.h>
 #include <prometheus/registry.h>
 
 #include <algorithm>
@@ -49,6 +50,20 @@ std::shared_ptr<grpc::ServerCredentials> server_credentials(const ServerOptions&
   return grpc::SslServerCredentials(ssl);
 }
 
+// Leaves server reflection out of one server: once its plugin is initialized (at static initialization, by the
+// library itself), gRPC adds it to every server the process builds.
+class WithoutReflection : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [](const std::unique_ptr<grpc::ServerBuilderPlugin>& plugin) {
+                                    return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(plugin.get());
+                                  }),
+                   plugins->end());
+  }
+};
+
 }  // namespace
 
 CoordinatorServer::CoordinatorServer(ServerOptions options) : options_(std::move(options)) {
@@ -69,6 +84,9 @@ CoordinatorServer::CoordinatorServer(ServerOptions options) : options_(std::move
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // gRPC's reflection service cannot check the bearer token, and it describes the whole API: with a token it is
+  // left out. Health stays open either way: Kubernetes probes carry no token.
+  if (!options_.token.empty()) builder.SetOption(std::make_unique<WithoutReflection>());
   builder.AddListeningPort(options_.listen, credentials, &port_);
   builder.RegisterService(service_.get());
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);

@@ -1,5 +1,6 @@
-// A running coordinator: the gRPC server (Coordinator service, grpc.health.v1 health, server reflection),
-// its SQLite-backed registry, the Prometheus exporter and the ticker that detects silent workers.
+// A running coordinator: the gRPC server (Coordinator service, grpc.health.v1 health, server reflection when no
+// token is required), its SQLite-backed registry, the Prometheus exporter and the ticker that detects silent
+// workers.
 //
 //   coord::CoordinatorServer server(options);   // listening once constructed
 //   ... server.shutdown();                        // or let the destructor do it
@@ -36,8 +37,8 @@ struct ServerOptions {
   double heartbeat_timeout_s = 30.0;
   double retention_s = 3600.0;            // ended runs' metric series stay this long
   double fail_lost_runs_after_s = 600.0;  // a run without a live worker this long ends FAILED
-  std::string token;                      // bearer token every Coordinator RPC must carry; empty: none
-  std::string tls_cert;                   // PEM files; cert and key enable TLS
+  std::string token;     // bearer token every Coordinator RPC must carry (and no reflection then); empty: none
+  std::string tls_cert;  // PEM files; cert and key enable TLS
   std::string tls_key;
   std::string tls_client_ca;  // with TLS: require client certificates signed by this CA (mutual TLS)
   int max_message_bytes = 4 << 20;

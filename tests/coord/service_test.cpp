@@ -6,6 +6,9 @@
 #include <grpcpp/impl/codegen/sync_stream.h>
 #include <gtest/gtest.h>
 
+#include <map>
+#include <utility>
+
 #include "common/errors.h"
 #include "coord/channel.h"
 #include "coord/server.h"
@@ -227,25 +230,74 @@ TEST_F(ServiceTest, OversizedMessageIsRefused) {
   EXPECT_EQ(stub()->CreateRun(context().get(), huge, &created).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// Each of the Coordinator's RPCs once, with TOKEN (empty: none), in an order that succeeds with the right token
+// (the run ends before it is watched, so the stream ends): method -> status code.
+std::map<std::string, grpc::StatusCode> call_every_rpc(v1::Coordinator::Stub& s, const std::string& token) {
+  const auto c = [&] {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    add_token(*context, token);
+    return context;
+  };
+  std::map<std::string, grpc::StatusCode> codes;
+  v1::CreateRunResponse created;
+  codes["CreateRun"] = s.CreateRun(c().get(), create_request("r"), &created).error_code();
+  v1::RegisterWorkerResponse registered;
+  codes["RegisterWorker"] = s.RegisterWorker(c().get(), register_request("r"), &registered).error_code();
+  v1::HeartbeatResponse beat;
+  codes["Heartbeat"] = s.Heartbeat(c().get(), heartbeat_request("r", 1), &beat).error_code();
+  v1::ReportEventsRequest events;
+  events.set_run("r");
+  events.add_events()->set_type(v1::EVENT_TYPE_MESSAGE);
+  v1::ReportEventsResponse reported;
+  codes["ReportEvents"] = s.ReportEvents(c().get(), events, &reported).error_code();
+  v1::GetRunRequest get;
+  get.set_name("r");
+  v1::GetRunResponse detail;
+  codes["GetRun"] = s.GetRun(c().get(), get, &detail).error_code();
+  v1::ListRunsResponse list;
+  codes["ListRuns"] = s.ListRuns(c().get(), v1::ListRunsRequest(), &list).error_code();
+  v1::StopRunRequest stop;
+  stop.set_name("r");
+  v1::StopRunResponse stopped;
+  codes["StopRun"] = s.StopRun(c().get(), stop, &stopped).error_code();
+  v1::FinishRunRequest finish;
+  finish.set_run("r");
+  finish.set_outcome(v1::RUN_OUTCOME_STOPPED);
+  v1::FinishRunResponse finished;
+  codes["FinishRun"] = s.FinishRun(c().get(), finish, &finished).error_code();
+  v1::WatchRunRequest watch;
+  watch.set_name("r");
+  const auto watch_context = c();
+  auto reader = s.WatchRun(watch_context.get(), watch);
+  v1::WatchRunResponse update;
+  while (reader->Read(&update)) {
+  }
+  codes["WatchRun"] = reader->Finish().error_code();
+  return codes;
+}
+
 TEST_F(ServiceTest, TokenIsRequiredOnEveryCall) {
   ServerOptions options;
   options.token = "s3cret";
   start(options, true);
   auto s = stub();
-  v1::ListRunsResponse list;
-  EXPECT_EQ(s->ListRuns(context().get(), v1::ListRunsRequest(), &list).error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(s->ListRuns(context("wrong").get(), v1::ListRunsRequest(), &list).error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
-  v1::CreateRunResponse created;
-  EXPECT_EQ(s->CreateRun(context().get(), create_request("r"), &created).error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
-  v1::HeartbeatResponse beat;
-  EXPECT_EQ(s->Heartbeat(context().get(), heartbeat_request("r", 1), &beat).error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_TRUE(s->ListRuns(context("s3cret").get(), v1::ListRunsRequest(), &list).ok());
-  EXPECT_TRUE(s->CreateRun(context("s3cret").get(), create_request("r"), &created).ok());
+  const int methods = google::protobuf::DescriptorPool::generated_pool()
+                          ->FindServiceByName(v1::Coordinator::service_full_name())
+                          ->method_count();
+  for (const std::string& token : {std::string(), std::string("wrong")}) {
+    const auto codes = call_every_rpc(*s, token);
+    EXPECT_EQ(static_cast<int>(codes.size()), methods) << "a method is missing here";
+    for (const auto& [method, code] : codes) {
+      EXPECT_EQ(code, grpc::StatusCode::UNAUTHENTICATED) << method << " with token '" << token << "'";
+    }
+  }
+  for (const auto& [method, code] : call_every_rpc(*s, "s3cret")) {
+    EXPECT_EQ(code, grpc::StatusCode::OK) << method;
+  }
   const std::string metrics = testing::http_get(server_->metrics_port(), "/metrics");
   EXPECT_NE(metrics.find("code=\"UNAUTHENTICATED\",method=\"ListRuns\"} 2"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("code=\"UNAUTHENTICATED\",method=\"WatchRun\"} 2"), std::string::npos) << metrics;
 }
 
 // grpc.health.v1.Health/Check with an empty request (the whole server): the reply is status=SERVING (1).
@@ -269,29 +321,48 @@ TEST_F(ServiceTest, ServesStandardHealthChecks) {
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
-// grpc.reflection.v1alpha list_services ("*"): the reply names the coordinator's service.
-TEST_F(ServiceTest, ServesReflection) {
-  start();
-  auto channel = make_channel(testing::channel_to(testing::loopback(server_->port())));
+// grpc.reflection.v1alpha list_services ("*") on the server at PORT with TOKEN: the reply's bytes (empty when none
+// came) and the call's status.
+std::pair<std::string, grpc::Status> list_services(int port, const std::string& token = "") {
+  auto channel = make_channel(testing::channel_to(testing::loopback(port)));
   grpc::ClientContext c;
+  add_token(c, token);
   const grpc::internal::RpcMethod method("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
                                          grpc::internal::RpcMethod::BIDI_STREAMING);
   std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream(
       grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(channel.get(), method, &c));
-  grpc::Slice list_services(std::string("\x3a\x01*", 3));  // field 7 (list_services) = "*"
-  ASSERT_TRUE(stream->Write(grpc::ByteBuffer(&list_services, 1)));
+  grpc::Slice request(std::string("\x3a\x01*", 3));  // field 7 (list_services) = "*"
+  stream->Write(grpc::ByteBuffer(&request, 1));
   stream->WritesDone();
-  grpc::ByteBuffer reply;
-  ASSERT_TRUE(stream->Read(&reply));
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(reply.Dump(&slices).ok());
   std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  grpc::ByteBuffer reply;
+  while (stream->Read(&reply)) {
+    std::vector<grpc::Slice> slices;
+    if (!reply.Dump(&slices).ok()) continue;
+    for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return {bytes, stream->Finish()};
+}
+
+// The reply names the coordinator's service.
+TEST_F(ServiceTest, ServesReflection) {
+  start();
+  const auto [bytes, status] = list_services(server_->port());
+  EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_NE(bytes.find("ijepa.coordinator.v1.Coordinator"), std::string::npos);
   EXPECT_NE(bytes.find("grpc.health.v1.Health"), std::string::npos);
-  while (stream->Read(&reply)) {
+}
+
+// Reflection cannot check the token, so a server that requires one does not offer it, to anyone.
+TEST_F(ServiceTest, NoReflectionWhenATokenIsRequired) {
+  ServerOptions options;
+  options.token = "s3cret";
+  start(options);
+  for (const std::string& token : {std::string(), std::string("s3cret")}) {
+    const auto [bytes, status] = list_services(server_->port(), token);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << token;
+    EXPECT_EQ(bytes.find("ijepa.coordinator.v1.Coordinator"), std::string::npos) << token;
   }
-  EXPECT_TRUE(stream->Finish().ok());
 }
 
 class TlsTest : public ServiceTest {

@@ -112,6 +112,7 @@ CoordinatorClient::Impl::Impl(const common::CoordinatorConfig& config, RunIdenti
       events_(static_cast<size_t>(config.queue_capacity)) {
   if (identity_.host.empty()) identity_.host = local_host_name();
   check_identity(config_, identity_);
+  identity_.config_text = valid_utf8(identity_.config_text, kMaxConfigBytes);
   stub_ = v1::Coordinator::NewStub(
       make_channel({config_.address, config_.token, config_.tls_ca, config_.tls_cert, config_.tls_key, true}));
   thread_ = std::thread([this] { loop(); });

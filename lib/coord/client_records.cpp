@@ -10,6 +10,35 @@ namespace ijepa::coord {
 namespace {
 
 double finite_or_zero(double value) { return std::isfinite(value) ? value : 0.0; }
+
+// The length of the UTF-8 character at TEXT[I], or 0 when the bytes there are none. Strict as protobuf's check is:
+// overlong forms, surrogates and code points past U+10FFFF are refused.
+size_t utf8_length(const std::string& text, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char lead = byte(i);
+  if (lead < 0x80) return 1;
+  size_t length = 0;
+  unsigned char low = 0x80;  // the range of the second byte
+  unsigned char high = 0xBF;
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    length = 2;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length = 3;
+    if (lead == 0xE0) low = 0xA0;   // overlong
+    if (lead == 0xED) high = 0x9F;  // surrogates
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length = 4;
+    if (lead == 0xF0) low = 0x90;   // overlong
+    if (lead == 0xF4) high = 0x8F;  // past U+10FFFF
+  } else {
+    return 0;
+  }
+  if (i + length > text.size() || byte(i + 1) < low || byte(i + 1) > high) return 0;
+  for (size_t k = 2; k < length; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+  }
+  return length;
+}
 double seconds_or_zero(double value) { return std::isfinite(value) && value > 0.0 && value < 1e9 ? value : 0.0; }
 
 }  // namespace
@@ -74,8 +103,25 @@ v1::StepMetrics to_proto(const metrics::StepReport& r, double time) {
   return m;
 }
 
+std::string valid_utf8(const std::string& text, size_t max_bytes) {
+  std::string valid;
+  valid.reserve(std::min(text.size(), max_bytes));
+  for (size_t i = 0; i < text.size();) {
+    const size_t length = utf8_length(text, i);
+    const size_t kept = length > 0 ? length : 1;
+    if (valid.size() + kept > max_bytes) break;
+    if (length > 0) {
+      valid.append(text, i, length);
+    } else {
+      valid += '?';
+    }
+    i += kept;
+  }
+  return valid;
+}
+
 std::string sendable_text(const std::string& text) {
-  std::string sendable = text.substr(0, kMaxTextBytes);
+  std::string sendable = valid_utf8(text, kMaxTextBytes);
   std::replace_if(sendable.begin(), sendable.end(), is_refused_in_text, ' ');
   return sendable;
 }

@@ -1,7 +1,7 @@
 // Conversions from CoordinatorClient's plain types (client.h) to the protobuf records it sends. Values the
 // coordinator would refuse are made acceptable here (negative counts and non-finite times become 0, long text
-// is clipped, control characters become spaces), so one odd value never costs a whole batch of reports. Internal to
-// lib/coord.
+// is clipped, bytes that are not UTF-8 become '?', control characters spaces), so one odd value never costs a whole
+// batch of reports. Internal to lib/coord.
 #pragma once
 
 #include <cstdint>
@@ -21,8 +21,13 @@ v1::RunOutcome to_proto(Outcome outcome);
 v1::StepMetrics to_proto(const metrics::StepReport& report, double time);
 v1::Event to_proto(EventType type, const std::string& message, int64_t step, double value, double time);
 
-// TEXT as the coordinator accepts messages and reasons: cut to its limit, control characters (other than line
-// breaks and tabs) as spaces.
+// TEXT as valid UTF-8 of at most MAX_BYTES, cut at a character boundary, each byte that begins no valid character
+// as '?'. A proto3 string field must hold valid UTF-8: anything else fails the whole request at the coordinator
+// (INTERNAL, before any validation), and exception texts and paths need not be UTF-8.
+std::string valid_utf8(const std::string& text, size_t max_bytes);
+
+// TEXT as the coordinator accepts messages and reasons: valid_utf8() within its limit, control characters (other
+// than line breaks and tabs) as spaces.
 std::string sendable_text(const std::string& text);
 
 }  // namespace ijepa::coord

@@ -43,5 +43,24 @@ TEST(ClientRecords, EventsAreClippedAndFinite) {
   EXPECT_EQ(request.events(1).message(), "timed out  on rank 0\n");
 }
 
+// A proto3 string holding anything but UTF-8 fails the whole request at the coordinator, so the text is cut at a
+// character boundary and each byte that begins no valid character becomes '?'.
+TEST(ClientRecords, TextIsValidUtf8CutAtACharacterBoundary) {
+  const std::string ascii(kMaxTextBytes - 1, 'x');
+  EXPECT_EQ(sendable_text(ascii + "\xc3\xa9"), ascii) << "a 2-byte character across the limit is left out whole";
+  EXPECT_EQ(sendable_text(ascii + "\xe9"), ascii + "?");
+  // A Latin-1 path, a stray continuation byte, an overlong '/', a surrogate; then a euro sign and an emoji, kept.
+  EXPECT_EQ(sendable_text("/data/caf\xe9/x \x80 \xc0\xaf \xed\xa0\x80 \xe2\x82\xac \xf0\x9f\x98\x80"),
+            "/data/caf?/x ? ?? ??? \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_EQ(sendable_text("cut \xf0\x9f\x98"), "cut ???") << "a character cut short by the end of the text";
+
+  v1::Event raw;
+  raw.set_message("caf\xe9");
+  v1::Event parsed;
+  EXPECT_FALSE(parsed.ParseFromString(raw.SerializeAsString())) << "what the coordinator would get";
+  EXPECT_TRUE(parsed.ParseFromString(to_proto(EventType::kMessage, "caf\xe9", 0, 0.0, 1.7e9).SerializeAsString()));
+  EXPECT_EQ(parsed.message(), "caf?");
+}
+
 }  // namespace
 }  // namespace ijepa::coord

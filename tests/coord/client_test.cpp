@@ -1,6 +1,6 @@
 // CoordinatorClient against real servers on loopback: reports and the finish arrive, a stop request reaches
-// the rank, calls never wait on a coordinator that hangs or is down, reports flow once it comes up, and a
-// coordinator that forgot the rank gets it registered again.
+// the rank, calls never wait on a coordinator that hangs or is down, reports flow once it comes up, a
+// coordinator that forgot the rank gets it registered again, and text that is not UTF-8 arrives mended.
 #include "coord/client.h"
 
 #include <grpcpp/grpcpp.h>
@@ -9,6 +9,7 @@
 #include "common/errors.h"
 #include "coord/channel.h"
 #include "coord/server.h"
+#include "coord/validation.h"
 #include "coord_test_util.h"
 #include "ijepa/coordinator/v1/coordinator.grpc.pb.h"
 
@@ -140,6 +141,26 @@ TEST(CoordinatorClient, CallsNeverWaitOnAHangingCoordinator) {
   }  // the destructor cancels the hanging call
   close(fd);
   ::testing::Test::RecordProperty("slowest_report_step_ns", std::to_string(slowest.count()));
+}
+
+// Exception texts and paths need not be UTF-8, and a proto3 string that is not fails the whole request.
+TEST(CoordinatorClient, TextThatIsNotUtf8ArrivesMended) {
+  testing::TempDir dir;
+  auto server = start_server(dir / "c.db");
+  {
+    CoordinatorClient client(config_for(server->port()), {"latin1", 0, 1, "data:\n  root: /data/caf\xe9\n", ""},
+                             fast_options());
+    client.report_event(EventType::kStall, "collective timed out reading /data/caf\xe9", 3);
+    client.report_event(EventType::kMessage, std::string(kMaxTextBytes - 1, 'x') + "\xc3\xa9", 3);
+    client.finish(Outcome::kFailed, "exception: \xff");
+    ASSERT_TRUE(client.flush(std::chrono::seconds(10))) << client.stats().last_error;
+    EXPECT_EQ(client.stats().events_sent, 2u);
+  }
+  const v1::GetRunResponse detail = run_on(server->port(), "latin1");
+  EXPECT_EQ(detail.run().reason(), "rank 0: exception: ?");
+  bool mended = false;
+  for (const v1::Event& e : detail.events()) mended |= e.message() == "collective timed out reading /data/caf?";
+  EXPECT_TRUE(mended);
 }
 
 TEST(CoordinatorClient, ReportsFlowOnceTheCoordinatorComesUp) {

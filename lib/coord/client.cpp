@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cmath>
@@ -13,6 +14,7 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "common/checks.h"
 #include "common/clock.h"
@@ -28,6 +30,28 @@ namespace ijepa::coord {
 namespace {
 
 using common::unix_now;
+
+// Tries a batch gets when the coordinator keeps answering with a code that is neither transient nor
+// INVALID_ARGUMENT.
+constexpr int kMaxBatchTries = 3;
+
+// Codes after which the same batch may well go through later: the coordinator is down, slow or overloaded, or this
+// client is shutting down. Such a batch stays queued (the queue's bound caps what waits). Any other code says
+// something about the request or the coordinator's state (INVALID_ARGUMENT: a value it refuses; INTERNAL: e.g. a
+// database failure, or a request it could not even parse; FAILED_PRECONDITION, UNAUTHENTICATED, ...): retrying
+// the same batch forever would hold back everything queued behind it.
+bool is_transient(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::CANCELLED:
+      return true;
+    default:
+      return false;
+  }
+}
 
 std::string local_host_name() {
   char name[256] = {};
@@ -66,17 +90,35 @@ class CoordinatorClient::Impl {
   template <typename Request, typename Response>
   using Method = grpc::Status (v1::Coordinator::Stub::*)(grpc::ClientContext*, const Request&, Response*);
 
+  // How a cycle goes on after a batch was tried.
+  enum class Next {
+    kContinue,    // the batch left the queue (delivered or dropped), or there was none
+    kRetryLater,  // refused, kept for another try; the cycle's other calls go on, then it backs off
+    kStop,        // unreachable, or the rank must register again: the cycle ends and backs off
+  };
+  // A batch's queue and counters.
+  template <typename T>
+  struct Stream {
+    BoundedQueue<T>& queue;
+    int& failures;  // refusals of the batch at the front so far
+    uint64_t& sent;
+    uint64_t& dropped;
+  };
+
   void loop();
   bool cycle();
   bool ensure_registered();
-  bool send_events();
-  bool send_heartbeat();
+  Next send_events();
+  Next send_heartbeat();
   bool send_finish();
   bool urgent() const;   // requires mutex_
   bool drained() const;  // requires mutex_
   template <typename Request, typename Response>
   grpc::Status call(Method<Request, Response> method, const Request& request, Response& response);
-  bool failed(const char* what, const grpc::Status& status);  // records it; true when it failed
+  bool failed(const char* what, const grpc::Status& status);                 // records it; true when it failed
+  std::string record_outcome(const char* what, const grpc::Status& status);  // requires mutex_; the news to log
+  template <typename T>
+  Next settle(const grpc::Status& status, Stream<T> stream, uint64_t last_seq, size_t& dropped);  // requires mutex_
   void apply_stop(bool requested, const std::string& reason);
 
   common::CoordinatorConfig config_;
@@ -89,6 +131,10 @@ class CoordinatorClient::Impl {
   std::condition_variable progress_;
   BoundedQueue<v1::StepMetrics> steps_;
   BoundedQueue<v1::Event> events_;
+  int step_failures_ = 0;
+  int event_failures_ = 0;
+  bool unreachable_ = false;  // the last call failed with a transient code
+  std::string last_refusal_;  // the last refusal logged
   v1::WorkerState state_ = v1::WORKER_STATE_STARTING;
   int64_t last_step_ = 0;
   int64_t last_epoch_ = 0;
@@ -222,7 +268,12 @@ void CoordinatorClient::Impl::loop() {
 }
 
 bool CoordinatorClient::Impl::cycle() {
-  if (!ensure_registered() || !send_events() || !send_heartbeat()) return false;
+  if (!ensure_registered()) return false;
+  // Events go first, so that they precede the finish; but a batch the coordinator refuses must not hold back the
+  // heartbeat, without which this rank would be declared lost.
+  const Next events = send_events();
+  if (events == Next::kStop) return false;
+  if (send_heartbeat() != Next::kContinue || events != Next::kContinue) return false;
   bool finish_now = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -248,23 +299,50 @@ grpc::Status CoordinatorClient::Impl::call(Method<Request, Response> method, con
   return status;
 }
 
-// Records the outcome of one call; logs only when the connection changes between working and failing, so a
-// coordinator that stays down costs one warning, not one per retry.
 bool CoordinatorClient::Impl::failed(const char* what, const grpc::Status& status) {
   std::lock_guard<std::mutex> lock(mutex_);
+  const std::string news = record_outcome(what, status);
+  if (!news.empty()) (status.ok() ? log::info : log::warn)(news);
+  return !status.ok();
+}
+
+// Counts the call in the stats and returns what is news: the coordinator becoming unreachable or reachable again,
+// or a refusal unlike the last one; so a coordinator that stays down, or keeps refusing alike, costs one line.
+std::string CoordinatorClient::Impl::record_outcome(const char* what, const grpc::Status& status) {
+  const std::string where = "coordinator " + config_.address + ": ";
   if (status.ok()) {
-    if (!stats_.last_error.empty()) log::info(log::str("coordinator ", config_.address, ": reachable again"));
     stats_.last_error.clear();
-    return false;
+    return std::exchange(unreachable_, false) ? where + "reachable again" : "";
   }
   ++stats_.rpc_failures;
-  const std::string error = std::string(what) + ": " + status.error_message();
-  if (stats_.last_error != error && !shutting_down_) {
-    log::warn(log::str("coordinator ", config_.address, ": ", what, " failed (", status.error_message(),
-                       "); training continues, reports stay queued"));
+  stats_.last_error = std::string(what) + ": " + status.error_message();
+  if (shutting_down_) return "";
+  if (is_transient(status.error_code())) {
+    if (std::exchange(unreachable_, true)) return "";
+    return where + what + " failed (" + status.error_message() + "); training continues, reports stay queued";
   }
-  stats_.last_error = error;
-  return true;
+  if (stats_.last_error == last_refusal_) return "";
+  last_refusal_ = stats_.last_error;
+  return where + what + " refused (" + status.error_message() + ")";
+}
+
+// After a call that carried the stream's items up to LAST_SEQ: they leave the queue when delivered, refused as
+// invalid, or refused kMaxBatchTries times with another code that is not transient (DROPPED says how many were
+// dropped). NOT_FOUND: the coordinator forgot this rank (e.g. a fresh database): register again, then resend.
+template <typename T>
+CoordinatorClient::Impl::Next CoordinatorClient::Impl::settle(const grpc::Status& status, Stream<T> stream,
+                                                              uint64_t last_seq, size_t& dropped) {
+  const grpc::StatusCode code = status.error_code();
+  if (code == grpc::StatusCode::NOT_FOUND) stats_.registered = false;
+  if (code == grpc::StatusCode::NOT_FOUND || is_transient(code)) return Next::kStop;
+  if (!status.ok() && code != grpc::StatusCode::INVALID_ARGUMENT && ++stream.failures < kMaxBatchTries) {
+    return Next::kRetryLater;
+  }
+  stream.failures = 0;
+  const size_t popped = stream.queue.pop_through(last_seq);  // none when nothing was carried (LAST_SEQ 0)
+  (status.ok() ? stream.sent : stream.dropped) += popped;
+  dropped = status.ok() ? 0 : popped;
+  return Next::kContinue;
 }
 
 void CoordinatorClient::Impl::apply_stop(bool requested, const std::string& reason) {
@@ -304,29 +382,31 @@ bool CoordinatorClient::Impl::ensure_registered() {
   return true;
 }
 
-bool CoordinatorClient::Impl::send_events() {
+CoordinatorClient::Impl::Next CoordinatorClient::Impl::send_events() {
   v1::ReportEventsRequest request;
   uint64_t last_seq = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (events_.empty()) return true;
+    if (events_.empty()) return Next::kContinue;
     for (v1::Event& e : events_.peek(kMaxEventsPerReport, last_seq)) *request.add_events() = std::move(e);
   }
   request.set_run(identity_.run_name);
   request.set_rank(identity_.rank);
   v1::ReportEventsResponse response;
   const grpc::Status status = call(&v1::Coordinator::Stub::ReportEvents, request, response);
-  const bool rejected = failed("ReportEvents", status);
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND) stats_.registered = false;
-  if (rejected && status.error_code() != grpc::StatusCode::INVALID_ARGUMENT) return false;
-  // Sent, or rejected as invalid: either way retrying the same batch cannot help.
-  const size_t popped = events_.pop_through(last_seq);
-  (rejected ? stats_.events_dropped : stats_.events_sent) += popped;
-  return true;
+  failed("ReportEvents", status);
+  size_t dropped = 0;
+  Next next;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    next = settle(status, Stream<v1::Event>{events_, event_failures_, stats_.events_sent, stats_.events_dropped},
+                  last_seq, dropped);
+  }
+  if (dropped > 0) log::warn(log::str("coordinator ", config_.address, ": dropped ", dropped, " refused events"));
+  return next;
 }
 
-bool CoordinatorClient::Impl::send_heartbeat() {
+CoordinatorClient::Impl::Next CoordinatorClient::Impl::send_heartbeat() {
   v1::HeartbeatRequest request;
   uint64_t last_seq = 0;
   {
@@ -340,17 +420,17 @@ bool CoordinatorClient::Impl::send_heartbeat() {
   request.set_rank(identity_.rank);
   v1::HeartbeatResponse response;
   const grpc::Status status = call(&v1::Coordinator::Stub::Heartbeat, request, response);
-  const bool rejected = failed("Heartbeat", status);
+  failed("Heartbeat", status);
+  size_t dropped = 0;
+  Next next;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    // NOT_FOUND: the coordinator forgot this rank (a fresh database): register again, then resend.
-    if (status.error_code() == grpc::StatusCode::NOT_FOUND) stats_.registered = false;
-    if (rejected && status.error_code() != grpc::StatusCode::INVALID_ARGUMENT) return false;
-    const size_t popped = request.metrics_size() > 0 ? steps_.pop_through(last_seq) : 0;
-    (rejected ? stats_.steps_dropped : stats_.steps_sent) += popped;
+    next = settle(status, Stream<v1::StepMetrics>{steps_, step_failures_, stats_.steps_sent, stats_.steps_dropped},
+                  last_seq, dropped);
   }
+  if (dropped > 0) log::warn(log::str("coordinator ", config_.address, ": dropped ", dropped, " refused step reports"));
   apply_stop(response.stop_requested(), response.stop_reason());
-  return true;
+  return next;
 }
 
 bool CoordinatorClient::Impl::send_finish() {

@@ -11,9 +11,12 @@
 // A background thread owns all network work. It registers the rank (creating or joining the run), then
 // every `heartbeat_s` sends a heartbeat carrying the worker state and the queued step reports (in batches),
 // and sends events as soon as they are queued. Failed calls are retried with exponential backoff (200 ms
-// doubling to 10 s, jittered); nothing is lost while the queue has room. The queues are bounded by
-// `queue_capacity`: when full, the oldest report is dropped and counted (stats()). A coordinator that is
-// down, slow or absent therefore costs the caller one mutex-protected push per call, nothing more.
+// doubling to 10 s, jittered); while the coordinator is unreachable nothing is lost as long as the queue has
+// room. A batch the coordinator refuses is dropped and counted: at once when it is invalid, after 3 tries for
+// other refusals (e.g. a database failure), so one bad batch never holds back the rest, and refused events never
+// hold back the heartbeat. The queues are bounded by `queue_capacity`: when full, the oldest report is dropped
+// and counted (stats()). A coordinator that is down, slow or absent therefore costs the caller one
+// mutex-protected push per call, nothing more.
 //
 // Thread-safe: any thread may call any method.
 #pragma once
@@ -59,9 +62,9 @@ enum class Outcome {
 // Counters since construction.
 struct ClientStats {
   uint64_t steps_sent = 0;
-  uint64_t steps_dropped = 0;  // oldest step reports dropped because the queue was full
+  uint64_t steps_dropped = 0;  // oldest step reports dropped because the queue was full, or refused ones
   uint64_t events_sent = 0;
-  uint64_t events_dropped = 0;
+  uint64_t events_dropped = 0;  // likewise
   uint64_t rpc_failures = 0;
   bool registered = false;  // the coordinator knows this rank now
   bool finished = false;    // the coordinator acknowledged finish()

@@ -1,10 +1,13 @@
 // CoordinatorClient against real servers on loopback: reports and the finish arrive, a stop request reaches
 // the rank, calls never wait on a coordinator that hangs or is down, reports flow once it comes up, a
-// coordinator that forgot the rank gets it registered again, and text that is not UTF-8 arrives mended.
+// coordinator that forgot the rank gets it registered again, text that is not UTF-8 arrives mended, and refused
+// events are dropped without holding back heartbeats.
 #include "coord/client.h"
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+
+#include <atomic>
 
 #include "common/errors.h"
 #include "coord/channel.h"
@@ -161,6 +164,66 @@ TEST(CoordinatorClient, TextThatIsNotUtf8ArrivesMended) {
   bool mended = false;
   for (const v1::Event& e : detail.events()) mended |= e.message() == "collective timed out reading /data/caf?";
   EXPECT_TRUE(mended);
+}
+
+// A coordinator that takes everything but refuses every ReportEvents with INTERNAL (as a database failure or a
+// request it cannot parse would). Counts what arrives.
+class RefusingEvents final : public v1::Coordinator::Service {
+ public:
+  grpc::Status CreateRun(grpc::ServerContext*, const v1::CreateRunRequest*, v1::CreateRunResponse*) override {
+    return grpc::Status::OK;
+  }
+  grpc::Status RegisterWorker(grpc::ServerContext*, const v1::RegisterWorkerRequest*,
+                              v1::RegisterWorkerResponse*) override {
+    return grpc::Status::OK;
+  }
+  grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* request, v1::HeartbeatResponse*) override {
+    ++heartbeats;
+    steps += request->metrics_size();
+    return grpc::Status::OK;
+  }
+  grpc::Status ReportEvents(grpc::ServerContext*, const v1::ReportEventsRequest*, v1::ReportEventsResponse*) override {
+    ++event_reports;
+    heartbeats_before_last_report = heartbeats.load();
+    return grpc::Status(grpc::StatusCode::INTERNAL, "injected failure");
+  }
+  grpc::Status FinishRun(grpc::ServerContext*, const v1::FinishRunRequest*, v1::FinishRunResponse*) override {
+    finished = true;
+    return grpc::Status::OK;
+  }
+
+  std::atomic<int> heartbeats{0};
+  std::atomic<int> steps{0};
+  std::atomic<int> event_reports{0};
+  std::atomic<int> heartbeats_before_last_report{0};
+  std::atomic<bool> finished{false};
+};
+
+TEST(CoordinatorClient, RefusedEventsAreDroppedAfterAFewTriesAndNeverHoldBackHeartbeats) {
+  RefusingEvents service;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(testing::loopback(0), grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  const std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(port, 0);
+  {
+    CoordinatorClient client(config_for(port), {"refused", 0, 1, "", ""}, fast_options());
+    client.report_event(EventType::kMessage, "refused every time", 1);
+    for (int i = 1; i <= 5; ++i) client.report_step(step(i));
+    client.finish(Outcome::kFinished);
+    ASSERT_TRUE(client.flush(std::chrono::seconds(10))) << client.stats().last_error;
+    const ClientStats stats = client.stats();
+    EXPECT_EQ(stats.events_dropped, 1u);
+    EXPECT_EQ(stats.events_sent, 0u);
+    EXPECT_EQ(stats.steps_sent, 5u);
+    EXPECT_TRUE(stats.finished);
+  }
+  EXPECT_EQ(service.event_reports, 3) << "a few tries, then the batch is dropped";
+  EXPECT_GE(service.heartbeats_before_last_report, 2) << "heartbeats went on between the tries";
+  EXPECT_EQ(service.steps, 5);
+  EXPECT_TRUE(service.finished);
+  server->Shutdown();
 }
 
 TEST(CoordinatorClient, ReportsFlowOnceTheCoordinatorComesUp) {

@@ -131,6 +131,7 @@ class CoordinatorClient::Impl {
   std::condition_variable progress_;
   BoundedQueue<v1::StepMetrics> steps_;
   BoundedQueue<v1::Event> events_;
+  size_t wake_batch_;  // queued step reports that wake the sender before the next heartbeat
   int step_failures_ = 0;
   int event_failures_ = 0;
   bool unreachable_ = false;  // the last call failed with a transient code
@@ -155,7 +156,10 @@ CoordinatorClient::Impl::Impl(const common::CoordinatorConfig& config, RunIdenti
       identity_(std::move(identity)),
       options_(options),
       steps_(static_cast<size_t>(config.queue_capacity)),
-      events_(static_cast<size_t>(config.queue_capacity)) {
+      events_(static_cast<size_t>(config.queue_capacity)),
+      // A full batch, but before a small queue overflows: reports dropped unsent help no one.
+      wake_batch_(
+          static_cast<size_t>(std::max<int64_t>(1, std::min<int64_t>(options.max_batch, config.queue_capacity / 2)))) {
   if (identity_.host.empty()) identity_.host = local_host_name();
   check_identity(config_, identity_);
   identity_.config_text = valid_utf8(identity_.config_text, kMaxConfigBytes);
@@ -181,8 +185,8 @@ void CoordinatorClient::Impl::report_step(const metrics::StepReport& report) {
   last_step_ = report.step;
   last_epoch_ = report.epoch;
   if (steps_.push(std::move(metrics))) ++stats_.steps_dropped;
-  // Wake the sender only for a full batch; otherwise the next heartbeat takes the reports along.
-  if (steps_.size() >= static_cast<size_t>(options_.max_batch)) wake_.notify_one();
+  // Wake the sender only for a batch; otherwise the next heartbeat takes the reports along.
+  if (steps_.size() >= wake_batch_) wake_.notify_one();
 }
 
 void CoordinatorClient::Impl::report_event(EventType type, const std::string& message, int64_t step, double value) {
@@ -234,8 +238,8 @@ bool CoordinatorClient::Impl::drained() const {
 }
 
 bool CoordinatorClient::Impl::urgent() const {
-  return healthy_ && (!events_.empty() || steps_.size() >= static_cast<size_t>(options_.max_batch) ||
-                      (finish_ && !stats_.finished) || (flush_requested_ && !drained()));
+  return healthy_ && (!events_.empty() || steps_.size() >= wake_batch_ || (finish_ && !stats_.finished) ||
+                      (flush_requested_ && !drained()));
 }
 
 void CoordinatorClient::Impl::loop() {
@@ -299,9 +303,13 @@ grpc::Status CoordinatorClient::Impl::call(Method<Request, Response> method, con
   return status;
 }
 
+// Logs after releasing mutex_: report_step() on the training thread must never wait behind a slow stderr.
 bool CoordinatorClient::Impl::failed(const char* what, const grpc::Status& status) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  const std::string news = record_outcome(what, status);
+  std::string news;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    news = record_outcome(what, status);
+  }
   if (!news.empty()) (status.ok() ? log::info : log::warn)(news);
   return !status.ok();
 }
@@ -375,8 +383,10 @@ bool CoordinatorClient::Impl::ensure_registered() {
   v1::RegisterWorkerResponse registered;
   if (failed("RegisterWorker", call(&v1::Coordinator::Stub::RegisterWorker, registration, registered))) return false;
   apply_stop(registered.stop_requested(), registered.stop_reason());
-  std::lock_guard<std::mutex> lock(mutex_);
-  stats_.registered = true;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.registered = true;
+  }
   log::info(log::str("coordinator ", config_.address, ": rank ", identity_.rank,
                      created.created() ? " created" : " joined", " run ", identity_.run_name));
   return true;

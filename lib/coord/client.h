@@ -16,7 +16,7 @@
 // other refusals (e.g. a database failure), so one bad batch never holds back the rest, and refused events never
 // hold back the heartbeat. The queues are bounded by `queue_capacity`: when full, the oldest report is dropped
 // and counted (stats()). A coordinator that is down, slow or absent therefore costs the caller one
-// mutex-protected push per call, nothing more.
+// mutex-protected push per call, nothing more; nothing is logged while that mutex is held.
 //
 // Thread-safe: any thread may call any method.
 #pragma once
@@ -76,7 +76,9 @@ struct ClientOptions {
   std::chrono::milliseconds rpc_timeout{5000};
   std::chrono::milliseconds backoff_initial{200};
   std::chrono::milliseconds backoff_max{10000};
-  int max_batch = 256;  // step reports per heartbeat (a larger backlog is sent in back-to-back heartbeats)
+  // Step reports per heartbeat (a larger backlog is sent in back-to-back heartbeats). This many queued, or half the
+  // queue's capacity when that is less, wake the sender before the next heartbeat.
+  int max_batch = 256;
 };
 
 class CoordinatorClient {

@@ -1,13 +1,15 @@
 // CoordinatorClient against real servers on loopback: reports and the finish arrive, a stop request reaches
-// the rank, calls never wait on a coordinator that hangs or is down, reports flow once it comes up, a
-// coordinator that forgot the rank gets it registered again, text that is not UTF-8 arrives mended, and refused
-// events are dropped without holding back heartbeats.
+// the rank, calls never wait on a coordinator that hangs or is down nor on a blocked stderr, reports flow once it
+// comes up, a coordinator that forgot the rank gets it registered again, a small queue wakes the sender before it
+// overflows, text that is not UTF-8 arrives mended, and refused events are dropped without holding back heartbeats.
 #include "coord/client.h"
 
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 
 #include "common/errors.h"
 #include "coord/channel.h"
@@ -144,6 +146,91 @@ TEST(CoordinatorClient, CallsNeverWaitOnAHangingCoordinator) {
   }  // the destructor cancels the hanging call
   close(fd);
   ::testing::Test::RecordProperty("slowest_report_step_ns", std::to_string(slowest.count()));
+}
+
+// Makes writes to stderr block while it lives (stderr becomes a pipe that is full and that nobody reads), as a
+// terminal or log collector that stalls would; release() drains it and puts stderr back.
+class BlockedStderr {
+ public:
+  BlockedStderr() {
+    EXPECT_EQ(pipe(pipe_), 0);
+    fcntl(pipe_[1], F_SETFL, O_NONBLOCK);
+    const std::string chunk(4096, '.');
+    while (write(pipe_[1], chunk.data(), chunk.size()) > 0) {
+    }
+    fcntl(pipe_[1], F_SETFL, 0);
+    fflush(stderr);
+    saved_ = dup(STDERR_FILENO);
+    dup2(pipe_[1], STDERR_FILENO);
+  }
+  ~BlockedStderr() { release(); }
+  BlockedStderr(const BlockedStderr&) = delete;
+  BlockedStderr& operator=(const BlockedStderr&) = delete;
+
+  void release() {
+    if (saved_ < 0) return;
+    std::thread drain([fd = pipe_[0]] {
+      char buffer[4096];
+      while (read(fd, buffer, sizeof(buffer)) > 0) {
+      }
+    });
+    dup2(saved_, STDERR_FILENO);
+    close(saved_);
+    saved_ = -1;
+    close(pipe_[1]);
+    drain.join();  // EOF once a write blocked on the pipe has completed
+    close(pipe_[0]);
+  }
+
+ private:
+  int pipe_[2] = {-1, -1};
+  int saved_ = -1;
+};
+
+// The sender logs its first failed call to a stderr that blocks; report_step on the training thread must not wait
+// for that (nor may stats()).
+TEST(CoordinatorClient, AStderrThatBlocksNeverHoldsUpReportStep) {
+  BlockedStderr blocked;
+  CoordinatorClient client(config_for(testing::free_port()), {"mute", 0, 1, "", ""}, fast_options());
+  std::promise<std::chrono::nanoseconds> slowest_step;
+  std::future<std::chrono::nanoseconds> result = slowest_step.get_future();
+  std::thread reporter([&] {
+    // Once a call has failed, the sender is logging it (or blocked doing so).
+    testing::wait_until([&] { return client.stats().rpc_failures >= 1; }, std::chrono::seconds(10));
+    auto slowest = std::chrono::nanoseconds(0);
+    for (int i = 1; i <= 100; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      client.report_step(step(i));
+      slowest = std::max(slowest, std::chrono::steady_clock::now() - start);
+    }
+    slowest_step.set_value(slowest);
+  });
+  const bool returned = result.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  blocked.release();
+  reporter.join();
+  ASSERT_TRUE(returned) << "the training thread waited while the sender wrote to stderr";
+  EXPECT_LT(result.get(), std::chrono::milliseconds(50));
+}
+
+// With a queue smaller than a batch, reports must wake the sender before the queue overflows, not wait for the
+// next heartbeat (an hour here).
+TEST(CoordinatorClient, ASmallQueueWakesTheSenderBeforeItOverflows) {
+  testing::TempDir dir;
+  auto server = start_server(dir / "c.db");
+  common::CoordinatorConfig config = config_for(server->port());
+  config.queue_capacity = 10;
+  config.heartbeat_s = 3600;
+  CoordinatorClient client(config, {"small", 0, 1, "", ""}, fast_options());
+  ASSERT_TRUE(testing::wait_until([&] { return client.stats().registered; }));
+  client.set_state(WorkerState::kTraining);
+  client.report_event(EventType::kMessage, "an event is sent at once, with a heartbeat after it");
+  ASSERT_TRUE(testing::wait_until([&] {
+    const v1::GetRunResponse detail = run_on(server->port(), "small");
+    return detail.workers_size() == 1 && detail.workers(0).state() == v1::WORKER_STATE_TRAINING;
+  }));
+  for (int i = 1; i <= 5; ++i) client.report_step(step(i));  // half the capacity
+  EXPECT_TRUE(testing::wait_until([&] { return client.stats().steps_sent == 5; }, std::chrono::seconds(10)));
+  EXPECT_EQ(client.stats().steps_dropped, 0u);
 }
 
 // Exception texts and paths need not be UTF-8, and a proto3 string that is not fails the whole request.

@@ -22,7 +22,7 @@ namespace v1 = ::ijepa::coordinator::v1;
 
 class ServiceTest : public ::testing::Test {
  protected:
-  // With METRICS, also /metrics on a free port (its exporter takes about 2 s to stop: civetweb's poll period).
+  // With METRICS, also /metrics on a free port.
   void start(ServerOptions options = {}, bool metrics = false) {
     options.listen = "127.0.0.1:0";
     options.metrics_listen = metrics ? "127.0.0.1:0" : "";

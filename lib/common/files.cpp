@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <stdexcept>
+#include <vector>
 
 #include "common/errors.h"
 
@@ -20,9 +22,7 @@ namespace {
   throw std::runtime_error(path + ": " + what + " failed: " + std::strerror(errno));
 }
 
-std::string temporary_beside(const std::string& path) {
-  return path + ".tmp." + std::to_string(::getpid());
-}
+std::string temporary_beside(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
 
 void fsync_folder_of(const std::string& path) {
   const auto folder = std::filesystem::path(path).parent_path();
@@ -79,19 +79,24 @@ void link_file_atomic(const std::string& target, const std::string& link) {
 }
 
 // With stdio rather than a std::ifstream, whose filebuf throws an unnamed std::ios_base::failure on a read error.
-std::string read_file(const std::string& path) {
+void read_file_in_pieces(const std::string& path, const std::function<void(const char*, size_t)>& take) {
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), std::fclose);
   if (!file) throw InputError(path + ": cannot be opened (" + std::strerror(errno) + ")");
-  std::string bytes;
-  char buffer[1 << 16];
+  std::vector<char> buffer(size_t{1} << 16);
   for (;;) {
-    const size_t got = std::fread(buffer, 1, sizeof buffer, file.get());
-    if (got < sizeof buffer && std::ferror(file.get())) {
+    const size_t got = std::fread(buffer.data(), 1, buffer.size(), file.get());
+    if (got < buffer.size() && std::ferror(file.get())) {
       throw InputError(path + ": read error (" + std::strerror(errno) + ")");
     }
-    bytes.append(buffer, got);
-    if (got < sizeof buffer) return bytes;
+    if (got > 0) take(buffer.data(), got);
+    if (got < buffer.size()) return;
   }
+}
+
+std::string read_file(const std::string& path) {
+  std::string bytes;
+  read_file_in_pieces(path, [&](const char* data, size_t size) { bytes.append(data, size); });
+  return bytes;
 }
 
 }  // namespace ijepa::common

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 
 namespace ijepa::common {
@@ -20,5 +21,9 @@ void link_file_atomic(const std::string& target, const std::string& link);
 
 // The whole file; throws InputError naming it (and the system's reason) when it cannot be opened or read.
 std::string read_file(const std::string& path);
+
+// The file in pieces of up to 64 KiB, each handed to `take` in order (for files too large to hold); throws as
+// read_file does.
+void read_file_in_pieces(const std::string& path, const std::function<void(const char*, size_t)>& take);
 
 }  // namespace ijepa::common

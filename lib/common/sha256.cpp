@@ -3,10 +3,10 @@
 #include <openssl/evp.h>
 
 #include <array>
-#include <fstream>
 #include <stdexcept>
 
 #include "common/errors.h"
+#include "common/files.h"
 
 namespace ijepa::common {
 
@@ -48,15 +48,8 @@ std::string Sha256::hex_digest() {
 }
 
 std::string sha256_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open for reading");
   Sha256 hash;
-  std::array<char, 1 << 16> buffer{};
-  while (in) {
-    in.read(buffer.data(), buffer.size());
-    hash.update(buffer.data(), static_cast<size_t>(in.gcount()));
-  }
-  if (in.bad()) throw InputError(path + ": read error");
+  read_file_in_pieces(path, [&](const char* data, size_t size) { hash.update(data, size); });
   return hash.hex_digest();
 }
 

@@ -55,8 +55,10 @@ RunEvaluator::RunEvaluator(const common::Config& config, dist::Communicator& com
                            std::shared_ptr<const data::Dataset> train)
     : config_(config), comm_(comm), reporter_(reporter) {
   const int64_t world = comm.world_size();
+  auto test = open_test_split(config.data);
+  data::check_same_classes(*train, *test);  // image folders: at start, not after the first epoch
   train_ = eval_subset(std::move(train), config.eval.max_train_samples, "eval.max_train_samples", world);
-  test_ = eval_subset(open_test_split(config.data), config.eval.max_test_samples, "eval.max_test_samples", world);
+  test_ = eval_subset(std::move(test), config.eval.max_test_samples, "eval.max_test_samples", world);
   options_.protocol = eval::parse_protocol(config.eval.protocol);
   options_.device = comm.device();
   // The training batch fits the device; on the CPU, batches much larger run slower (cache, page faults).
@@ -90,6 +92,7 @@ eval::FeatureSet RunEvaluator::gather_features(const std::shared_ptr<const data:
   const int64_t n = dataset->size(), width = own.features.size(1);
   eval::FeatureSet all;
   all.num_classes = own.num_classes;
+  for (const int64_t skipped : comm_.all_gather_int64(own.skipped)) all.skipped += skipped;
   all.features = torch::empty({n, width}, own.features.options());
   all.labels = torch::empty({n}, own.labels.options());
   for (int64_t r = 0; r < world; ++r) {
@@ -135,9 +138,11 @@ void RunEvaluator::probe(const std::string& features, const Extract& extract, co
     csv_->write(row);
     if (features == "target") reporter_.evaluation(protocol, *top1, at.step);
   }
+  const int64_t skipped = result.train_skipped + result.test_skipped;
+  const std::string replaced = skipped > 0 ? log::str(", ", skipped, " unreadable ones replaced by a neighbour") : "";
   log::info(log::str("eval at step ", at.step, " (epoch ", at.epoch, "), ", features, " (", result.feature_dim,
                      " features): ", summary, " (", result.train_samples, " train / ", result.test_samples,
-                     " test images, ", static_cast<int64_t>(seconds_since(start) + 0.5), " s)"));
+                     " test images", replaced, ", ", static_cast<int64_t>(seconds_since(start) + 0.5), " s)"));
 }
 
 void RunEvaluator::evaluate_target(model::VisionTransformer& target, const EvalPosition& at) {

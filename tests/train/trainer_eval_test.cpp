@@ -9,6 +9,7 @@
 
 #include "common/config.h"
 #include "common/errors.h"
+#include "input_error.h"
 #include "test_util.h"
 #include "tiny_trainer.h"
 #include "train/report.h"
@@ -107,6 +108,20 @@ TEST_F(TrainerEvalTest, AMissingTestSplitIsAnErrorBeforeTraining) {
   EXPECT_FALSE(std::filesystem::exists(dir_ / "missing/jepa_r0.csv"));
   // Without evaluation the test split is not needed.
   EXPECT_EQ(train(config("missing", {"optimization.max_steps=1"})).steps, 1);
+}
+
+// Image folders label classes by their sorted folder names: a test split that names other classes would be scored
+// against the wrong labels, and is refused at start.
+TEST_F(TrainerEvalTest, ImageFolderSplitsNamingOtherClassesAreRefusedAtStart) {
+  const std::string png =
+      data::testing::encode_png(28, 28, PNG_COLOR_TYPE_GRAY, 8, std::vector<uint8_t>(28 * 28, 9));
+  for (const char* file : {"train/cat/1.png", "train/dog/2.png", "val/cat/3.png", "val/dot/4.png"}) {
+    ijepa::testing::write_file(dir_ / (std::string("folders/") + file), png);
+  }
+  const auto c = config("folders_run", {"data.dataset=imagefolder", "data.root_path=" + (dir_ / "folders"),
+                                        "data.batch_size=1", "eval.every_epochs=1"});
+  ijepa::testing::expect_input_error([&] { train(c); }, {"differ, first at " + (dir_ / "folders/train/dog")});
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "folders_run/jepa_r0.csv"));
 }
 
 TEST(EvalTable, OneLinePerFeaturesAndAColumnPerProtocol) {

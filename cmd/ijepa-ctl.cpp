@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   std::string run;
   std::string reason = "requested with ijepa-ctl";
   bool active_only = false;
+  int limit = 100;
 
   CLI::App app{"ijepa-ctl: inspect and control runs on an ijepa-coordinator"};
   app.fallthrough();
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", timeout_s, "seconds to wait for each call")->capture_default_str();
   auto* runs = app.add_subcommand("runs", "list runs, newest first");
   runs->add_flag("--active", active_only, "only running, stalled or stopping runs");
+  runs->add_option("--limit", limit, "the newest N runs")->check(CLI::Range(1, 10000))->capture_default_str();
   auto* show = app.add_subcommand("show", "show one run with its workers and latest events");
   show->add_option("RUN", run, "run name")->required();
   auto* watch = app.add_subcommand("watch", "follow a run until it ends");
@@ -44,7 +46,7 @@ int main(int argc, char** argv) {
 
   try {
     ijepa::common::check_token(o.channel.token, "--token");  // here, so that the error names the flag
-    if (runs->parsed()) return ijepa::coord::ctl_runs(o, active_only, std::cout, std::cerr);
+    if (runs->parsed()) return ijepa::coord::ctl_runs(o, active_only, limit, std::cout, std::cerr);
     if (show->parsed()) return ijepa::coord::ctl_show(o, run, std::cout, std::cerr);
     if (watch->parsed()) return ijepa::coord::ctl_watch(o, run, std::cout, std::cerr);
     return ijepa::coord::ctl_stop(o, run, reason, std::cout, std::cerr);

@@ -38,16 +38,17 @@ int report(const grpc::Status& status, const CtlOptions& options, std::ostream& 
 
 }  // namespace
 
-int ctl_runs(const CtlOptions& options, bool active_only, std::ostream& out, std::ostream& err) {
+int ctl_runs(const CtlOptions& options, bool active_only, int limit, std::ostream& out, std::ostream& err) {
   v1::ListRunsRequest request;
   request.set_active_only(active_only);
+  request.set_limit(limit);
   v1::ListRunsResponse response;
   const grpc::Status status = stub_for(options)->ListRuns(context_for(options).get(), request, &response);
   if (!status.ok()) return report(status, options, err);
   if (options.json) {
     nlohmann::json runs = nlohmann::json::array();
     for (const v1::Run& run : response.runs()) runs.push_back(run_json(run));
-    out << nlohmann::json{{"runs", runs}}.dump() << "\n";
+    out << nlohmann::json{{"runs", runs}, {"total", response.total()}}.dump() << "\n";
   } else {
     out << runs_table(response, unix_now());
   }

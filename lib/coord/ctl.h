@@ -19,7 +19,8 @@ struct CtlOptions {
   std::chrono::milliseconds timeout{10000};  // per call (watch: to open the stream)
 };
 
-int ctl_runs(const CtlOptions& options, bool active_only, std::ostream& out, std::ostream& err);
+// The newest `limit` runs (0: the coordinator's default, 100); the table says when there are more.
+int ctl_runs(const CtlOptions& options, bool active_only, int limit, std::ostream& out, std::ostream& err);
 int ctl_show(const CtlOptions& options, const std::string& run, std::ostream& out, std::ostream& err);
 // Follows the run until it ends (then returns 0) or the stream breaks.
 int ctl_watch(const CtlOptions& options, const std::string& run, std::ostream& out, std::ostream& err);

@@ -95,6 +95,9 @@ std::string runs_table(const v1::ListRunsResponse& runs, double now) {
                         run.latest().epoch(), number(run.latest().loss()), number(run.images_per_second(), "{:.1f}"),
                         age_text(run.updated_time(), now));
   }
+  if (runs.total() > runs.runs_size()) {
+    text += fmt::format("(the newest {} of {} runs; --limit N shows more)\n", runs.runs_size(), runs.total());
+  }
   return text;
 }
 

@@ -309,6 +309,7 @@ v1::ListRunsResponse RunRegistry::list_runs(const v1::ListRunsRequest& request) 
   const size_t limit = request.limit() > 0 ? request.limit() : kDefaultListLimit;
   v1::ListRunsResponse response;
   for (size_t i = 0; i < runs.size() && i < limit; ++i) *response.add_runs() = *runs[i];
+  response.set_total(static_cast<int32_t>(runs.size()));
   return response;
 }
 

@@ -69,10 +69,14 @@ TEST(CoordinatorEndToEnd, CtlShowsAFinishedRunWithItsStepCount) {
   EXPECT_EQ(listed["runs"][0]["state"], "finished");
   EXPECT_EQ(listed["runs"][0]["step"], 25);
 
+  EXPECT_EQ(listed["total"], 1);
+
   const auto table = run_process(ctl(coordinator.address(), {"runs"}), dir);
   ASSERT_EQ(table.code, 0);
   EXPECT_NE(table.out.find("e2e-flow"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("finished"), std::string::npos);
+  EXPECT_EQ(table.out.find("--limit"), std::string::npos) << "every run is shown: " << table.out;
+  EXPECT_EQ(run_process(ctl(coordinator.address(), {"runs", "--limit", "0"}), dir).code, 2);
 
   const auto shown = run_process(ctl(coordinator.address(), {"show", "e2e-flow"}), dir);
   ASSERT_EQ(shown.code, 0);

@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 
 #include "common/errors.h"
+#include "coord/ctl_format.h"
 #include "metrics/coordinator_metrics.h"
 #include "metrics/exporter.h"
 #include "test_util.h"
@@ -607,8 +608,20 @@ TEST_F(RegistryTest, ListIsNewestFirstAndFilters) {
   auto all = registry_->list_runs(request);
   ASSERT_EQ(all.runs_size(), 2);
   EXPECT_EQ(all.runs(0).name(), "new");
+  EXPECT_EQ(all.total(), 2);
   request.set_active_only(true);
   EXPECT_EQ(registry_->list_runs(request).runs_size(), 1);
+  // A limit keeps the newest and says how many matched.
+  request.set_active_only(false);
+  request.set_limit(1);
+  const auto newest = registry_->list_runs(request);
+  ASSERT_EQ(newest.runs_size(), 1);
+  EXPECT_EQ(newest.runs(0).name(), "new");
+  EXPECT_EQ(newest.total(), 2);
+  // ijepa-ctl's table says that runs were left out.
+  EXPECT_NE(runs_table(newest, now_).find("(the newest 1 of 2 runs; --limit N shows more)"), std::string::npos)
+      << runs_table(newest, now_);
+  EXPECT_EQ(runs_table(all, now_).find("--limit"), std::string::npos);
 }
 
 }  // namespace

@@ -117,8 +117,9 @@ class CoordinatorClient::Impl {
   grpc::Status call(Method<Request, Response> method, const Request& request, Response& response);
   bool failed(const char* what, const grpc::Status& status);                 // records it; true when it failed
   std::string record_outcome(const char* what, const grpc::Status& status);  // requires mutex_; the news to log
+  // Takes mutex_; logs after releasing it.
   template <typename T>
-  Next settle(const grpc::Status& status, Stream<T> stream, uint64_t last_seq, size_t& dropped);  // requires mutex_
+  Next settle(const grpc::Status& status, Stream<T> stream, uint64_t last_seq, const char* items);
   void apply_stop(bool requested, const std::string& reason);
 
   common::CoordinatorConfig config_;
@@ -335,21 +336,26 @@ std::string CoordinatorClient::Impl::record_outcome(const char* what, const grpc
 }
 
 // After a call that carried the stream's items up to LAST_SEQ: they leave the queue when delivered, refused as
-// invalid, or refused kMaxBatchTries times with another code that is not transient (DROPPED says how many were
-// dropped). NOT_FOUND: the coordinator forgot this rank (e.g. a fresh database): register again, then resend.
+// invalid, or refused kMaxBatchTries times with another code that is not transient (dropped, counted and logged
+// as `items`). NOT_FOUND: the coordinator forgot this rank (e.g. a fresh database): register again, then resend.
 template <typename T>
 CoordinatorClient::Impl::Next CoordinatorClient::Impl::settle(const grpc::Status& status, Stream<T> stream,
-                                                              uint64_t last_seq, size_t& dropped) {
+                                                              uint64_t last_seq, const char* items) {
   const grpc::StatusCode code = status.error_code();
-  if (code == grpc::StatusCode::NOT_FOUND) stats_.registered = false;
-  if (code == grpc::StatusCode::NOT_FOUND || is_transient(code)) return Next::kStop;
-  if (!status.ok() && code != grpc::StatusCode::INVALID_ARGUMENT && ++stream.failures < kMaxBatchTries) {
-    return Next::kRetryLater;
+  size_t dropped = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (code == grpc::StatusCode::NOT_FOUND) stats_.registered = false;
+    if (code == grpc::StatusCode::NOT_FOUND || is_transient(code)) return Next::kStop;
+    if (!status.ok() && code != grpc::StatusCode::INVALID_ARGUMENT && ++stream.failures < kMaxBatchTries) {
+      return Next::kRetryLater;
+    }
+    stream.failures = 0;
+    const size_t popped = stream.queue.pop_through(last_seq);  // none when nothing was carried (LAST_SEQ 0)
+    (status.ok() ? stream.sent : stream.dropped) += popped;
+    if (!status.ok()) dropped = popped;
   }
-  stream.failures = 0;
-  const size_t popped = stream.queue.pop_through(last_seq);  // none when nothing was carried (LAST_SEQ 0)
-  (status.ok() ? stream.sent : stream.dropped) += popped;
-  dropped = status.ok() ? 0 : popped;
+  if (dropped > 0) log::warn(log::str("coordinator ", config_.address, ": dropped ", dropped, " refused ", items));
   return Next::kContinue;
 }
 
@@ -405,15 +411,8 @@ CoordinatorClient::Impl::Next CoordinatorClient::Impl::send_events() {
   v1::ReportEventsResponse response;
   const grpc::Status status = call(&v1::Coordinator::Stub::ReportEvents, request, response);
   failed("ReportEvents", status);
-  size_t dropped = 0;
-  Next next;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    next = settle(status, Stream<v1::Event>{events_, event_failures_, stats_.events_sent, stats_.events_dropped},
-                  last_seq, dropped);
-  }
-  if (dropped > 0) log::warn(log::str("coordinator ", config_.address, ": dropped ", dropped, " refused events"));
-  return next;
+  return settle(status, Stream<v1::Event>{events_, event_failures_, stats_.events_sent, stats_.events_dropped},
+                last_seq, "events");
 }
 
 CoordinatorClient::Impl::Next CoordinatorClient::Impl::send_heartbeat() {
@@ -431,14 +430,9 @@ CoordinatorClient::Impl::Next CoordinatorClient::Impl::send_heartbeat() {
   v1::HeartbeatResponse response;
   const grpc::Status status = call(&v1::Coordinator::Stub::Heartbeat, request, response);
   failed("Heartbeat", status);
-  size_t dropped = 0;
-  Next next;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    next = settle(status, Stream<v1::StepMetrics>{steps_, step_failures_, stats_.steps_sent, stats_.steps_dropped},
-                  last_seq, dropped);
-  }
-  if (dropped > 0) log::warn(log::str("coordinator ", config_.address, ": dropped ", dropped, " refused step reports"));
+  const Next next =
+      settle(status, Stream<v1::StepMetrics>{steps_, step_failures_, stats_.steps_sent, stats_.steps_dropped}, last_seq,
+             "step reports");
   apply_stop(response.stop_requested(), response.stop_reason());
   return next;
 }

@@ -27,6 +27,9 @@ int main(int argc, char** argv) {
          "--fail-lost-runs-after", o.fail_lost_runs_after_s,
          "seconds a run may be without a live worker (all lost, or none for the heartbeat timeout) before it fails")
       ->capture_default_str();
+  app.add_option("--forget-after", o.forget_after_s,
+                 "seconds after its end that a run leaves the database with its workers and events (0: never)")
+      ->capture_default_str();
   app.add_option("--token", o.token, "bearer token every RPC must carry (or $IJEPA_COORDINATOR_TOKEN)")
       ->envname("IJEPA_COORDINATOR_TOKEN");
   app.add_option("--tls-cert", o.tls_cert, "server certificate (PEM); with --tls-key enables TLS");

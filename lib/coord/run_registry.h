@@ -57,6 +57,7 @@ struct RegistryOptions {
   double retention_s = 3600.0;        // an ended run's metric series stay this long
   double fail_lost_after_s = 600.0;   // a run abandoned this long (no live worker) ends FAILED
   std::function<double()> clock;      // seconds since the Unix epoch; empty: the system clock
+  double forget_after_s = 0.0;        // an ended run, its workers and events are deleted this long after (0: never)
 };
 
 // Position of one watcher in a run's history.
@@ -91,8 +92,8 @@ class RunRegistry {
                    v1::WatchRunResponse& update);
 
   // Marks silent workers lost (stalling their runs), fails runs left without a live worker past
-  // fail_lost_after_s, refreshes heartbeat ages and drops the metric series of runs past retention. The server
-  // calls it about once a second.
+  // fail_lost_after_s, refreshes heartbeat ages, drops the metric series of runs past retention and deletes runs
+  // ended more than forget_after_s ago. The server calls it about once a second.
   void tick();
 
   // Writes the changes that heartbeats made since the last flush. Throws std::runtime_error when the
@@ -128,6 +129,7 @@ class RunRegistry {
   bool expire_workers(RunEntry& entry, double now);
   bool expire_idle(RunEntry& entry, double now);
   bool fail_if_abandoned(RunEntry& entry, double now);
+  void forget(const std::vector<std::string>& names);
   // "all workers lost: no heartbeat since <UTC time> (<age> ago)", or "no worker registered since ..." (or "no
   // live worker since ...") for an abandoned run without lost workers.
   std::string abandoned_reason(const RunEntry& entry, double now) const;

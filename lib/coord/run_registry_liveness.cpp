@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/log.h"
 #include "coord/records.h"
 #include "coord/run_registry.h"
 #include "metrics/coordinator_metrics.h"
@@ -38,17 +39,49 @@ void RunRegistry::tick() {
   std::lock_guard<std::mutex> lock(mutex_);
   const double t = now();
   bool counts_changed = false;
+  std::vector<std::string> forgotten;
   for (auto& [name, e] : runs_) {
     if (is_active(e.run.state())) {
       counts_changed |= expire_workers(e, t);
       counts_changed |= expire_idle(e, t);
       counts_changed |= fail_if_abandoned(e, t);
-    } else if (!e.series_removed && t - e.run.ended_time() > options_.retention_s) {
+      continue;
+    }
+    if (!e.series_removed && t - e.run.ended_time() > options_.retention_s) {
       if (metrics_) metrics_->remove_run(name);
       e.series_removed = true;
     }
+    if (options_.forget_after_s > 0.0 && t - e.run.ended_time() > options_.forget_after_s) forgotten.push_back(name);
+  }
+  if (!forgotten.empty()) {
+    forget(forgotten);
+    counts_changed = true;
   }
   if (counts_changed) publish_counts();
+}
+
+// Ended runs past forget_after_s leave the database and memory with their workers, events and config, so that
+// neither grows without bound. Their names are free again.
+void RunRegistry::forget(const std::vector<std::string>& names) {
+  {
+    std::lock_guard<std::mutex> storage_lock(storage_mutex_);
+    Storage::Transaction transaction(storage_);
+    for (const std::string& name : names) storage_.delete_run(name);
+    transaction.commit();
+  }
+  for (const std::string& name : names) {
+    auto it = runs_.find(name);
+    if (metrics_ && !it->second.series_removed) metrics_->remove_run(name);
+    runs_.erase(it);
+    // Nothing of it may be written again (an event of an ended run is still recorded).
+    dirty_runs_.erase(name);
+    for (auto w = dirty_workers_.begin(); w != dirty_workers_.end();)
+      w = w->first == name ? dirty_workers_.erase(w) : ++w;
+    pending_events_.erase(std::remove_if(pending_events_.begin(), pending_events_.end(),
+                                         [&](const v1::Event& event) { return event.run() == name; }),
+                          pending_events_.end());
+    log::info(log::str("run ", name, " forgotten: ended more than ", seconds_text(options_.forget_after_s), " ago"));
+  }
 }
 
 bool RunRegistry::expire_workers(RunEntry& e, double now) {

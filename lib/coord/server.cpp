@@ -32,6 +32,7 @@ void check_options(const ServerOptions& o) {
   if (!(o.heartbeat_timeout_s > 0.0)) throw common::InputError("--heartbeat-timeout must be > 0 seconds");
   if (!(o.retention_s >= 0.0)) throw common::InputError("--retention must be >= 0 seconds");
   if (!(o.fail_lost_runs_after_s >= 0.0)) throw common::InputError("--fail-lost-runs-after must be >= 0 seconds");
+  if (!(o.forget_after_s >= 0.0)) throw common::InputError("--forget-after must be >= 0 seconds");
   if (o.tls_cert.empty() != o.tls_key.empty()) throw common::InputError("--tls-cert and --tls-key go together");
   if (!o.tls_client_ca.empty() && o.tls_cert.empty()) {
     throw common::InputError("--tls-client-ca needs --tls-cert and --tls-key");
@@ -73,9 +74,12 @@ CoordinatorServer::CoordinatorServer(ServerOptions options) : options_(std::move
   metrics_ = std::make_unique<metrics::CoordinatorMetrics>(prometheus_);
   database_lock_ = std::make_unique<DatabaseLock>(options_.db_path);
   storage_ = std::make_unique<Storage>(options_.db_path);
-  registry_ = std::make_unique<RunRegistry>(
-      *storage_, metrics_.get(),
-      RegistryOptions{options_.heartbeat_timeout_s, options_.retention_s, options_.fail_lost_runs_after_s, {}});
+  registry_ = std::make_unique<RunRegistry>(*storage_, metrics_.get(),
+                                            RegistryOptions{options_.heartbeat_timeout_s,
+                                                            options_.retention_s,
+                                                            options_.fail_lost_runs_after_s,
+                                                            {},
+                                                            options_.forget_after_s});
   service_ = std::make_unique<CoordinatorService>(*registry_, metrics_.get(), options_.token);
 
   if (!options_.metrics_listen.empty()) {

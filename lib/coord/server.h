@@ -37,6 +37,7 @@ struct ServerOptions {
   double heartbeat_timeout_s = 30.0;
   double retention_s = 3600.0;            // ended runs' metric series stay this long
   double fail_lost_runs_after_s = 600.0;  // a run without a live worker this long ends FAILED
+  double forget_after_s = 30 * 86400.0;   // ended runs leave the database this long after (0: never)
   std::string token;     // bearer token every Coordinator RPC must carry (and no reflection then); empty: none
   std::string tls_cert;  // PEM files; cert and key enable TLS
   std::string tls_key;

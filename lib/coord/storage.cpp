@@ -176,6 +176,15 @@ void Storage::delete_worker(const std::string& run, int32_t rank) {
   step_done(s);
 }
 
+void Storage::delete_run(const std::string& run) {
+  for (const char* sql : {"DELETE FROM events WHERE run=?1", "DELETE FROM workers WHERE run=?1",
+                          "DELETE FROM configs WHERE name=?1", "DELETE FROM runs WHERE name=?1"}) {
+    Statement statement = prepare(sql);  // rare: once per forgotten run
+    bind_text(statement.get(), 1, run);
+    step_done(statement.get());
+  }
+}
+
 void Storage::save_config(const std::string& run, const std::string& config_text) {
   sqlite3_stmt* s = save_config_.get();
   bind_text(s, 1, run);

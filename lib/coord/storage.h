@@ -38,6 +38,8 @@ class Storage {
   void save_worker(const v1::Worker& worker);
   void delete_worker(const std::string& run, int32_t rank);
   void save_config(const std::string& run, const std::string& config_text);
+  // Removes the run with its workers, events and config.
+  void delete_run(const std::string& run);
   std::string load_config(const std::string& run);
 
   // Stores EVENT and sets its id.

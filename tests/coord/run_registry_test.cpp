@@ -583,6 +583,36 @@ TEST_F(RegistryTest, EventsOfARunPastRetentionAreKeptButNotCounted) {
   EXPECT_EQ(scrape().find("run=\"r\""), std::string::npos) << scrape();
 }
 
+// An ended run leaves memory and the database forget_after_s after its end, with its workers, events and config;
+// a running one never does, and the name is free again.
+TEST_F(RegistryTest, EndedRunsAreForgottenAfterForgetAfter) {
+  registry_ = std::make_unique<RunRegistry>(*storage_, &metrics_,
+                                            RegistryOptions{10.0, 100.0, 60.0, [this] { return now_; }, 1000.0});
+  create("old", 1);
+  register_rank("old", 0);
+  finish("old", 0, v1::RUN_OUTCOME_FINISHED);
+  create("live", 1);
+  register_rank("live", 0);
+  const auto names = [&] {
+    std::vector<std::string> out;
+    const v1::ListRunsResponse listed = registry_->list_runs({});
+    for (const v1::Run& run : listed.runs()) out.push_back(run.name());
+    return out;
+  };
+  for (int64_t step = 1; step <= 2; ++step) {  // 500 s, then 1001 s after the end
+    now_ += 500 + (step - 1);
+    beat("live", 0, step);
+    registry_->tick();
+  }
+  EXPECT_EQ(names(), std::vector<std::string>{"live"});
+  EXPECT_THROW(get("old"), NotFoundError);
+  EXPECT_TRUE(storage_->events("old", 0, 100).empty());
+  EXPECT_TRUE(storage_->load_config("old").empty());
+  restart();  // nor does a restarted coordinator find it
+  EXPECT_EQ(names(), std::vector<std::string>{"live"});
+  EXPECT_EQ(create("old", 2).run().world_size(), 2);
+}
+
 TEST_F(RegistryTest, WatchSeesTheFirstStateAtOnceThenChanges) {
   create("r", 1);
   WatchCursor cursor;

@@ -284,16 +284,21 @@ v1::StopRunResponse RunRegistry::stop_run(const v1::StopRunRequest& request) {
   return response;
 }
 
+// The reads of SQLite here and in next_update come after mutex_ is released: holding it while storage_mutex_ waits
+// for flush()'s write would make every heartbeat wait for that write too.
 v1::GetRunResponse RunRegistry::get_run(const v1::GetRunRequest& request) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  RunEntry& e = entry(request.name());
   v1::GetRunResponse response;
-  *response.mutable_run() = e.run;
-  for (const auto& [rank, w] : e.workers) *response.add_workers() = w;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const RunEntry& e = entry(request.name());
+    *response.mutable_run() = e.run;
+    for (const auto& [rank, w] : e.workers) *response.add_workers() = w;
+  }
+  const std::string& name = response.run().name();
   const int limit = request.max_events() > 0 ? request.max_events() : kDefaultEventsShown;
   std::lock_guard<std::mutex> storage_lock(storage_mutex_);
-  for (v1::Event& event : storage_.events(e.run.name(), 0, limit)) *response.add_events() = std::move(event);
-  if (request.include_config()) response.set_config_text(storage_.load_config(e.run.name()));
+  for (v1::Event& event : storage_.events(name, 0, limit)) *response.add_events() = std::move(event);
+  if (request.include_config()) response.set_config_text(storage_.load_config(name));
   return response;
 }
 
@@ -315,21 +320,32 @@ v1::ListRunsResponse RunRegistry::list_runs(const v1::ListRunsRequest& request) 
 
 bool RunRegistry::next_update(const std::string& name, WatchCursor& cursor, std::chrono::milliseconds timeout,
                               v1::WatchRunResponse& update) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  RunEntry& e = entry(name);
-  const bool changed = changed_.wait_for(lock, cursor.revision == 0 ? std::chrono::milliseconds(0) : timeout,
-                                         [&] { return shutting_down_ || e.revision != cursor.revision; });
-  if (!changed || shutting_down_) return false;
-  update.Clear();
-  *update.mutable_run() = e.run;
-  for (const auto& [rank, w] : e.workers) *update.add_workers() = w;
+  uint64_t revision = 0;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    entry(name);  // NotFoundError for a run it does not know
+    // Looked up afresh after each wait: tick() may forget an ended run meanwhile.
+    const auto current = [&]() -> const RunEntry* {
+      const auto it = runs_.find(name);
+      return it == runs_.end() ? nullptr : &it->second;
+    };
+    const bool changed = changed_.wait_for(lock, cursor.revision == 0 ? std::chrono::milliseconds(0) : timeout, [&] {
+      return shutting_down_ || current() == nullptr || current()->revision != cursor.revision;
+    });
+    const RunEntry* e = current();
+    if (!changed || shutting_down_ || e == nullptr) return false;
+    update.Clear();
+    *update.mutable_run() = e->run;
+    for (const auto& [rank, w] : e->workers) *update.add_workers() = w;
+    revision = e->revision;
+  }
   const int limit = cursor.revision == 0 ? kDefaultEventsShown : kMaxEventsPerUpdate;
   std::lock_guard<std::mutex> storage_lock(storage_mutex_);
   for (v1::Event& event : storage_.events(name, cursor.last_event_id, limit)) {
     cursor.last_event_id = std::max(cursor.last_event_id, event.id());
     *update.add_events() = std::move(event);
   }
-  cursor.revision = e.revision;
+  cursor.revision = revision;
   return true;
 }
 

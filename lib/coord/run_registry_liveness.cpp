@@ -82,6 +82,7 @@ void RunRegistry::forget(const std::vector<std::string>& names) {
                           pending_events_.end());
     log::info(log::str("run ", name, " forgotten: ended more than ", seconds_text(options_.forget_after_s), " ago"));
   }
+  changed_.notify_all();  // their watchers stop waiting
 }
 
 bool RunRegistry::expire_workers(RunEntry& e, double now) {

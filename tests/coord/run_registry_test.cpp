@@ -1,11 +1,14 @@
 // RunRegistry: the state rules, lost-worker detection, the failure of runs left without a live worker and their
-// takeover by a new job, stop delivery, persistence across a restart and the removal of ended runs' metric
-// series, on a fake clock.
+// takeover by a new job, stop delivery, persistence across a restart, the removal of ended runs' metric series and
+// the forgetting of ended runs, on a fake clock.
 #include "coord/run_registry.h"
 
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 #include <sqlite3.h>
+
+#include <future>
+#include <thread>
 
 #include "common/errors.h"
 #include "coord/ctl_format.h"
@@ -593,6 +596,19 @@ TEST_F(RegistryTest, EndedRunsAreForgottenAfterForgetAfter) {
   finish("old", 0, v1::RUN_OUTCOME_FINISHED);
   create("live", 1);
   register_rank("live", 0);
+  // A watcher of the ended run waits while it is forgotten: the wait ends without an update.
+  WatchCursor cursor;
+  v1::WatchRunResponse update;
+  ASSERT_TRUE(registry_->next_update("old", cursor, std::chrono::milliseconds(0), update));
+  std::promise<bool> watched;
+  std::thread watcher([&] {
+    try {
+      watched.set_value(registry_->next_update("old", cursor, std::chrono::seconds(30), update));
+    } catch (const NotFoundError&) {  // started only after the run was forgotten
+      watched.set_value(false);
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // most likely waiting by now
   const auto names = [&] {
     std::vector<std::string> out;
     const v1::ListRunsResponse listed = registry_->list_runs({});
@@ -605,6 +621,8 @@ TEST_F(RegistryTest, EndedRunsAreForgottenAfterForgetAfter) {
     registry_->tick();
   }
   EXPECT_EQ(names(), std::vector<std::string>{"live"});
+  watcher.join();
+  EXPECT_FALSE(watched.get_future().get());
   EXPECT_THROW(get("old"), NotFoundError);
   EXPECT_TRUE(storage_->events("old", 0, 100).empty());
   EXPECT_TRUE(storage_->load_config("old").empty());

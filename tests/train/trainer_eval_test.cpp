@@ -113,8 +113,7 @@ TEST_F(TrainerEvalTest, AMissingTestSplitIsAnErrorBeforeTraining) {
 // Image folders label classes by their sorted folder names: a test split that names other classes would be scored
 // against the wrong labels, and is refused at start.
 TEST_F(TrainerEvalTest, ImageFolderSplitsNamingOtherClassesAreRefusedAtStart) {
-  const std::string png =
-      data::testing::encode_png(28, 28, PNG_COLOR_TYPE_GRAY, 8, std::vector<uint8_t>(28 * 28, 9));
+  const std::string png = data::testing::encode_png(28, 28, PNG_COLOR_TYPE_GRAY, 8, std::vector<uint8_t>(28 * 28, 9));
   for (const char* file : {"train/cat/1.png", "train/dog/2.png", "val/cat/3.png", "val/dot/4.png"}) {
     ijepa::testing::write_file(dir_ / (std::string("folders/") + file), png);
   }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -56,20 +57,18 @@ int check_after_timeout(std::unique_ptr<MpiCommunicator> comm) {
   }
   std::vector<std::string> wrong;
   if (second->completed()) wrong.push_back("the pending handle says completed");
-  try {
-    second->wait();
-    wrong.push_back("the pending handle's wait() returned");
-  } catch (const CollectiveTimeout&) {
-  } catch (const std::exception& e) {
-    wrong.push_back(std::string("the pending handle's wait() threw another error: ") + e.what());
-  }
-  try {
-    comm->barrier();
-    wrong.push_back("a later barrier returned");
-  } catch (const CollectiveTimeout&) {
-  } catch (const std::exception& e) {
-    wrong.push_back(std::string("a later barrier threw another error: ") + e.what());
-  }
+  // `call` must throw the stored CollectiveTimeout.
+  const auto expect_timeout = [&](const std::string& what, const std::function<void()>& call) {
+    try {
+      call();
+      wrong.push_back(what + " returned");
+    } catch (const CollectiveTimeout&) {
+    } catch (const std::exception& e) {
+      wrong.push_back(what + " threw another error: " + e.what());
+    }
+  };
+  expect_timeout("the pending handle's wait()", [&] { second->wait(); });
+  expect_timeout("a later barrier", [&] { comm->barrier(); });
   const auto first_storage = first_tensor.storage().getWeakStorageImpl();
   const auto second_storage = second_tensor.storage().getWeakStorageImpl();
   first.reset();

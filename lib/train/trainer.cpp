@@ -169,6 +169,7 @@ class Trainer::Impl {
   void build_data();
   void build_models();
   void resume();
+  int64_t batch_to_resume_at(const std::string& path, const LoadedCheckpoint& loaded) const;
   void warn_about_changed_settings(const std::string& path, const std::string& saved_config) const;
   void refuse_to_replace_earlier_checkpoints() const;
   void remove_earlier_checkpoints() const;
@@ -393,24 +394,49 @@ void Trainer::Impl::resume() {
   }
   const auto loaded = load_checkpoint(path, models_, optimizer_.get(), loader_->batches_per_epoch());
   position_ = loaded.position;
-  if (position_.batch_in_epoch > loader_->batches_per_epoch()) {
-    throw common::InputError(log::str("checkpoint ", path, ": saved after batch ", position_.batch_in_epoch,
-                                      " of an epoch that had ", loaded.info.world_size, " ranks x batch ",
-                                      loaded.info.batch_size, ", but with ", world_, " x data.batch_size ",
-                                      config_.data.batch_size, " an epoch has only ", loader_->batches_per_epoch(),
-                                      " batches; resume with the checkpoint's batch size and ranks"));
-  }
-  if (loaded.info.world_size != world_ || loaded.info.batch_size != config_.data.batch_size) {
-    log::warn(log::str("checkpoint ", path, " was written with ", loaded.info.world_size, " ranks x batch ",
-                       loaded.info.batch_size, "; resuming with ", world_, " x ", config_.data.batch_size,
-                       ": the data order differs from an uninterrupted run"));
-  }
+  position_.batch_in_epoch = batch_to_resume_at(path, loaded);
   if (rank_ == 0) warn_about_changed_settings(path, loaded.info.config_yaml);
   masks_->set_counter(position_.mask_counter);
   if (position_.mask_generator_state.defined()) masks_->position_generator().set_state(position_.mask_generator_state);
   last_saved_step_ = position_.step;
   log::info(log::str("resumed from ", path, " at step ", position_.step, " (epoch ", position_.epoch + 1, ", batch ",
                      position_.batch_in_epoch, ")"));
+}
+
+// The epoch's permutation depends on the seed and the epoch only, and a global batch takes the next world x batch
+// samples of it (sampler.h), whatever the world size: a run with another world size or batch size continues the
+// epoch exactly at the sample where the checkpoint's run stopped, when one of its batches starts there. Elsewhere
+// it would repeat or skip samples, so that is refused.
+int64_t Trainer::Impl::batch_to_resume_at(const std::string& path, const LoadedCheckpoint& loaded) const {
+  const int64_t batch = loaded.position.batch_in_epoch;
+  const int64_t saved_global = loaded.info.world_size * loaded.info.batch_size;
+  const int64_t global = world_ * config_.data.batch_size;
+  const std::string saved_shape = log::str(loaded.info.world_size, " ranks x batch ", loaded.info.batch_size);
+  const std::string shape = log::str(world_, " ranks x data.batch_size ", config_.data.batch_size);
+  const int64_t consumed = batch * saved_global;
+  if (batch > 0 && saved_global != global && (saved_global <= 0 || consumed % global != 0)) {
+    throw common::InputError(log::str(
+        "checkpoint ", path, ": written after ", consumed, " samples of epoch ", loaded.position.epoch + 1, " (", batch,
+        batch == 1 ? " step" : " steps", " of ", saved_shape, "); with ", shape,
+        " no batch starts there, so the epoch would repeat or skip samples: resume with a world size x batch size "
+        "that divides ",
+        consumed, " (such as ", saved_shape, "), or from a checkpoint written at an epoch's end"));
+  }
+  const int64_t resumed = saved_global == global ? batch : consumed / global;
+  if (resumed > loader_->batches_per_epoch()) {
+    throw common::InputError(log::str("checkpoint ", path, ": saved after batch ", batch, " of an epoch of ",
+                                      saved_shape, ", but with ", shape, " an epoch has only ",
+                                      loader_->batches_per_epoch(),
+                                      " batches; resume with the checkpoint's batch size and ranks"));
+  }
+  if (rank_ == 0 && saved_global != global) {
+    log::warn(log::str("checkpoint ", path, " was written with ", saved_shape, " (", saved_global,
+                       " samples a step); resuming with ", shape, " (", global, "): epoch ", loaded.position.epoch + 1,
+                       " continues at its sample ", consumed,
+                       ", but the steps differ from an uninterrupted run's, and the schedules now span ",
+                       loader_->batches_per_epoch(), " steps an epoch"));
+  }
+  return resumed;
 }
 
 void Trainer::Impl::warn_about_changed_settings(const std::string& path, const std::string& saved_config) const {

@@ -1,5 +1,6 @@
 // ijepa-train under `mpirun -np 2` on the CPU: two ranks with batch B train as one rank with batch 2B and log
-// the global mean loss; a stopped 2-rank run resumes bit-exactly; a killed rank makes the other fail soon with
+// the global mean loss; a stopped 2-rank run resumes bit-exactly, and with 1 rank where its epoch stopped (with 3
+// ranks, whose steps do not meet that sample, it is refused); a killed rank makes the other fail soon with
 // a message naming it; an input error on one rank ends the job at once; ranks whose configs differ are refused
 // at start. Every mpirun runs under `timeout`.
 #include <arpa/inet.h>
@@ -230,6 +231,31 @@ TEST_F(TrainMpiTest, AStoppedTwoRankRunResumesBitExactly) {
   EXPECT_EQ(a["encoder_sha256"], b["encoder_sha256"]);
   EXPECT_EQ(a["target_encoder_sha256"], b["target_encoder_sha256"]);
   EXPECT_EQ(a["last_loss"], b["last_loss"]);
+}
+
+TEST_F(TrainMpiTest, AResumeWithAnotherWorldSizeContinuesTheEpochWhereItStoppedOrIsRefused) {
+  // 2 ranks x batch 4 stop after the first of the epoch's 4 steps, having taken 8 of its 32 samples.
+  const std::string epoch = "--set optimization.epochs=1";
+  const auto first = run_ranks(2, "world", epoch + " --set optimization.max_steps=1");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+
+  // 3 ranks x 4 take 12 samples a step: none starts at sample 8, so the epoch would repeat or skip samples.
+  const auto three = run_ranks(3, "world", epoch + " --set meta.load_checkpoint=true");
+  EXPECT_EQ(three.exit_code, 2) << three.output;
+  EXPECT_NE(three.output.find("written after 8 samples of epoch 1 (1 step of 2 ranks x batch 4); with 3 ranks x "
+                              "data.batch_size 4 no batch starts there"),
+            std::string::npos)
+      << three.output;
+
+  // 1 rank x 4 goes on at its batch 2 (sample 8) and ends the epoch 6 steps later, each sample seen once.
+  const auto one = run_ranks(1, "world", epoch + " --set meta.load_checkpoint=true");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  EXPECT_EQ(summary("world")["steps"], 7);
+  const auto rows = csv_steps(dir_ / "world/jepa_r0.csv");
+  ASSERT_EQ(rows.size(), 7u);
+  EXPECT_EQ(rows[0].itr, "0");
+  EXPECT_EQ(rows[1].itr, "2");
+  EXPECT_EQ(rows[6].itr, "7");
 }
 
 TEST_F(TrainMpiTest, AKilledRankMakesTheOtherFailNamingItWithinTheTimeout) {

@@ -51,16 +51,18 @@ class MpiWork : public Work {
       : engine_(std::move(engine)), task_(std::move(task)) {}
 
   void wait() override {
-    engine_->drive(*task_);
-    {
-      std::unique_lock<std::mutex> lock(task_->mutex);
-      if (task_->done_cv.wait_until(lock, task_->deadline, [&] { return task_->done.load(); })) {
-        if (task_->error.empty()) return;
-        if (task_->timed_out) throw CollectiveTimeout(task_->error);
-        throw DistError(task_->error);
+    while (true) {
+      engine_->drive(*task_);
+      {
+        std::unique_lock<std::mutex> lock(task_->mutex);
+        if (task_->done_cv.wait_until(lock, task_->deadline, [&] { return task_->done.load(); })) {
+          if (task_->error.empty()) return;
+          if (task_->timed_out) throw CollectiveTimeout(task_->error);
+          throw DistError(task_->error);
+        }
       }
+      if (const auto report = engine_->handle_timeout(*task_)) throw CollectiveTimeout(*report);
     }
-    throw CollectiveTimeout(engine_->fail_on_timeout(*task_));
   }
 
   // `error` is written before `done`, so it is complete once `done` reads true.
@@ -162,12 +164,16 @@ std::vector<std::optional<ProgressRecord>> MpiEngine::query_peers(double wait_s)
   return answer.get();
 }
 
-std::string MpiEngine::fail_on_timeout(const MpiTask& task) {
+std::optional<std::string> MpiEngine::handle_timeout(MpiTask& task) {
   const StallSubject subject{task.op, task.seq, rank_, Arrival::kEntered};
-  const std::string report = report_stall([this](double wait_s) { return query_peers(wait_s); }, timeout_s_,
-                                          timeout_headline(subject, timeout_s_), subject);
+  const auto report =
+      report_stall_unless_announced([this](double wait_s) { return query_peers(wait_s); }, timeout_s_, subject);
+  if (!report) {
+    task.deadline = Clock::now() + to_duration(timeout_s_);
+    return std::nullopt;
+  }
   const std::lock_guard<std::mutex> progress(progress_mutex_);
-  fail_all(report, /*timed_out=*/true, &task);
+  fail_all(*report, /*timed_out=*/true, &task);
   return report;
 }
 

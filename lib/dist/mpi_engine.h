@@ -83,9 +83,11 @@ class MpiEngine : public std::enable_shared_from_this<MpiEngine> {
   // Every rank's progress record (own record at rank()); nullopt for ranks that did not answer in wait_s.
   std::vector<std::optional<ProgressRecord>> query_peers(double wait_s);
 
-  // Builds the stall report of `task` from the peers' records, then fails every collective pending (the
-  // collective order is broken; later calls throw the report) and marks the MPI runtime failed.
-  std::string fail_on_timeout(const MpiTask& task);
+  // For `task` past its deadline: when the ranks it waits for announce local work (announced_wait), warns, moves the
+  // deadline a timeout on and returns nullopt. Otherwise builds the stall report from the peers' records, fails
+  // every collective pending (the collective order is broken; later calls throw the report), marks the MPI runtime
+  // failed and returns the report. Called by the task's only waiter, the one thread that reads its deadline.
+  std::optional<std::string> handle_timeout(MpiTask& task);
 
   ProgressTracker& progress() { return progress_; }
   int rank() const { return rank_; }

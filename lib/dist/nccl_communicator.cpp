@@ -292,10 +292,19 @@ void NcclCommunicator::State::watch() {
     if (!fault) continue;
     // The peer query may take a while and must not hold up other calls on this communicator.
     lock.unlock();
-    const std::string why = report(*fault);
-    log::error("dist: " + why);
+    const auto why =
+        fault->timeout ? report_stall_unless_announced([this](double wait_s) { return control->peer_progress(wait_s); },
+                                                       timeout_s, fault->subject)
+                       : std::optional<std::string>(report(*fault));
     lock.lock();
-    fail_locked(why, fault->timeout);
+    if (!why) {  // the ranks it waits for announced work of their own: another timeout
+      for (auto& p : pending) {
+        if (p.seq == fault->subject.seq) p.deadline = Clock::now() + to_duration(timeout_s);
+      }
+      continue;
+    }
+    log::error("dist: " + *why);
+    fail_locked(*why, fault->timeout);
   }
 }
 

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "common/log.h"
+
 namespace ijepa::dist {
 
 const std::string* ProgressRecord::op_at(int64_t seq) const {
@@ -40,22 +42,47 @@ ProgressRecord ProgressTracker::snapshot() const {
   for (int64_t seq = std::max<int64_t>(1, called_ - kProgressRecentOps + 1); seq <= called_; ++seq) {
     record.recent_ops.push_back(recent_[seq % kProgressRecentOps]);
   }
+  record.activity = activity_;
+  if (!activity_.empty()) {
+    record.activity_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - activity_since_)
+            .count();
+  }
   return record;
 }
 
-// Layout: called, completed and the number of names (8 bytes each), then one slot of kProgressOpBytes per name,
-// oldest first, each ending in at least one '\0'.
+void ProgressTracker::set_activity(const std::string& activity) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  activity_ = activity;
+  activity_since_ = std::chrono::steady_clock::now();
+}
+
+LocalWork::LocalWork(ProgressTracker& progress, const std::string& activity) : progress_(progress) {
+  progress_.set_activity(activity);
+}
+
+LocalWork::~LocalWork() { progress_.set_activity(""); }
+
+// Layout: called, completed, the number of names and activity_ms (8 bytes each), then one slot of kProgressOpBytes
+// per name, oldest first, then the activity's slot of kProgressActivityBytes; each text ends in at least one '\0'.
+constexpr size_t kProgressOpsOffset = 32;
+constexpr size_t kProgressActivityOffset = kProgressOpsOffset + kProgressRecentOps * kProgressOpBytes;
+
 std::string encode_progress(const ProgressRecord& record) {
   std::string bytes(kProgressWireBytes, '\0');
   const int64_t count = std::min<int64_t>(static_cast<int64_t>(record.recent_ops.size()), kProgressRecentOps);
   std::memcpy(bytes.data(), &record.called, sizeof(int64_t));
   std::memcpy(bytes.data() + 8, &record.completed, sizeof(int64_t));
   std::memcpy(bytes.data() + 16, &count, sizeof(int64_t));
+  std::memcpy(bytes.data() + 24, &record.activity_ms, sizeof(int64_t));
   const size_t skip = record.recent_ops.size() - static_cast<size_t>(count);
   for (size_t i = 0; i < static_cast<size_t>(count); ++i) {
     const std::string& op = record.recent_ops[skip + i];
-    std::memcpy(bytes.data() + 24 + i * kProgressOpBytes, op.data(), std::min(op.size(), kProgressOpBytes - 1));
+    std::memcpy(bytes.data() + kProgressOpsOffset + i * kProgressOpBytes, op.data(),
+                std::min(op.size(), kProgressOpBytes - 1));
   }
+  std::memcpy(bytes.data() + kProgressActivityOffset, record.activity.data(),
+              std::min(record.activity.size(), kProgressActivityBytes - 1));
   return bytes;
 }
 
@@ -66,11 +93,14 @@ ProgressRecord decode_progress(const std::string& bytes) {
   std::memcpy(&record.called, bytes.data(), sizeof(int64_t));
   std::memcpy(&record.completed, bytes.data() + 8, sizeof(int64_t));
   std::memcpy(&count, bytes.data() + 16, sizeof(int64_t));
+  std::memcpy(&record.activity_ms, bytes.data() + 24, sizeof(int64_t));
   count = std::clamp<int64_t>(count, 0, std::clamp<int64_t>(record.called, 0, kProgressRecentOps));
   for (int64_t i = 0; i < count; ++i) {
-    const char* slot = bytes.data() + 24 + i * kProgressOpBytes;
+    const char* slot = bytes.data() + kProgressOpsOffset + i * kProgressOpBytes;
     record.recent_ops.emplace_back(slot, strnlen(slot, kProgressOpBytes - 1));
   }
+  const char* activity = bytes.data() + kProgressActivityOffset;
+  record.activity.assign(activity, strnlen(activity, kProgressActivityBytes - 1));
   return record;
 }
 
@@ -124,6 +154,10 @@ std::optional<std::string> lag(const StallSubject& subject, int peer, const Prog
   return std::nullopt;
 }
 
+// How long a stalled rank waits for the peers' records: long enough for busy peers to answer, short next to the
+// timeout that has already passed.
+double peer_query_wait_s(double timeout_s) { return std::clamp(timeout_s * 0.1, 0.5, 2.0); }
+
 }  // namespace
 
 std::string describe_stall(const std::string& headline, const StallSubject& subject, const PeerRecords& peers) {
@@ -159,6 +193,32 @@ std::string describe_stall(const std::string& headline, const StallSubject& subj
   return out.str();
 }
 
+std::optional<std::string> announced_wait(const StallSubject& subject, const PeerRecords& peers) {
+  const ProgressRecord* mine = nullptr;
+  if (subject.rank >= 0 && subject.rank < static_cast<int>(peers.size()) && peers[subject.rank]) {
+    mine = &*peers[subject.rank];
+  }
+  std::vector<std::string> busy;
+  for (size_t r = 0; r < peers.size(); ++r) {
+    const int peer = static_cast<int>(r);
+    if (!peers[r]) return std::nullopt;
+    if (peer == subject.rank) continue;
+    const ProgressRecord& theirs = *peers[r];
+    if (first_mismatch(subject, mine, peer, theirs)) return std::nullopt;
+    if (!lag(subject, peer, theirs)) continue;
+    // Inside no collective (one it is stuck in is no announced work), and short of the subject.
+    if (theirs.activity.empty() || theirs.completed != theirs.called || theirs.called >= subject.seq) {
+      return std::nullopt;
+    }
+    std::ostringstream out;
+    out << "rank " << peer << " " << theirs.activity << " (for " << static_cast<double>(theirs.activity_ms) / 1e3
+        << " s)";
+    busy.push_back(out.str());
+  }
+  if (busy.empty()) return std::nullopt;
+  return join(busy, ", ");
+}
+
 std::string timeout_headline(const StallSubject& subject, double timeout_s) {
   std::ostringstream out;
   out << subject.op << " #" << subject.seq << " did not complete within " << timeout_s << " s";
@@ -167,9 +227,18 @@ std::string timeout_headline(const StallSubject& subject, double timeout_s) {
 
 std::string report_stall(const std::function<PeerRecords(double)>& query, double timeout_s, const std::string& headline,
                          const StallSubject& subject) {
-  // Long enough for busy peers to answer, short next to the timeout that has already passed.
-  const double wait_s = std::clamp(timeout_s * 0.1, 0.5, 2.0);
-  return describe_stall(headline, subject, query(wait_s));
+  return describe_stall(headline, subject, query(peer_query_wait_s(timeout_s)));
+}
+
+std::optional<std::string> report_stall_unless_announced(const std::function<PeerRecords(double)>& query,
+                                                         double timeout_s, const StallSubject& subject) {
+  const PeerRecords peers = query(peer_query_wait_s(timeout_s));
+  if (const auto busy = announced_wait(subject, peers)) {
+    log::warn(log::str("dist: ", subject.op, " #", subject.seq, " on rank ", subject.rank, " has waited past ",
+                       "dist.timeout_s = ", timeout_s, " s for work announced by ", *busy, "; waiting on"));
+    return std::nullopt;
+  }
+  return describe_stall(timeout_headline(subject, timeout_s), subject, peers);
 }
 
 }  // namespace ijepa::dist

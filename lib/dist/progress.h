@@ -9,6 +9,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -29,6 +30,10 @@ struct ProgressRecord {
   // Names of the last collectives entered, oldest first, e.g. "all_reduce(fp32, 4194304 B)"; the last one is
   // collective `called`.
   std::vector<std::string> recent_ops;
+  // Work of its own this rank announced (LocalWork) and has been doing for activity_ms, e.g. "writing checkpoint
+  // /runs/a/jepa-step00000400.pth.tar"; empty when none.
+  std::string activity;
+  int64_t activity_ms = 0;
 
   // The name of collective `seq`, or nullptr when it is not among the recent ones.
   const std::string* op_at(int64_t seq) const;
@@ -44,18 +49,40 @@ class ProgressTracker {
   // Records that collective `seq` completed; collectives may complete out of order.
   void complete(int64_t seq);
   ProgressRecord snapshot() const;
+  // Announces local work (empty: none); see LocalWork.
+  void set_activity(const std::string& activity);
 
  private:
   mutable std::mutex mutex_;
+  std::string activity_;
+  std::chrono::steady_clock::time_point activity_since_;
   int64_t called_ = 0;
   int64_t completed_ = 0;
   std::set<int64_t> completed_ahead_;                   // completed, but after one that has not
   std::array<std::string, kProgressRecentOps> recent_;  // collective n's name at n % kProgressRecentOps
 };
 
-// Fixed-size wire form for the side channel (kProgressWireBytes bytes; names are cut to kProgressOpBytes - 1).
+// While alive, announces `activity` in this rank's progress record: long work of this rank alone between
+// collectives (rank 0 writing a checkpoint, an evaluation), during which the peers wait in their next collective. A
+// peer whose collective passes its timeout while the ranks it waits for announce such work, and have completed every
+// collective they entered, warns and waits another timeout instead of ending the job (announced_wait). Nests: the
+// innermost announcement holds until it ends, then none.
+class LocalWork {
+ public:
+  LocalWork(ProgressTracker& progress, const std::string& activity);
+  ~LocalWork();
+  LocalWork(const LocalWork&) = delete;
+  LocalWork& operator=(const LocalWork&) = delete;
+
+ private:
+  ProgressTracker& progress_;
+};
+
+// Fixed-size wire form for the side channel (kProgressWireBytes bytes; names are cut to kProgressOpBytes - 1, the
+// activity to kProgressActivityBytes - 1).
 inline constexpr size_t kProgressOpBytes = 40;
-inline constexpr size_t kProgressWireBytes = 24 + kProgressRecentOps * kProgressOpBytes;
+inline constexpr size_t kProgressActivityBytes = 160;
+inline constexpr size_t kProgressWireBytes = 32 + kProgressRecentOps * kProgressOpBytes + kProgressActivityBytes;
 std::string encode_progress(const ProgressRecord& record);
 ProgressRecord decode_progress(const std::string& bytes);
 
@@ -84,6 +111,11 @@ using PeerRecords = std::vector<std::optional<ProgressRecord>>;
 // arrived and the transfer itself is stuck.
 std::string describe_stall(const std::string& headline, const StallSubject& subject, const PeerRecords& peers);
 
+// When every rank that has not arrived at the subject answers, has completed the collectives it entered, and
+// announces local work (LocalWork), and no rank went another way or is silent: what they do, e.g. "rank 0 writing
+// checkpoint /runs/a/jepa-step00000400.pth.tar (for 7.2 s)". nullopt otherwise, when the stall is a fault.
+std::optional<std::string> announced_wait(const StallSubject& subject, const PeerRecords& peers);
+
 // "all_reduce(fp32, 64 B) #42 did not complete within 5 s"
 std::string timeout_headline(const StallSubject& subject, double timeout_s);
 
@@ -91,5 +123,10 @@ std::string timeout_headline(const StallSubject& subject, double timeout_s);
 // [0.5, 2] s) and returns describe_stall's report.
 std::string report_stall(const std::function<PeerRecords(double)>& query, double timeout_s, const std::string& headline,
                          const StallSubject& subject);
+
+// For a collective past its deadline: asks the peers as report_stall does; when announced_wait excuses the wait, logs
+// a warning naming it and returns nullopt (the caller waits another timeout_s), else returns the stall report.
+std::optional<std::string> report_stall_unless_announced(const std::function<PeerRecords(double)>& query,
+                                                         double timeout_s, const StallSubject& subject);
 
 }  // namespace ijepa::dist

@@ -108,6 +108,8 @@ eval::FeatureSet RunEvaluator::gather_features(const std::shared_ptr<const data:
 }
 
 void RunEvaluator::probe(const std::string& features, const Extract& extract, const EvalPosition& at) {
+  // Ranks may extract their shares and run the probes at different speeds; the faster wait in the next collective.
+  const dist::LocalWork work(comm_.progress(), "evaluating the " + features + " features");
   const auto start = Clock::now();
   const auto train = gather_features(train_, extract);
   const auto test = gather_features(test_, extract);

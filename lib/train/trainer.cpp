@@ -235,21 +235,26 @@ Trainer::Impl::Impl(const common::Config& config, dist::Communicator& comm)
                        common::omp_wait_policy_description(), "; ", common::malloc_tuning_description()));
   resolve_precision();
   dist::verify_same_across_ranks(comm_, "config", common::to_key_lines(config_));  // names the differing key
-  // Everything that can refuse the run (dataset, model, checkpoint, evaluation data, listeners) before anything
-  // is written or removed.
-  build_data();
-  build_models();
-  resume();
-  reporter_ =
-      std::make_unique<RunReporter>(config_, static_cast<int>(rank_), comm_.local_rank(), static_cast<int>(world_));
-  if (config_.eval.every_epochs > 0 || config_.eval.at_end)
-    evaluator_ = std::make_unique<RunEvaluator>(config_, comm_, *reporter_, dataset_);
-  if (!config_.meta.load_checkpoint) remove_earlier_checkpoints();
-  prepare_folder();
-  const int64_t resumed_step = config_.meta.load_checkpoint ? position_.step : -1;
-  if (evaluator_) evaluator_->open_log(resumed_step);
-  csv_ = std::make_unique<CsvLog>(
-      (fs::path(folder_) / (config_.logging.write_tag + "_r" + std::to_string(rank_) + ".csv")).string(), resumed_step);
+  {
+    // Opening a large image folder or reading a checkpoint may take one rank much longer than another.
+    const dist::LocalWork work(comm_.progress(), "preparing the run (data, models, checkpoint)");
+    // Everything that can refuse the run (dataset, model, checkpoint, evaluation data, listeners) before anything
+    // is written or removed.
+    build_data();
+    build_models();
+    resume();
+    reporter_ =
+        std::make_unique<RunReporter>(config_, static_cast<int>(rank_), comm_.local_rank(), static_cast<int>(world_));
+    if (config_.eval.every_epochs > 0 || config_.eval.at_end)
+      evaluator_ = std::make_unique<RunEvaluator>(config_, comm_, *reporter_, dataset_);
+    if (!config_.meta.load_checkpoint) remove_earlier_checkpoints();
+    prepare_folder();
+    const int64_t resumed_step = config_.meta.load_checkpoint ? position_.step : -1;
+    if (evaluator_) evaluator_->open_log(resumed_step);
+    csv_ = std::make_unique<CsvLog>(
+        (fs::path(folder_) / (config_.logging.write_tag + "_r" + std::to_string(rank_) + ".csv")).string(),
+        resumed_step);
+  }
   share_rank0_state();
 }
 
@@ -622,6 +627,8 @@ void Trainer::Impl::save_checkpoint(bool epoch_end) {
         log::str("weights are not finite after step ", position_.step, "; stopping without checkpointing this state"));
   }
   if (rank_ != 0) return;
+  // The other ranks wait meanwhile in their next collective, past dist.timeout_s if need be.
+  const dist::LocalWork work(comm_.progress(), "writing a checkpoint in " + folder_);
   const int64_t s = std::max<int64_t>(1, position_.step);
   CheckpointInfo info{config_.data.batch_size, world_, schedules_->lr(s), schedules_->weight_decay(s),
                       common::to_yaml(config_)};

@@ -6,7 +6,9 @@
 //   mismatch: rank 0 enters an all-reduce while rank 1 enters a broadcast of the same size, so both stall;
 //   truncate: the ranks all-reduce different sizes over the ring, so rank 0 receives more than it expects;
 //   retire:   as hang, and rank 0 then checks what its communicator does after the timeout (later calls,
-//             handles, the tensors of the collectives still in MPI).
+//             handles, the tensors of the collectives still in MPI);
+//   busy:     rank 1 announces local work (LocalWork, as rank 0 writing a checkpoint) for 3 timeouts before it enters
+//             the all-reduce: rank 0 warns and waits instead of failing, and both complete (exit 0).
 // Or, before that all-reduce:
 //   late:     rank 1 sleeps before starting MPI, so rank 0 waits in MPI_Init;
 //   setup:    rank 1 sleeps instead of creating a second communicator, so rank 0 waits in MPI_Comm_dup.
@@ -121,6 +123,15 @@ int run(const std::string& scenario) {
   config.timeout_s = comm->timeout_s();
   std::optional<ijepa::dist::GradientSynchronizer> sync;
   if (scenario == "die") sync.emplace(*comm, net->named_parameters(), config);  // collective: both ranks
+  if (scenario == "busy") {
+    if (comm->rank() == 1) {
+      const ijepa::dist::LocalWork work(comm->progress(), "writing a checkpoint");
+      std::this_thread::sleep_for(std::chrono::duration<double>(3 * comm->timeout_s()));
+    }
+    comm->all_reduce(torch::ones({1024}), ReduceOp::kSum)->wait();
+    std::cerr << "rank " << comm->rank() << ": completed" << std::endl;
+    return 0;
+  }
   if (comm->rank() == 1) {
     if (scenario == "hang" || scenario == "retire") sleep_for_ever();
     if (scenario == "die") _exit(3);
@@ -149,7 +160,7 @@ int run(const std::string& scenario) {
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::cerr << "usage: dist_fault_helper hang|exit|die|mismatch|truncate|retire|late|setup (under mpirun -np 2)"
+    std::cerr << "usage: dist_fault_helper hang|exit|die|mismatch|truncate|retire|busy|late|setup (under mpirun -np 2)"
               << std::endl;
     return 2;
   }

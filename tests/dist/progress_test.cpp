@@ -1,5 +1,5 @@
-// Progress records, their wire form, and the stall report naming the ranks that have not arrived and the ranks
-// that issue different collectives.
+// Progress records, their wire form, the stall report naming the ranks that have not arrived and the ranks that
+// issue different collectives, and waits for work a rank announced, which are no stall.
 #include "dist/progress.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +13,14 @@ ProgressRecord record(int64_t called, int64_t completed, std::vector<std::string
 }
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// A rank between collectives (every one it entered completed), doing the work it announced for 7.2 s.
+ProgressRecord announcing(int64_t called, const std::string& activity) {
+  ProgressRecord r = record(called, called, {"barrier"});
+  r.activity = activity;
+  r.activity_ms = 7200;
+  return r;
+}
 
 TEST(Progress, NumbersCollectivesFromOne) {
   ProgressTracker tracker;
@@ -62,6 +70,52 @@ TEST(Progress, WireFormRoundTripsAndCutsLongNames) {
   const ProgressRecord cut = decode_progress(encode_progress(record(1, 1, {std::string(500, 'x')})));
   EXPECT_EQ(cut.last_op(), std::string(kProgressOpBytes - 1, 'x'));
   EXPECT_EQ(decode_progress("short").called, 0);
+}
+
+TEST(Progress, LocalWorkIsAnnouncedWhileItLasts) {
+  ProgressTracker tracker;
+  {
+    const LocalWork work(tracker, "writing a checkpoint");
+    EXPECT_EQ(tracker.snapshot().activity, "writing a checkpoint");
+    const ProgressRecord back = decode_progress(encode_progress(tracker.snapshot()));
+    EXPECT_EQ(back.activity, "writing a checkpoint");
+    EXPECT_GE(back.activity_ms, 0);
+  }
+  EXPECT_EQ(tracker.snapshot().activity, "");
+  const ProgressRecord cut = decode_progress(encode_progress(announcing(1, std::string(500, 'x'))));
+  EXPECT_EQ(cut.activity, std::string(kProgressActivityBytes - 1, 'x'));
+  EXPECT_EQ(cut.activity_ms, 7200);
+}
+
+TEST(Progress, AWaitForAnnouncedWorkIsNoStall) {
+  const StallSubject subject{"all_reduce(fp64, 8 B)", 42, 1};
+  const ProgressRecord waiting = record(42, 41, {"all_reduce(fp64, 8 B)"});
+  EXPECT_EQ(announced_wait(subject, {announcing(41, "writing a checkpoint"), waiting, waiting}),
+            "rank 0 writing a checkpoint (for 7.2 s)");
+  EXPECT_EQ(announced_wait(subject, {announcing(40, "evaluating"), waiting, announcing(41, "evaluating")}),
+            "rank 0 evaluating (for 7.2 s), rank 2 evaluating (for 7.2 s)");
+  // Faults stay faults: a rank behind that announced nothing, one inside a collective, a silent one, one that went
+  // another way; and nobody to wait for.
+  EXPECT_FALSE(announced_wait(subject, {announcing(41, "evaluating"), waiting, record(41, 41, {"barrier"})}));
+  ProgressRecord inside = announcing(41, "evaluating");
+  inside.completed = 40;
+  EXPECT_FALSE(announced_wait(subject, {inside, waiting}));
+  EXPECT_FALSE(announced_wait(subject, {announcing(41, "evaluating"), waiting, std::nullopt}));
+  EXPECT_FALSE(announced_wait(subject, {announcing(42, "evaluating"), waiting}));
+  EXPECT_FALSE(announced_wait(subject, {record(42, 41, {"all_reduce(fp64, 8 B)"}), waiting}));
+}
+
+TEST(Progress, StallReportUnlessAnnouncedWaitsOnlyForAnnouncedWork) {
+  const StallSubject subject{"barrier", 5, 1};
+  PeerRecords peers = {announcing(4, "writing a checkpoint"), record(5, 4, {"barrier"})};
+  const auto query = [&](double) { return peers; };
+  EXPECT_FALSE(report_stall_unless_announced(query, 5, subject));
+  peers[0]->activity.clear();
+  const auto report = report_stall_unless_announced(query, 5, subject);
+  ASSERT_TRUE(report);
+  EXPECT_EQ(*report,
+            "barrier #5 did not complete within 5 s on rank 1 of 2; not arrived: rank 0 (last entered #4 "
+            "barrier)");
 }
 
 TEST(Progress, StallReportNamesRanksBehind) {

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 #include <utility>
 
@@ -467,11 +466,13 @@ std::vector<std::string> changed_keys(const Config& before, const Config& after)
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path);
-  if (!in) throw InputError("config file '" + path + "': cannot be opened");
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_config(text.str(), overrides, path);
+  std::string text;
+  try {
+    text = read_file(path);  // a folder fails here, where an ifstream reads it as an empty config
+  } catch (const InputError& e) {
+    throw InputError(std::string("config file ") + e.what());
+  }
+  return parse_config(text, overrides, path);
 }
 
 std::string to_yaml(const Config& config) {

@@ -270,6 +270,13 @@ TEST_F(ConfigTest, KeyLinesNameEveryKeyPathOnItsOwnLine) {
 
 TEST_F(ConfigTest, MissingFileAndBrokenYamlAreInputErrors) {
   EXPECT_THROW(load_config(dir_ / "missing.yaml"), InputError);
+  try {
+    load_config(dir_.path().string());  // a folder is not an empty config
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(dir_.path().string() + ": read error (Is a directory)"), std::string::npos)
+        << e.what();
+  }
   write_file(dir_ / "broken.yaml", "data: [unclosed\n");
   try {
     load_config(dir_ / "broken.yaml");

@@ -201,12 +201,7 @@ class YamlReader {
     node_ = node;
     keys_.clear();
     visit(*this, s);
-    for (const auto& kv : node) {
-      if (!kv.first.IsScalar()) {
-        errors_.push_back(section_ + ": a key must be a name, got " + describe(kv.first));
-        continue;
-      }
-      const std::string key = kv.first.Scalar();
+    for (const std::string& key : names_in(node, section_ + ": a key", section_ + ".")) {
       if (std::find(keys_.begin(), keys_.end(), key) == keys_.end()) {
         errors_.push_back(section_ + "." + key + ": unknown key" + did_you_mean(key, keys_));
       }
@@ -215,12 +210,7 @@ class YamlReader {
 
   void check_unknown_sections() {
     if (!root_.IsMap()) return;
-    for (const auto& kv : root_) {
-      if (!kv.first.IsScalar()) {
-        errors_.push_back("a section name must be a name, got " + describe(kv.first));
-        continue;
-      }
-      const std::string name = kv.first.Scalar();
+    for (const std::string& name : names_in(root_, "a section name", "")) {
       if (std::find(sections_.begin(), sections_.end(), name) == sections_.end()) {
         errors_.push_back(name + ": unknown section" + did_you_mean(name, sections_));
       }
@@ -236,6 +226,25 @@ class YamlReader {
   }
 
  private:
+  // The keys of `map`, each once. A key that is not a name, or one given twice, is an error: yaml-cpp reads the
+  // first of two equal keys and PyYAML (the reference) the last, so either choice would silently differ.
+  std::vector<std::string> names_in(const YAML::Node& map, const std::string& what, const std::string& prefix) {
+    std::vector<std::string> names;
+    for (const auto& kv : map) {
+      if (!kv.first.IsScalar()) {
+        errors_.push_back(what + " must be a name, got " + describe(kv.first));
+        continue;
+      }
+      const std::string name = kv.first.Scalar();
+      if (std::find(names.begin(), names.end(), name) != names.end()) {
+        errors_.push_back(prefix + name + ": given more than once");
+        continue;
+      }
+      names.push_back(name);
+    }
+    return names;
+  }
+
   void read(const std::string& path, const YAML::Node& node, bool& value) {
     decode(path, node, value, "true or false");
   }

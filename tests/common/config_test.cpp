@@ -131,6 +131,15 @@ TEST_F(ConfigTest, KeysThatAreNotNamesAndOverridesIntoAScalarSectionAreNamed) {
       << ::testing::PrintToString(scalar);
 }
 
+TEST_F(ConfigTest, AKeyOrSectionGivenTwiceIsAnErrorNotTheFirstOrTheLastSilently) {
+  // yaml-cpp reads the first of two equal keys, PyYAML (the reference) the last.
+  const auto errors = errors_of(
+      minimal() + "optimization: {lr: 0.1, epochs: 2, warmup: 1, lr: 0.2}\nmeta: {seed: 1}\n" + "meta: {seed: 2}\n");
+  EXPECT_TRUE(has_error(errors, "optimization.lr: given more than once")) << ::testing::PrintToString(errors);
+  EXPECT_TRUE(has_error(errors, "meta: given more than once")) << ::testing::PrintToString(errors);
+  EXPECT_EQ(errors.size(), 2u) << ::testing::PrintToString(errors);
+}
+
 TEST_F(ConfigTest, ImpossibleValuesAreRejected) {
   EXPECT_TRUE(
       has_error(errors_of(minimal(), {"data.crop_size=30"}), "mask.patch_size: data.crop_size 30 is not divisible"));

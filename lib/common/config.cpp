@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <sstream>
 #include <utility>
@@ -261,7 +262,11 @@ class YamlReader {
   void read(const std::string& path, const YAML::Node& node, int64_t& value) {
     decode(path, node, value, "an integer");
   }
-  void read(const std::string& path, const YAML::Node& node, double& value) { decode(path, node, value, "a number"); }
+  void read(const std::string& path, const YAML::Node& node, double& value) {
+    double decoded = value;
+    decode(path, node, decoded, "a number");
+    if (finite(path, decoded)) value = decoded;
+  }
   // Decodes into a temporary so that a failed key keeps its default (no follow-on errors).
   template <class T>
   void decode(const std::string& path, const YAML::Node& node, T& value, const char* expected) {
@@ -285,10 +290,17 @@ class YamlReader {
     Range decoded{};
     if (node.IsSequence() && node.size() == 2 && YAML::convert<double>::decode(node[0], decoded[0]) &&
         YAML::convert<double>::decode(node[1], decoded[1])) {
-      value = decoded;
+      if (finite(path, decoded[0]) && finite(path, decoded[1])) value = decoded;
     } else {
       errors_.push_back(path + ": expected a list of two numbers [min, max], got " + describe(node));
     }
+  }
+  // YAML's .inf passes every check written as a comparison (lr > 0 holds for it) and no key means anything by it
+  // or by .nan: both are errors here, once for all keys.
+  bool finite(const std::string& path, double value) {
+    if (std::isfinite(value)) return true;
+    errors_.push_back(path + ": must be a finite number, got " + std::to_string(value));
+    return false;
   }
 
   const YAML::Node& root_;

@@ -140,6 +140,17 @@ TEST_F(ConfigTest, AKeyOrSectionGivenTwiceIsAnErrorNotTheFirstOrTheLastSilently)
   EXPECT_EQ(errors.size(), 2u) << ::testing::PrintToString(errors);
 }
 
+TEST_F(ConfigTest, InfinityAndNanAreNotNumbersAnyKeyTakes) {
+  const auto errors = errors_of(minimal() + "optimization: {lr: .inf, weight_decay: .nan, ema: [0.996, .inf]}\n",
+                                {"dist.timeout_s=.inf"});
+  for (const char* key : {"optimization.lr: must be a finite number, got inf",
+                          "optimization.weight_decay: must be a finite number, got nan",
+                          "optimization.ema: must be a finite number, got inf", "dist.timeout_s: must be a finite"}) {
+    EXPECT_TRUE(has_error(errors, key)) << key << ": " << ::testing::PrintToString(errors);
+  }
+  EXPECT_EQ(errors.size(), 4u) << ::testing::PrintToString(errors);
+}
+
 TEST_F(ConfigTest, ImpossibleValuesAreRejected) {
   EXPECT_TRUE(
       has_error(errors_of(minimal(), {"data.crop_size=30"}), "mask.patch_size: data.crop_size 30 is not divisible"));

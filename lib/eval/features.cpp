@@ -133,16 +133,21 @@ FeatureSet extract_features(model::VisionTransformer& encoder, std::shared_ptr<c
                              "-channel images, the dataset has " + std::to_string(dataset->channels()));
   }
   torch::NoGradGuard no_grad;
-  const bool was_training = encoder->is_training();
-  encoder->eval();
+  // Restores the mode also when options.progress throws to abandon the pass.
+  struct EvalModeGuard {
+    explicit EvalModeGuard(torch::nn::Module& m) : module(m), was_training(m.is_training()) { module.eval(); }
+    ~EvalModeGuard() { module.train(was_training); }
+    EvalModeGuard(const EvalModeGuard&) = delete;
+    EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+    torch::nn::Module& module;
+    const bool was_training;
+  } eval_mode(*encoder);
   const torch::Device device = encoder->pos_embed.device();
   auto pool = [&](const torch::Tensor& images) {
     const model::AutocastGuard autocast(device.type(), options.bf16);
     return pooled_features(encoder, images, options.pooling);
   };
-  auto out = run_pass(dataset, config.img_size, device, options, pool);
-  encoder->train(was_training);
-  return out;
+  return run_pass(dataset, config.img_size, device, options, pool);
 }
 
 FeatureSet pixel_features(std::shared_ptr<const data::Dataset> dataset, int64_t crop_size,

@@ -9,7 +9,9 @@
 
 namespace ijepa::eval {
 
-// Called as work advances: `stage` names it ("features train", "linear probe", ...), done <= total.
+// Called as work advances: `stage` names it ("features train", "linear probe", ...), done <= total. It may throw
+// to abandon the work (the trainer does when a stop is asked for): the exception leaves the library call, which
+// leaves the encoder's mode and the data loader's threads as they were.
 using ProgressFn = std::function<void(const std::string& stage, int64_t done, int64_t total)>;
 
 // A one-line bar, redrawn in place on a terminal; elsewhere (a log file) a line every 10% of each stage.

@@ -66,6 +66,21 @@ RunEvaluator::RunEvaluator(const common::Config& config, dist::Communicator& com
   feature_options_.num_workers = std::max<int64_t>(1, config.data.num_workers);
   feature_options_.bf16 = config.meta.use_bfloat16 == common::Bf16Mode::kOn;  // resolved by the trainer
   feature_options_.pooling = eval::parse_pooling(config.eval.pooling);
+  // One rank has no one to agree with: it stops in the middle of a stage, at the next batch or probe epoch.
+  if (world == 1) {
+    options_.progress = [this](const std::string& stage, int64_t, int64_t) { stop_if_asked(stage); };
+    feature_options_.progress = options_.progress;
+  }
+}
+
+void RunEvaluator::stop_if_asked(const std::string& stage) {
+  double asked = reporter_.stop_asked() ? 1 : 0;
+  if (comm_.world_size() > 1) {
+    auto flag = torch::tensor({asked}, torch::kFloat64).to(comm_.device());
+    comm_.all_reduce(flag, dist::ReduceOp::kSum)->wait();
+    asked = flag.item<double>();
+  }
+  if (asked > 0) throw EvaluationStopped("evaluation abandoned during " + stage + ": a stop was asked for");
 }
 
 void RunEvaluator::open_log(int64_t resumed_step) {
@@ -85,6 +100,7 @@ eval::FeatureSet RunEvaluator::gather_features(const std::shared_ptr<const data:
   const int64_t world = comm_.world_size();
   auto own = extract(eval::strided_subset(dataset, comm_.rank(), world));
   if (world == 1) return own;
+  stop_if_asked("feature extraction");
   // Rank r holds samples r, r + world, ...; the features of a whole split may pass 2 GiB, which
   // all_gather_rows sends in rounds.
   const auto features = comm_.all_gather_rows(own.features);
@@ -115,6 +131,7 @@ void RunEvaluator::probe(const std::string& features, const Extract& extract, co
   const auto test = gather_features(test_, extract);
   const double feature_seconds = seconds_since(start);
   const auto result = eval::evaluate_features(train, test, options_);
+  if (comm_.world_size() > 1) stop_if_asked("the probes");
 
   // last_ keeps one evaluation: the features probed at this step, the latest of each.
   last_.erase(std::remove_if(last_.begin(), last_.end(),

@@ -7,12 +7,19 @@
 // idles in a collective while another evaluates (so dist.timeout_s is never at stake), and every rank gets the
 // same numbers; rank 0 reports them ({write_tag}_eval.csv, the log, the coordinator, /metrics).
 //
+// A stop asked for during an evaluation (a signal, the coordinator's stop: RunReporter::stop_asked) abandons it
+// with EvaluationStopped, so that a stop is not held up by a long evaluation (Slurm's preemption warning gives
+// 120 s). A single rank stops within one batch or probe epoch; several ranks agree at the end of each stage
+// (extraction of a split, the probes), where they meet anyway, so that a rank that was not signalled stops with
+// the others instead of waiting alone in a collective.
+//
 // Nothing here draws from the global generator or leaves a module's mode changed, so a run with evaluations
 // trains exactly as one without.
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -29,6 +36,12 @@ class Communicator;
 namespace ijepa::train {
 
 class RunReporter;
+
+// An evaluation abandoned because a stop was asked for; what() says which.
+class EvaluationStopped : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 // Where training stands when an evaluation runs.
 struct EvalPosition {
@@ -53,7 +66,8 @@ class RunEvaluator {
   // eval.every_epochs says so after `epochs_done` epochs.
   bool due_after_epoch(int64_t epochs_done) const;
 
-  // Probes `target` (collective; its mode is left as it was).
+  // Probes `target` (collective; its mode is left as it was). Both evaluations throw EvaluationStopped on every
+  // rank when a stop is asked for on any (see the file's header).
   void evaluate_target(model::VisionTransformer& target, const EvalPosition& at);
 
   // eval.at_end: probes `target` unless it was evaluated at this step already; with eval.baselines also the
@@ -67,6 +81,8 @@ class RunEvaluator {
   // Features of some samples: [N, F] from a dataset of N.
   using Extract = std::function<eval::FeatureSet(std::shared_ptr<const data::Dataset>)>;
 
+  // Throws EvaluationStopped on every rank when a stop was asked for on any (collective with several ranks).
+  void stop_if_asked(const std::string& stage);
   eval::FeatureSet gather_features(const std::shared_ptr<const data::Dataset>& dataset, const Extract& extract);
   // Extracts, probes and reports one kind of features: target | random_init | raw_pixels.
   void probe(const std::string& features, const Extract& extract, const EvalPosition& at);

@@ -4,6 +4,7 @@
 
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/signals.h"
 
 #ifdef IJEPA_HAVE_COORDINATOR
 #include "coord/client.h"
@@ -118,6 +119,7 @@ RunReporter::~RunReporter() = default;
 
 void RunReporter::step(const CsvRow& row, int64_t images, double comm_wait_s) { impl_->step(row, images, comm_wait_s); }
 bool RunReporter::stop_requested() const { return impl_->stop_requested(); }
+bool RunReporter::stop_asked() const { return common::stop_signal() != 0 || stop_requested(); }
 void RunReporter::finish(const std::string& exit_reason, bool failed) { impl_->finish(exit_reason, failed); }
 void RunReporter::failed(const std::string& error, int64_t step, bool stalled) { impl_->failed(error, step, stalled); }
 

@@ -31,6 +31,8 @@ class RunReporter {
   void evaluation(const std::string& protocol, double accuracy, int64_t step);
   // True once the coordinator asked this run to stop.
   bool stop_requested() const;
+  // True once this process was asked to stop: a stop signal (common::stop_signal) or the coordinator's request.
+  bool stop_asked() const;
   // Ends the run at the coordinator (bounded wait for delivery). exit_reason: see ExitReason.
   void finish(const std::string& exit_reason, bool failed);
   // Ends the run as failed on an error that is about to end the job: an event saying what (a stall when a

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <optional>
 
 #include "common/clock.h"
@@ -180,6 +181,8 @@ class Trainer::Impl {
   void flush_logs();
   ProgressLine progress_line() const;
   std::optional<ExitReason> stop_reason();
+  ExitReason asked_stop_reason() const;
+  void evaluate_unless_stopped(const std::function<void()>& evaluate);
   void save_checkpoint(bool epoch_end);
   TrainResult finish(ExitReason reason);
   void write_run_summary(ExitReason reason) const;
@@ -210,6 +213,7 @@ class Trainer::Impl {
   int64_t last_saved_step_ = -1;
   std::string last_checkpoint_;
   bool epoch_started_ = false;
+  std::optional<ExitReason> stopped_during_eval_;  // every rank's, as the evaluator agrees on it
 
   // Losses stay on the device until the next flush; rows wait for them.
   std::vector<torch::Tensor> pending_losses_;
@@ -603,7 +607,8 @@ std::optional<ExitReason> Trainer::Impl::stop_reason() {
     return ExitReason::kMaxSteps;
   // A signal, or the coordinator's stop request (rank 0 sees it first). With several ranks a stop must happen at
   // the same step everywhere, so ranks agree at log boundaries.
-  double flag = common::stop_signal() != 0 || reporter_->stop_requested() ? 1 : 0;
+  if (stopped_during_eval_) return stopped_during_eval_;
+  double flag = reporter_->stop_asked() ? 1 : 0;
   if (world_ > 1) {
     if (!log_due()) return std::nullopt;
     auto all = torch::tensor({flag}, torch::kFloat64).to(comm_.device());
@@ -612,8 +617,24 @@ std::optional<ExitReason> Trainer::Impl::stop_reason() {
     comm_.synchronize();  // as in flush_logs
   }
   if (flag == 0) return std::nullopt;
+  return asked_stop_reason();
+}
+
+// Why the ranks stop once they agreed that one was asked to (a rank that was not told the reason says signal).
+ExitReason Trainer::Impl::asked_stop_reason() const {
   if (common::stop_signal() != 0) return ExitReason::kSignal;
   return reporter_->stop_requested() || world_ == 1 ? ExitReason::kStopRequested : ExitReason::kSignal;
+}
+
+// Runs an evaluation; a stop asked for during it ends the evaluation and then the run (the checkpoint of the
+// step is written before any evaluation).
+void Trainer::Impl::evaluate_unless_stopped(const std::function<void()>& evaluate) {
+  try {
+    evaluate();
+  } catch (const EvaluationStopped& e) {
+    if (rank_ == 0) log::warn(e.what());
+    stopped_during_eval_ = asked_stop_reason();
+  }
 }
 
 void Trainer::Impl::save_checkpoint(bool epoch_end) {
@@ -658,7 +679,7 @@ TrainResult Trainer::Impl::run() {
       }
       end_epoch();  // also without a batch: a run resumed from a checkpoint written after an epoch's last batch
     }
-    return finish(ExitReason::kCompleted);
+    return finish(stopped_during_eval_.value_or(ExitReason::kCompleted));
   } catch (const NonFiniteLoss& e) {
     log::error(e.what());
     return finish(ExitReason::kNonFiniteLoss);
@@ -677,7 +698,7 @@ void Trainer::Impl::end_epoch() {
   epoch_started_ = false;
   save_checkpoint(/*epoch_end=*/true);
   if (evaluator_ && evaluator_->due_after_epoch(position_.epoch))
-    evaluator_->evaluate_target(models_.target, eval_position());
+    evaluate_unless_stopped([&] { evaluator_->evaluate_target(models_.target, eval_position()); });
   epoch_loss_sum_ = 0;
   epoch_loss_count_ = 0;
 }
@@ -692,8 +713,10 @@ TrainResult Trainer::Impl::finish(ExitReason reason) {
       reason = ExitReason::kNonFiniteLoss;
     }
   }
-  if (config_.eval.at_end && (reason == ExitReason::kCompleted || reason == ExitReason::kMaxSteps))
-    evaluator_->evaluate_at_end(models_.target, eval_position());
+  if (config_.eval.at_end && (reason == ExitReason::kCompleted || reason == ExitReason::kMaxSteps)) {
+    evaluate_unless_stopped([&] { evaluator_->evaluate_at_end(models_.target, eval_position()); });
+    if (stopped_during_eval_) reason = *stopped_during_eval_;
+  }
   reporter_->finish(to_string(reason), reason == ExitReason::kNonFiniteLoss);
   if (rank_ == 0) write_run_summary(reason);
 

@@ -80,6 +80,28 @@ TEST_F(TrainEvalCliTest, GridPoolingProbesTheWholeTokenMap) {
   EXPECT_EQ(nlohmann::json::parse(read_file(dir_ / "run/summary.json"))["eval"]["pooling"], "grid");
 }
 
+TEST_F(TrainEvalCliTest, SigtermDuringTheFinalEvaluationAbandonsItAndExits143) {
+  // Enough test images that the evaluation outlasts the test's patience by far: without a stop it takes minutes.
+  data::testing::write_idx_pair(dir_ / "data", "t10k", 4000, 28, 28, /*gzip=*/true);
+  const pid_t pid = ijepa::testing::spawn({binary_path("ijepa-train"), "--config", dir_ / "config.yaml", "--set",
+                                           "optimization.max_steps=1", "--set", "eval.at_end=true"},
+                                          dir_ / "log");
+  // The checkpoint of the last step is written before the evaluation starts.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!std::filesystem::exists(dir_ / "run/jepa-latest.pth.tar") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  kill(pid, SIGTERM);
+  const auto signalled = std::chrono::steady_clock::now();
+  EXPECT_EQ(ijepa::testing::wait_exit_code(pid), 143) << read_file(dir_ / "log");
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, std::chrono::seconds(30)) << read_file(dir_ / "log");
+  const std::string log = read_file(dir_ / "log");
+  EXPECT_NE(log.find("evaluation abandoned during "), std::string::npos) << log;
+  const auto summary = nlohmann::json::parse(read_file(dir_ / "run/summary.json"));
+  EXPECT_EQ(summary["exit_reason"], "signal") << summary.dump(1);
+  EXPECT_EQ(summary["steps"], 1);
+}
+
 #ifdef IJEPA_TEST_WITH_METRICS
 TEST_F(TrainEvalCliTest, ARanksMetricsShowTheLastTop1ByProtocolWhileItTrains) {
   const int port = ijepa::testing::free_port();

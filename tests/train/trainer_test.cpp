@@ -306,13 +306,28 @@ TEST_F(TrainerTest, OptimizerStateThatDoesNotFitIsNamed) {
       {latest, "optimizer state of patch_embed.proj.weight has no tensor 'exp_avg'"});
 }
 
-TEST_F(TrainerTest, ResumingInsideAnEpochWithABatchThatShortensItIsNamed) {
-  train(config("batch", {"optimization.max_steps=7"}));  // batch 7 of 12 (batch size 4)
+// An epoch is 48 samples (12 steps of batch 4) in one permutation whatever the batch size: a resume with another
+// batch size goes on at the sample where the checkpoint's run stopped, when one of its steps starts there.
+TEST_F(TrainerTest, ResumingInsideAnEpochWithAnotherBatchSizeGoesOnAtTheSampleWhereItStopped) {
+  train(config("batch", {"optimization.max_steps=6"}));  // 24 samples: step 3 of batch 8 starts there
+  EXPECT_EQ(
+      train(config("batch", {"data.batch_size=8", "meta.load_checkpoint=true", "optimization.max_steps=8"})).steps, 8);
+  const std::string csv = read_file(dir_ / "batch/jepa_r0.csv");
+  std::vector<std::string> rows;
+  std::istringstream in(csv);
+  for (std::string row; std::getline(in, row);) rows.push_back(row);
+  ASSERT_EQ(rows.size(), 9u) << csv;                   // the header, 6 steps of batch 4, 2 of batch 8
+  EXPECT_EQ(rows[7].rfind("1,3,", 0), 0u) << rows[7];  // epoch 1, its step 3 (from 0) of 6
+  EXPECT_EQ(rows[8].rfind("1,4,", 0), 0u) << rows[8];
+}
+
+TEST_F(TrainerTest, ResumingInsideAnEpochWithABatchWhoseStepsDoNotStartWhereItStoppedIsNamed) {
+  train(config("batch", {"optimization.max_steps=7"}));  // 28 samples: batch 8's steps start at 0, 8, 16, 24, 32
   ijepa::testing::expect_input_error(
       [&] {
         train(config("batch", {"data.batch_size=8", "meta.load_checkpoint=true"}));
       },
-      {dir_ / "batch/jepa-latest.pth.tar", "saved after batch 7", "data.batch_size 8", "only 6 batches"});
+      {dir_ / "batch/jepa-latest.pth.tar", "after 28 samples", "data.batch_size 8", "no batch starts there"});
 }
 
 TEST_F(TrainerTest, ANonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {

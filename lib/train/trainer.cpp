@@ -354,9 +354,17 @@ void Trainer::Impl::build_data() {
                              std::to_string(world_) + " ranks is larger than the dataset (" +
                              std::to_string(dataset_->size()) + " images)");
   }
+  const auto& opt = config_.optimization;
+  // The schedules count steps in an int64 and in doubles: past 2^53 steps they would go wrong silently.
+  const double scheduled_steps =
+      static_cast<double>(opt.epochs) * opt.ipe_scale * static_cast<double>(loader_->batches_per_epoch());
+  if (scheduled_steps > 9007199254740992.0) {
+    throw common::InputError(log::str("optimization.epochs: ", opt.epochs, " epochs of ", loader_->batches_per_epoch(),
+                                      " steps (x ipe_scale ", opt.ipe_scale,
+                                      ") are more steps than the schedules can count (2^53)"));
+  }
 
   ScheduleConfig s;
-  const auto& opt = config_.optimization;
   s.iterations_per_epoch = loader_->batches_per_epoch();
   s.epochs = opt.epochs;
   s.ipe_scale = opt.ipe_scale;

@@ -330,6 +330,14 @@ TEST_F(TrainerTest, ResumingInsideAnEpochWithABatchWhoseStepsDoNotStartWhereItSt
       {dir_ / "batch/jepa-latest.pth.tar", "after 28 samples", "data.batch_size 8", "no batch starts there"});
 }
 
+TEST_F(TrainerTest, MoreStepsThanTheSchedulesCanCountAreNamed) {
+  // 1e17 epochs of 12 steps: 1.2e18 steps, past the 2^53 that a double counts exactly (its schedule values were
+  // garbage, and at 1e18 epochs the step count overflowed int64).
+  ijepa::testing::expect_input_error([&] { train(config("long", {"optimization.epochs=100000000000000000"})); },
+                                     {"optimization.epochs", "100000000000000000 epochs of 12 steps", "2^53"});
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "long/jepa_r0.csv"));
+}
+
 TEST_F(TrainerTest, ANonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
   train(config("nan", {"optimization.max_steps=4"}));
   const std::string latest = dir_ / "nan/jepa-latest.pth.tar";

@@ -10,6 +10,7 @@
 
 #include "common/checks.h"
 #include "common/errors.h"
+#include "common/files.h"
 #include "masking/block_geometry.h"
 #include "model/vit_config.h"
 
@@ -70,8 +71,10 @@ void validate_data(const DataConfig& d, std::vector<std::string>& errors) {
   const std::string path = dataset_path(d);
   if (path.empty()) {
     errors.push_back("data.root_path: no dataset given (set data.root_path and/or data.image_folder)");
-  } else if (!is_placeholder(d.root_path) && !is_placeholder(d.image_folder) && !std::filesystem::exists(path)) {
-    errors.push_back("data.root_path/image_folder: dataset '" + path + "' does not exist");
+  } else if (!is_placeholder(d.root_path) && !is_placeholder(d.image_folder)) {
+    // Every kind of dataset is a folder (of class folders, of IDX files, of CIFAR batches).
+    const std::string problem = path_problem(path, PathKind::kFolder);
+    if (!problem.empty()) errors.push_back("data.root_path/image_folder: dataset '" + path + "' " + problem);
   }
 }
 
@@ -220,8 +223,8 @@ void validate_coordinator_and_metrics(const Config& c, std::vector<std::string>&
   for (const auto& [key, path] : {std::pair{"coordinator.tls_ca", c.coordinator.tls_ca},
                                   {"coordinator.tls_cert", c.coordinator.tls_cert},
                                   {"coordinator.tls_key", c.coordinator.tls_key}}) {
-    if (!path.empty() && !std::filesystem::exists(path))
-      errors.push_back(std::string(key) + ": '" + path + "' does not exist");
+    const std::string problem = path.empty() ? "" : path_problem(path, PathKind::kFile);
+    if (!problem.empty()) errors.push_back(std::string(key) + ": '" + path + "' " + problem);
   }
   if (c.coordinator.tls_cert.empty() != c.coordinator.tls_key.empty()) {
     errors.push_back("coordinator.tls_cert/tls_key: give both or neither");

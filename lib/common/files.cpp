@@ -34,6 +34,30 @@ void fsync_folder_of(const std::string& path) {
 
 }  // namespace
 
+std::string path_problem(const std::string& path, PathKind kind) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::file_status status = fs::status(path, error);
+  // A path through a file (file.txt/x) does not exist either.
+  const bool absent = error == std::errc::no_such_file_or_directory || error == std::errc::not_a_directory;
+  if (error && !absent) return "cannot be examined (" + error.message() + ")";
+  if (!fs::exists(status)) {
+    std::error_code link_error;
+    if (fs::is_symlink(fs::symlink_status(path, link_error))) {
+      return "is a link to " + fs::read_symlink(path, link_error).string() + ", which does not exist";
+    }
+    return "does not exist";
+  }
+  if (kind == PathKind::kFolder && !fs::is_directory(status)) return "is a file, not a folder";
+  if (kind == PathKind::kFile && fs::is_directory(status)) return "is a folder, not a file";
+  return "";
+}
+
+void require_path(const std::string& what, const std::string& path, PathKind kind) {
+  const std::string problem = path_problem(path, kind);
+  if (!problem.empty()) throw InputError(what + " " + path + ": " + problem);
+}
+
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
   const std::string tmp = temporary_beside(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -19,6 +19,15 @@ inline void write_file_atomic(const std::string& path, const std::string& text) 
 // supported), replacing any previous `link`.
 void link_file_atomic(const std::string& target, const std::string& link);
 
+enum class PathKind { kFile, kFolder };
+
+// Why `path` is not an existing `kind` ("does not exist", "is a folder, not a file", "is a link to T, which does not
+// exist", ...), or empty when it is one (links followed).
+std::string path_problem(const std::string& path, PathKind kind);
+
+// Throws InputError "<what> <path>: <problem>" unless `path` is an existing `kind` (see path_problem).
+void require_path(const std::string& what, const std::string& path, PathKind kind);
+
 // The whole file; throws InputError naming it (and the system's reason) when it cannot be opened or read.
 std::string read_file(const std::string& path);
 

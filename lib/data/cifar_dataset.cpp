@@ -32,7 +32,7 @@ std::filesystem::path resolve_folder(const std::string& folder, CifarDataset::Va
 }  // namespace
 
 CifarDataset::CifarDataset(const std::string& folder, Variant variant, const std::string& split) : variant_(variant) {
-  if (!std::filesystem::is_directory(folder)) throw common::InputError(folder + ": CIFAR folder does not exist");
+  common::require_path("CIFAR folder", folder, common::PathKind::kFolder);
   const std::filesystem::path root = resolve_folder(folder, variant);
   for (const std::string& file : split_files(variant, split)) read_file((root / file).string());
 }

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "common/errors.h"
+#include "common/files.h"
 #include "data/file_io.h"
 
 namespace ijepa::data {
@@ -107,7 +108,7 @@ std::unique_ptr<IdxDataset> IdxDataset::open(const std::string& folder, const st
   if (split != "train" && split != "test") {
     throw common::InputError("data.split: '" + split + "' is not train or test (IDX dataset " + folder + ")");
   }
-  if (!std::filesystem::is_directory(folder)) throw common::InputError(folder + ": IDX folder does not exist");
+  common::require_path("IDX folder", folder, common::PathKind::kFolder);
   const std::string prefix = split == "train" ? "train" : "t10k";
   return std::make_unique<IdxDataset>(find_file(folder, prefix + "-images", "idx3"),
                                       find_file(folder, prefix + "-labels", "idx1"));

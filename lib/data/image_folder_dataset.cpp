@@ -21,7 +21,7 @@ bool is_image_file(const fs::path& path) {
 }
 
 fs::path split_folder(const std::string& root, const std::string& split) {
-  if (!fs::is_directory(root)) throw common::InputError(root + ": image folder does not exist");
+  common::require_path("image folder", root, common::PathKind::kFolder);
   if (split == "train") return fs::path(root) / "train";
   if (split == "test")
     return fs::is_directory(fs::path(root) / "val") ? fs::path(root) / "val" : fs::path(root) / "test";
@@ -43,7 +43,7 @@ std::vector<fs::path> sorted_entries(const fs::path& folder, Keep keep) {
 ImageFolderDataset::ImageFolderDataset(const std::string& root, const std::string& split) {
   const fs::path folder = split_folder(root, split);
   folder_ = folder.string();
-  if (!fs::is_directory(folder)) throw common::InputError(folder_ + ": split folder does not exist");
+  common::require_path("split folder", folder_, common::PathKind::kFolder);
   try {
     const auto class_dirs = sorted_entries(folder, [](const fs::directory_entry& e) { return e.is_directory(); });
     if (class_dirs.empty()) throw common::InputError(folder_ + ": no class subfolders");

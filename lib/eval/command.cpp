@@ -2,11 +2,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <iomanip>
 #include <optional>
 
 #include "common/config.h"
 #include "common/errors.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "data/dataset.h"
 #include "model/autocast.h"
@@ -27,6 +29,11 @@ void check_modes(const EvalCommandOptions& o) {
   }
   if (!o.export_safetensors.empty() && (o.checkpoint.empty() || o.random_init)) {
     throw common::InputError("--export-safetensors needs --checkpoint (and no --random-init)");
+  }
+  if (!o.export_safetensors.empty()) {
+    const auto folder = std::filesystem::path(o.export_safetensors).parent_path();
+    common::require_path("--export-safetensors: folder", folder.empty() ? "." : folder.string(),
+                         common::PathKind::kFolder);
   }
   if (o.dataset.empty() && o.export_safetensors.empty()) throw common::InputError("--dataset: required to evaluate");
   if (!o.dataset.empty() && o.data_path.empty()) throw common::InputError("--data-path: required with --dataset");

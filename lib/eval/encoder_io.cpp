@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "common/errors.h"
+#include "common/files.h"
 #include "eval/safetensors.h"
 #include "model/checkpoint_file.h"
 #include "model/init.h"
@@ -219,7 +220,7 @@ EncoderFile read_checkpoint_encoder(const std::string& path, EncoderChoice which
 }  // namespace
 
 ImportedEncoder import_encoder(const std::string& path, EncoderChoice which, const ModelHints& hints) {
-  if (!std::filesystem::is_regular_file(path)) throw common::InputError("checkpoint " + path + ": does not exist");
+  common::require_path("checkpoint", path, common::PathKind::kFile);
   const EncoderFile file = std::filesystem::path(path).extension() == ".safetensors"
                                ? read_safetensors_encoder(path, which, hints)
                                : read_checkpoint_encoder(path, which, hints);

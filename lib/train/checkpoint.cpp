@@ -195,7 +195,7 @@ void read_position(const GenericDict& d, const std::string& path, int64_t iterat
 
 LoadedCheckpoint load_checkpoint(const std::string& path, JepaModels& models, AdamW* optimizer,
                                  int64_t iterations_per_epoch) {
-  if (!fs::exists(path)) throw common::InputError("checkpoint " + path + ": does not exist");
+  common::require_path("checkpoint", path, common::PathKind::kFile);
   const auto file = model::read_checkpoint_file(path);
   const GenericDict& d = file.content;
   const auto encoder = state_dict_at(d, "encoder", path), predictor = state_dict_at(d, "predictor", path),

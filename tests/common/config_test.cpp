@@ -157,6 +157,9 @@ TEST_F(ConfigTest, ImpossibleValuesAreRejected) {
   EXPECT_TRUE(has_error(errors_of(minimal(), {"mask.min_keep=49"}), "mask.min_keep: 49 is not smaller than the 7x7"));
   EXPECT_TRUE(
       has_error(errors_of(minimal(), {"data.root_path=/nonexistent/ijepa"}), "data.root_path/image_folder: dataset"));
+  ijepa::testing::write_file(dir_ / "a-file", "x");
+  EXPECT_TRUE(has_error(errors_of(minimal(), {"data.root_path=" + (dir_ / "a-file")}),
+                        "data.root_path/image_folder: dataset '" + (dir_ / "a-file") + "' is a file, not a folder"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"data.batch_size=0"}), "data.batch_size: must be positive"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"dist.min_buckets=0"}), "dist.min_buckets: must be positive"));
   EXPECT_TRUE(has_error(errors_of(minimal(), {"mask.pred_mask_scale=[0.3, 0.2]"}), "mask.pred_mask_scale"));

@@ -181,6 +181,10 @@ TEST(EvalCli, BadInputExitsTwoWithOneLine) {
   expect_bad_input(run_eval(dir, "--checkpoint " + kReferenceCheckpoint + " --num-heads -3" + dataset),
                    "--num-heads: must not be negative");
   expect_bad_input(run_eval(dir, "--raw-pixels --no-such-flag"), "--no-such-flag");
+  expect_bad_input(run_eval(dir, "--checkpoint " + dir.path().string() + dataset), "is a folder, not a file");
+  // Checked before the checkpoint is read, naming the folder rather than a temporary file in it.
+  expect_bad_input(run_eval(dir, reference + " --export-safetensors " + (dir / "missing/enc.safetensors")),
+                   "--export-safetensors: folder " + (dir / "missing") + ": does not exist");
 }
 
 }  // namespace

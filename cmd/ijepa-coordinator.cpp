@@ -36,6 +36,9 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", o.tls_key, "server private key (PEM)");
   app.add_option("--tls-client-ca", o.tls_client_ca, "CA (PEM) that client certificates must chain to: mutual TLS");
   app.add_option("--max-message-bytes", o.max_message_bytes, "largest request or reply")->capture_default_str();
+  app.add_option("--max-watch-streams", o.max_watch_streams,
+                 "WatchRun streams (ijepa-ctl watch) open at once; more are refused with RESOURCE_EXHAUSTED")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -38,6 +38,7 @@ void check_options(const ServerOptions& o) {
     throw common::InputError("--tls-client-ca needs --tls-cert and --tls-key");
   }
   if (o.max_message_bytes < 1024) throw common::InputError("max message size must be >= 1024 bytes");
+  if (o.max_watch_streams < 1) throw common::InputError("--max-watch-streams must be >= 1");
 }
 
 std::shared_ptr<grpc::ServerCredentials> server_credentials(const ServerOptions& o) {
@@ -80,7 +81,8 @@ CoordinatorServer::CoordinatorServer(ServerOptions options) : options_(std::move
                                                             options_.fail_lost_runs_after_s,
                                                             {},
                                                             options_.forget_after_s});
-  service_ = std::make_unique<CoordinatorService>(*registry_, metrics_.get(), options_.token);
+  service_ =
+      std::make_unique<CoordinatorService>(*registry_, metrics_.get(), options_.token, options_.max_watch_streams);
 
   if (!options_.metrics_listen.empty()) {
     exporter_ = std::make_unique<metrics::MetricsExporter>(options_.metrics_listen, prometheus_);

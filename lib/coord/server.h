@@ -43,6 +43,7 @@ struct ServerOptions {
   std::string tls_key;
   std::string tls_client_ca;  // with TLS: require client certificates signed by this CA (mutual TLS)
   int max_message_bytes = 4 << 20;
+  int max_watch_streams = 256;  // WatchRun streams open at once (each holds a thread); more: RESOURCE_EXHAUSTED
 };
 
 class CoordinatorServer {

@@ -2,6 +2,7 @@
 #include "coord/service.h"
 
 #include <chrono>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 
@@ -17,6 +18,12 @@ namespace {
 // WatchRun wakes at least this often to notice a cancelled client, and sends at most one update per gap.
 constexpr std::chrono::milliseconds kWatchPoll{500};
 constexpr std::chrono::milliseconds kWatchMinGap{200};
+
+// Every WatchRun slot is taken (gRPC RESOURCE_EXHAUSTED).
+class StreamLimitError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 // Compares in time independent of where the strings differ, so the token cannot be guessed byte by byte.
 bool equal_constant_time(const std::string& a, const grpc::string_ref& b) {
@@ -38,8 +45,12 @@ std::string status_code_name(grpc::StatusCode code) {
   return index >= 0 && index < static_cast<int>(std::size(kNames)) ? kNames[index] : "UNKNOWN";
 }
 
-CoordinatorService::CoordinatorService(RunRegistry& registry, metrics::CoordinatorMetrics* metrics, std::string token)
-    : registry_(registry), metrics_(metrics), expected_authorization_(token.empty() ? "" : "Bearer " + token) {}
+CoordinatorService::CoordinatorService(RunRegistry& registry, metrics::CoordinatorMetrics* metrics, std::string token,
+                                       int max_watch_streams)
+    : registry_(registry),
+      metrics_(metrics),
+      expected_authorization_(token.empty() ? "" : "Bearer " + token),
+      max_watch_streams_(max_watch_streams) {}
 
 void CoordinatorService::shutdown() {
   shutting_down_ = true;
@@ -65,6 +76,8 @@ grpc::Status CoordinatorService::run(const char* method, grpc::ServerContext* co
     return grpc::Status(grpc::StatusCode::NOT_FOUND, e.what());
   } catch (const ConflictError& e) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, e.what());
+  } catch (const StreamLimitError& e) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, e.what());
   } catch (const std::exception& e) {
     log::error(log::str(method, ": ", e.what()));
     return grpc::Status(grpc::StatusCode::INTERNAL, e.what());
@@ -120,8 +133,32 @@ grpc::Status CoordinatorService::WatchRun(grpc::ServerContext* context, const v1
                                           grpc::ServerWriter<v1::WatchRunResponse>* writer) {
   return handle_stream("WatchRun", context, [&] {
     validate_run_name(request->name());
+    acquire_watch_slot();
+    struct Release {
+      CoordinatorService& service;
+      ~Release() { service.release_watch_slot(); }
+    } release{*this};
     watch(context, request->name(), writer);
   });
+}
+
+void CoordinatorService::acquire_watch_slot() {
+  int open = watch_streams_.load();
+  do {
+    if (open >= max_watch_streams_) {
+      if (metrics_) metrics_->count_watch_refused();
+      throw StreamLimitError(
+          "the coordinator's limit of open WatchRun streams is reached (ijepa-coordinator "
+          "--max-watch-streams " +
+          std::to_string(max_watch_streams_) + "); try again once another watch ends");
+    }
+  } while (!watch_streams_.compare_exchange_weak(open, open + 1));
+  if (metrics_) metrics_->add_watch_streams(1);
+}
+
+void CoordinatorService::release_watch_slot() {
+  watch_streams_.fetch_sub(1);
+  if (metrics_) metrics_->add_watch_streams(-1);
 }
 
 void CoordinatorService::watch(grpc::ServerContext* context, const std::string& name,

@@ -5,6 +5,11 @@
 // -> NOT_FOUND, ConflictError -> FAILED_PRECONDITION, anything else -> INTERNAL. Handlers never throw. Each call
 // is counted in ijepa_coordinator_rpcs_total; unary calls are also timed in _rpc_duration_seconds, WatchRun
 // streams are not (their duration is how long the watcher stayed, not how fast the coordinator answered).
+//
+// Each open WatchRun stream holds a server thread for as long as the client watches, so at most
+// `max_watch_streams` are open at once: one more is answered RESOURCE_EXHAUSTED (and counted in
+// ijepa_coordinator_watch_streams_refused_total) until a stream ends (the client cancels or goes away, the run
+// ends, the server shuts down), while every other RPC is served as usual.
 #pragma once
 
 #include <atomic>
@@ -21,8 +26,9 @@ namespace ijepa::coord {
 
 class CoordinatorService final : public v1::Coordinator::Service {
  public:
-  // TOKEN empty: no authentication. METRICS may be null.
-  CoordinatorService(RunRegistry& registry, metrics::CoordinatorMetrics* metrics, std::string token);
+  // TOKEN empty: no authentication. METRICS may be null. MAX_WATCH_STREAMS >= 1.
+  CoordinatorService(RunRegistry& registry, metrics::CoordinatorMetrics* metrics, std::string token,
+                     int max_watch_streams);
 
   // Ends open WatchRun streams (before the server shuts down).
   void shutdown();
@@ -59,11 +65,16 @@ class CoordinatorService final : public v1::Coordinator::Service {
   grpc::Status handle_stream(const char* method, grpc::ServerContext* context, Body&& body);
   bool authorized(const grpc::ServerContext& context) const;
   void watch(grpc::ServerContext* context, const std::string& name, grpc::ServerWriter<v1::WatchRunResponse>* writer);
+  // Takes one of the max_watch_streams_ slots, or throws StreamLimitError when none is free.
+  void acquire_watch_slot();
+  void release_watch_slot();
 
   RunRegistry& registry_;
   metrics::CoordinatorMetrics* metrics_;
   std::string expected_authorization_;  // "Bearer <token>", empty when open
   std::atomic<bool> shutting_down_{false};
+  const int max_watch_streams_;
+  std::atomic<int> watch_streams_{0};
 };
 
 // "OK", "NOT_FOUND", ...: the status code's name as in the gRPC spec (metric labels, messages).

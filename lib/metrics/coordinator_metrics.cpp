@@ -63,6 +63,16 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
                   .Name("ijepa_coordinator_events_total")
                   .Help("Run events recorded, by run and type")
                   .Register(*registry_)),
+      watch_streams_(prometheus::BuildGauge()
+                         .Name("ijepa_coordinator_watch_streams")
+                         .Help("WatchRun streams open now (at most ijepa-coordinator's --max-watch-streams)")
+                         .Register(*registry_)
+                         .Add({})),
+      watch_refused_(prometheus::BuildCounter()
+                         .Name("ijepa_coordinator_watch_streams_refused_total")
+                         .Help("WatchRun calls refused (RESOURCE_EXHAUSTED) because --max-watch-streams were open")
+                         .Register(*registry_)
+                         .Add({})),
       live_workers_(prometheus::BuildGauge()
                         .Name("ijepa_run_live_workers")
                         .Help("Workers of the run that heartbeat within the timeout")
@@ -92,6 +102,10 @@ void CoordinatorMetrics::observe_rpc(const std::string& method, const std::strin
 void CoordinatorMetrics::count_rpc(const std::string& method, const std::string& code) {
   rpcs_.Add({{"method", method}, {"code", code}}).Increment();
 }
+
+void CoordinatorMetrics::add_watch_streams(int delta) { watch_streams_.Increment(delta); }
+
+void CoordinatorMetrics::count_watch_refused() { watch_refused_.Increment(); }
 
 void CoordinatorMetrics::count_event(const std::string& run, const std::string& type) {
   std::lock_guard<std::mutex> lock(mutex_);

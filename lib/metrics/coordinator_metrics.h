@@ -6,6 +6,8 @@
 //   ijepa_coordinator_rpc_duration_seconds{method}         histogram: handler latency of unary RPCs (streams
 //                                                          are counted, not timed)
 //   ijepa_coordinator_events_total{run, type}              counter: events recorded
+//   ijepa_coordinator_watch_streams                        gauge: WatchRun streams open now
+//   ijepa_coordinator_watch_streams_refused_total          counter: WatchRun calls refused at the stream limit
 //   ijepa_run_live_workers{run}                            gauge
 //   ijepa_worker_heartbeat_age_seconds{run, rank}          gauge: time since the worker's last heartbeat
 //   ijepa_train_* (train_families.h)                       per run: progress gauges from the most advanced
@@ -56,6 +58,10 @@ class CoordinatorMetrics {
   void observe_rpc(const std::string& method, const std::string& code, double seconds);
   // One finished streaming RPC: counted by method and code only, since its length is the client's choice.
   void count_rpc(const std::string& method, const std::string& code);
+  // A WatchRun stream opened (+1) or ended (-1).
+  void add_watch_streams(int delta);
+  // A WatchRun refused because the limit of open streams was reached.
+  void count_watch_refused();
   // One event of RUN, by type (event names are a fixed set, so the series per run are bounded).
   void count_event(const std::string& run, const std::string& type);
 
@@ -82,6 +88,8 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Counter>& rpcs_;
   prometheus::Family<prometheus::Histogram>& rpc_duration_;
   prometheus::Family<prometheus::Counter>& events_;
+  prometheus::Gauge& watch_streams_;
+  prometheus::Counter& watch_refused_;
   prometheus::Family<prometheus::Gauge>& live_workers_;
   prometheus::Family<prometheus::Gauge>& heartbeat_age_;
   std::mutex mutex_;

@@ -114,6 +114,37 @@ TEST(CoordinatorEndToEnd, CtlWatchesAndStopsARun) {
   EXPECT_EQ(again.code, 1);  // already ended
 }
 
+// A watch beyond --max-watch-streams is one clear line and exit 1; the slot comes back when a watcher leaves.
+TEST(CoordinatorEndToEnd, CtlWatchBeyondTheStreamLimitSaysSo) {
+  testing::TempDir dir;
+  Coordinator coordinator(dir, {"--max-watch-streams", "1"});
+  CoordinatorClient client(client_config(coordinator.address()), {"e2e-limit", 0, 1, "", ""}, quick());
+  ASSERT_TRUE(wait_until([&] { return client.stats().registered; }));
+  const auto open_streams = [&](int n) {
+    return testing::http_get(coordinator.metrics_port(), "/metrics")
+               .find("ijepa_coordinator_watch_streams " + std::to_string(n) + "\n") != std::string::npos;
+  };
+  auto first =
+      std::make_unique<testing::ChildProcess>(ctl(coordinator.address(), {"watch", "e2e-limit"}), dir / "first.log");
+  ASSERT_TRUE(wait_until([&] { return open_streams(1); }));
+
+  const auto refused = run_process(ctl(coordinator.address(), {"watch", "e2e-limit"}), dir);
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_TRUE(refused.out.empty()) << refused.out;
+  EXPECT_EQ(refused.err.rfind("ijepa-ctl: coordinator " + coordinator.address() + ": RESOURCE_EXHAUSTED: ", 0), 0u)
+      << refused.err;
+  EXPECT_NE(refused.err.find("--max-watch-streams 1"), std::string::npos) << refused.err;
+  EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+
+  first.reset();  // SIGKILL: the connection drops without a goodbye
+  ASSERT_TRUE(wait_until([&] { return open_streams(0); })) << coordinator.log();
+  testing::ChildProcess second(ctl(coordinator.address(), {"watch", "e2e-limit"}), dir / "second.log");
+  ASSERT_TRUE(wait_until([&] { return open_streams(1); }));
+  client.finish(Outcome::kFinished);
+  ASSERT_TRUE(client.flush(std::chrono::seconds(30)));
+  EXPECT_EQ(second.wait(), 0) << testing::read_file(dir / "second.log");
+}
+
 TEST(CoordinatorEndToEnd, RestartKeepsTheRunAndTheClientCarriesOn) {
   testing::TempDir dir;
   auto coordinator = std::make_unique<Coordinator>(dir);
@@ -280,6 +311,9 @@ TEST(CoordinatorEndToEnd, BadFlagsExitWithCodeTwo) {
   const auto not_a_number = run_process({coordinator, "--db", dir / "c.db", "--fail-lost-runs-after", "soon"}, dir);
   EXPECT_EQ(not_a_number.code, 2);
   EXPECT_NE(not_a_number.err.find("--fail-lost-runs-after"), std::string::npos) << not_a_number.err;
+  const auto no_watches = run_process({coordinator, "--db", dir / "c.db", "--max-watch-streams", "0"}, dir);
+  EXPECT_EQ(no_watches.code, 2);
+  EXPECT_NE(no_watches.err.find("--max-watch-streams must be >= 1"), std::string::npos) << no_watches.err;
   EXPECT_EQ(run_process({bin_path("ijepa-ctl"), "frobnicate"}, dir).code, 2);
   EXPECT_EQ(run_process({bin_path("ijepa-ctl"), "show"}, dir).code, 2);
 }

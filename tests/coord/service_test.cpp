@@ -175,6 +175,99 @@ TEST_F(ServiceTest, WatchStreamsChangesAndEndsWithTheRun) {
       << metrics;
 }
 
+// An open watch of RUN on S: the stream, its context, and whether the first update arrived.
+struct OpenWatch {
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<v1::WatchRunResponse>> reader;
+  bool first_read = false;
+};
+
+std::unique_ptr<OpenWatch> open_watch(v1::Coordinator::Stub& s, const std::string& run) {
+  auto watch = std::make_unique<OpenWatch>();
+  v1::WatchRunRequest request;
+  request.set_name(run);
+  watch->reader = s.WatchRun(&watch->context, request);
+  v1::WatchRunResponse update;
+  watch->first_read = watch->reader->Read(&update);
+  return watch;
+}
+
+TEST_F(ServiceTest, WatchStreamsBeyondTheLimitAreRefusedUntilOneEnds) {
+  ServerOptions options;
+  options.max_watch_streams = 2;
+  start(options, /*metrics=*/true);
+  auto s = stub();
+  v1::CreateRunResponse created;
+  ASSERT_TRUE(s->CreateRun(context().get(), create_request("a"), &created).ok());
+  ASSERT_TRUE(s->CreateRun(context().get(), create_request("b"), &created).ok());
+  const auto metric = [&](const std::string& series) {
+    const std::string metrics = testing::http_get(server_->metrics_port(), "/metrics");
+    return metrics.find(series) != std::string::npos;
+  };
+
+  auto first = open_watch(*s, "a");
+  auto second = open_watch(*s, "b");
+  ASSERT_TRUE(first->first_read && second->first_read);
+  EXPECT_TRUE(metric("ijepa_coordinator_watch_streams 2"));
+  auto refused = open_watch(*s, "a");
+  EXPECT_FALSE(refused->first_read);
+  const grpc::Status status = refused->reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(status.error_message().find("--max-watch-streams 2"), std::string::npos) << status.error_message();
+  EXPECT_TRUE(metric("ijepa_coordinator_watch_streams_refused_total 1"));
+  EXPECT_TRUE(metric("ijepa_coordinator_rpcs_total{code=\"RESOURCE_EXHAUSTED\",method=\"WatchRun\"} 1"));
+  // Other calls are served as usual meanwhile.
+  v1::ListRunsResponse list;
+  EXPECT_TRUE(s->ListRuns(context().get(), v1::ListRunsRequest(), &list).ok());
+
+  // A client that cancels frees its slot.
+  first->context.TryCancel();
+  EXPECT_EQ(first->reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  ASSERT_TRUE(testing::wait_until([&] { return metric("ijepa_coordinator_watch_streams 1"); }));
+  auto third = open_watch(*s, "a");
+  EXPECT_TRUE(third->first_read);
+
+  // So does a run that ends: its stream ends with it.
+  v1::FinishRunRequest finish;
+  finish.set_run("b");
+  finish.set_outcome(v1::RUN_OUTCOME_FINISHED);
+  v1::FinishRunResponse finished;
+  ASSERT_TRUE(s->FinishRun(context().get(), finish, &finished).ok());
+  v1::WatchRunResponse update;
+  while (second->reader->Read(&update)) {
+  }
+  EXPECT_TRUE(second->reader->Finish().ok());
+  ASSERT_TRUE(testing::wait_until([&] { return metric("ijepa_coordinator_watch_streams 1"); }));
+  auto fourth = open_watch(*s, "a");
+  EXPECT_TRUE(fourth->first_read);
+  third->context.TryCancel();
+  fourth->context.TryCancel();
+  third->reader->Finish();
+  fourth->reader->Finish();
+}
+
+// Open streams end at shutdown, within about the server's grace period, and the watchers hear of it.
+TEST_F(ServiceTest, ShutdownEndsOpenWatchStreamsPromptly) {
+  start();
+  auto s = stub();
+  v1::CreateRunResponse created;
+  ASSERT_TRUE(s->CreateRun(context().get(), create_request("w"), &created).ok());
+  std::vector<std::unique_ptr<OpenWatch>> watches;
+  for (int i = 0; i < 8; ++i) {
+    watches.push_back(open_watch(*s, "w"));
+    ASSERT_TRUE(watches.back()->first_read);
+  }
+  const auto start_time = std::chrono::steady_clock::now();
+  server_->shutdown();
+  EXPECT_LT(std::chrono::steady_clock::now() - start_time, std::chrono::seconds(5));
+  for (auto& watch : watches) {
+    v1::WatchRunResponse update;
+    while (watch->reader->Read(&update)) {
+    }
+    watch->reader->Finish();
+  }
+}
+
 TEST_F(ServiceTest, BadInputGetsInvalidArgumentOrNotFound) {
   start();
   auto s = stub();

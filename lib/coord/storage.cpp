@@ -3,6 +3,7 @@
 
 #include <sqlite3.h>
 
+#include <filesystem>
 #include <stdexcept>
 
 #include "common/errors.h"
@@ -66,6 +67,10 @@ struct Reset {
 void Storage::StatementDeleter::operator()(sqlite3_stmt* statement) const { sqlite3_finalize(statement); }
 
 Storage::Storage(const std::string& path) : path_(path), db_(nullptr, sqlite3_close) {
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) {
+    throw common::InputError("database '" + path + "' is a directory, not a file");
+  }
   sqlite3* raw = nullptr;
   const int rc =
       sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -76,14 +81,9 @@ Storage::Storage(const std::string& path) : path_(path), db_(nullptr, sqlite3_cl
   }
   try {
     sqlite3_busy_timeout(db_.get(), 5000);
+    check_schema();  // before anything is written: a file that is not one of ours stays as it was
     exec("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=NORMAL");
-    Statement version = prepare("PRAGMA user_version");
-    const int found = sqlite3_step(version.get()) == SQLITE_ROW ? sqlite3_column_int(version.get(), 0) : 0;
-    if (found > kSchemaVersion) {
-      throw common::InputError("database '" + path + "': schema version " + std::to_string(found) +
-                               " is newer than this coordinator's " + std::to_string(kSchemaVersion));
-    }
     exec(kSchema);
     exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
   } catch (const std::runtime_error& e) {
@@ -106,8 +106,35 @@ Storage::Storage(const std::string& path) : path_(path), db_(nullptr, sqlite3_cl
 
 Storage::~Storage() = default;
 
+void Storage::check_schema() {
+  Statement version = prepare("PRAGMA user_version");
+  const int found = sqlite3_step(version.get()) == SQLITE_ROW ? sqlite3_column_int(version.get(), 0) : 0;
+  if (found > kSchemaVersion) {
+    throw common::InputError("database '" + path_ + "': schema version " + std::to_string(found) +
+                             " is newer than this coordinator's " + std::to_string(kSchemaVersion));
+  }
+  if (found > 0) return;
+  // Version 0 is a new database, or another program's: every coordinator database has carried its version.
+  Statement tables = prepare("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name");
+  std::string names;
+  while (sqlite3_step(tables.get()) == SQLITE_ROW) {
+    const auto* name = reinterpret_cast<const char*>(sqlite3_column_text(tables.get(), 0));
+    names += (names.empty() ? "" : ", ") + std::string(name ? name : "");
+  }
+  if (!names.empty()) {
+    throw common::InputError("database '" + path_ + "' holds tables that ijepa-coordinator did not make (" + names +
+                             "); give --db a new file or one a coordinator made");
+  }
+}
+
 void Storage::fail(const std::string& what) {
   throw std::runtime_error("database '" + path_ + "': " + what + ": " + sqlite3_errmsg(db_.get()));
+}
+
+void Storage::corrupt(const std::string& record) {
+  throw common::InputError("database '" + path_ + "': the record of " + record +
+                           " does not parse; the file is damaged (restore it from a backup, or move it away to "
+                           "start afresh)");
 }
 
 void Storage::exec(const char* sql) {
@@ -131,22 +158,27 @@ void Storage::step_done(sqlite3_stmt* statement) {
 }
 
 std::vector<v1::Run> Storage::load_runs() {
-  Statement select = prepare("SELECT record FROM runs ORDER BY name");
+  Statement select = prepare("SELECT record, name FROM runs ORDER BY name");
   std::vector<v1::Run> runs;
   while (sqlite3_step(select.get()) == SQLITE_ROW) {
     v1::Run run;
-    if (!run.ParseFromString(column_bytes(select.get(), 0))) fail("a run record does not parse");
+    if (!run.ParseFromString(column_bytes(select.get(), 0))) {
+      corrupt("run '" + column_bytes(select.get(), 1) + "'");
+    }
     runs.push_back(std::move(run));
   }
   return runs;
 }
 
 std::vector<v1::Worker> Storage::load_workers() {
-  Statement select = prepare("SELECT record FROM workers ORDER BY run, rank");
+  Statement select = prepare("SELECT record, run, rank FROM workers ORDER BY run, rank");
   std::vector<v1::Worker> workers;
   while (sqlite3_step(select.get()) == SQLITE_ROW) {
     v1::Worker worker;
-    if (!worker.ParseFromString(column_bytes(select.get(), 0))) fail("a worker record does not parse");
+    if (!worker.ParseFromString(column_bytes(select.get(), 0))) {
+      corrupt("rank " + std::to_string(sqlite3_column_int(select.get(), 2)) + " of run '" +
+              column_bytes(select.get(), 1) + "'");
+    }
     workers.push_back(std::move(worker));
   }
   return workers;

@@ -24,12 +24,14 @@ namespace v1 = ::ijepa::coordinator::v1;
 class Storage {
  public:
   // Opens or creates the database at PATH (":memory:" for tests). Throws common::InputError naming the path
-  // when it cannot be opened or holds something else.
+  // when it cannot be opened or holds something else (another program's tables, a newer schema), leaving such a
+  // file untouched.
   explicit Storage(const std::string& path);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 
+  // Throw common::InputError naming the record when one does not parse.
   std::vector<v1::Run> load_runs();
   std::vector<v1::Worker> load_workers();
 
@@ -68,10 +70,14 @@ class Storage {
   };
   using Statement = std::unique_ptr<sqlite3_stmt, StatementDeleter>;
 
+  // Throws common::InputError when the database has a newer schema or is not a coordinator's (tables without our
+  // schema version); reads only.
+  void check_schema();
   void exec(const char* sql);
   Statement prepare(const char* sql);
   [[noreturn]] void fail(const std::string& what);
-  void step_done(sqlite3_stmt* statement);  // runs a write statement, then resets it
+  [[noreturn]] void corrupt(const std::string& record);  // an InputError naming the record that does not parse
+  void step_done(sqlite3_stmt* statement);               // runs a write statement, then resets it
 
   std::string path_;
   std::unique_ptr<sqlite3, int (*)(sqlite3*)> db_;

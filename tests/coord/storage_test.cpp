@@ -105,5 +105,85 @@ TEST(Storage, FileThatIsNotADatabaseIsAnInputError) {
   EXPECT_THROW(Storage(dir / "junk.db"), common::InputError);
 }
 
+// Runs SQL on the SQLite file at PATH; returns the first column of the first row ("" when none).
+std::string sqlite(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  std::string value;
+  sqlite3_exec(
+      db, sql.c_str(),
+      [](void* out, int, char** columns, char**) {
+        if (static_cast<std::string*>(out)->empty() && columns[0]) *static_cast<std::string*>(out) = columns[0];
+        return 0;
+      },
+      &value, nullptr);
+  sqlite3_close(db);
+  return value;
+}
+
+// Another program's database given as --db by mistake is refused and left exactly as it was: no tables added,
+// not switched to WAL, no schema version written.
+TEST(Storage, ADatabaseOfAnotherProgramIsRefusedUntouched) {
+  testing::TempDir dir;
+  const std::string path = dir / "shop.db";
+  sqlite(path, "CREATE TABLE customers(id INTEGER); CREATE TABLE runs(name TEXT, foo INTEGER)");
+  try {
+    Storage storage(path);
+    ADD_FAILURE() << "opened another program's database";
+  } catch (const common::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("database '" + path +
+                                         "' holds tables that ijepa-coordinator did not make "
+                                         "(customers, runs)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(sqlite(path, "SELECT group_concat(name) FROM sqlite_master WHERE type='table'"), "customers,runs");
+  EXPECT_EQ(sqlite(path, "PRAGMA journal_mode"), "delete");
+  EXPECT_EQ(sqlite(path, "PRAGMA user_version"), "0");
+}
+
+TEST(Storage, ANewerSchemaIsRefused) {
+  testing::TempDir dir;
+  const std::string path = dir / "c.db";
+  { Storage storage(path); }
+  sqlite(path, "PRAGMA user_version=2");
+  EXPECT_THROW(Storage{path}, common::InputError);
+  EXPECT_EQ(sqlite(path, "PRAGMA user_version"), "2");
+}
+
+// An empty file (touched in advance, as some deployments do) is a new database.
+TEST(Storage, AnEmptyFileBecomesANewDatabase) {
+  testing::TempDir dir;
+  testing::write_file(dir / "c.db", "");
+  Storage storage(dir / "c.db");
+  storage.save_run(sample_run("a"));
+  EXPECT_EQ(storage.load_runs().size(), 1u);
+}
+
+// A damaged record is an input error naming it (exit 2 from the coordinator), not a failure with SQLite's unrelated
+// last message.
+TEST(Storage, ARecordThatDoesNotParseIsAnInputErrorNamingIt) {
+  testing::TempDir dir;
+  const std::string path = dir / "c.db";
+  { Storage storage(path); }
+  sqlite(path, "INSERT INTO runs VALUES('bad', 1, 0, X'FFFFFFFF')");
+  try {
+    Storage(path).load_runs();
+    ADD_FAILURE() << "a damaged record parsed";
+  } catch (const common::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("the record of run 'bad' does not parse"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Storage, ADirectoryIsAnInputErrorSayingSo) {
+  testing::TempDir dir;
+  try {
+    Storage storage(dir.path().string());
+    ADD_FAILURE() << "opened a directory";
+  } catch (const common::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("is a directory"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace ijepa::coord

@@ -26,6 +26,8 @@ namespace {
 constexpr auto kShutdownGrace = std::chrono::seconds(2);
 
 void check_options(const ServerOptions& o) {
+  // SQLite takes an empty name for a temporary database: every run would be lost at exit.
+  if (o.db_path.empty()) throw common::InputError("--db must name a database file");
   common::parse_host_port(o.listen, "--listen");
   if (!o.metrics_listen.empty()) common::parse_host_port(o.metrics_listen, "--metrics-listen");
   common::check_token(o.token, "--token");  // a token no client can send would refuse every call

@@ -526,6 +526,10 @@ TEST_F(ServiceTest, BadServerOptionsAreInputErrors) {
   options = {};
   options.db_path = "/nonexistent-dir/x/c.db";
   EXPECT_THROW(CoordinatorServer{options}, common::InputError);
+  options.listen = "127.0.0.1:0";
+  options.metrics_listen = "";
+  options.db_path = "";  // SQLite's temporary database, gone at exit
+  EXPECT_THROW(CoordinatorServer{options}, common::InputError);
   start();
   options = {};
   options.listen = testing::loopback(server_->port());  // taken

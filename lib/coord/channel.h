@@ -28,8 +28,20 @@ struct ChannelOptions {
 // (common::check_token) or a file cannot be read.
 std::shared_ptr<grpc::Channel> make_channel(const ChannelOptions& options);
 
-// Reads a PEM file whole; throws common::InputError naming WHAT (a flag or config key) when it cannot.
-std::string read_credential_file(const std::string& path, const std::string& what);
+// Reads a PEM file of one or more certificates (a CA, or a certificate chain) whole. Throws common::InputError
+// naming WHAT (a flag or config key) and the file when it cannot be read or holds no PEM certificate, rather
+// than leave gRPC to fail later with an error that names neither.
+std::string read_certificates(const std::string& path, const std::string& what);
+
+// A certificate chain and its private key (PEM).
+struct KeyPair {
+  std::string certificate_chain;
+  std::string private_key;
+};
+// Reads both files as read_certificates does; also throws when the key is not an unencrypted PEM private key or
+// does not belong to the chain's first certificate.
+KeyPair read_key_pair(const std::string& certificate_path, const std::string& key_path,
+                      const std::string& certificate_what, const std::string& key_what);
 
 // Adds "authorization: Bearer TOKEN" to CONTEXT (nothing when TOKEN is empty). Throws common::InputError
 // rather than pass gRPC a token that common::check_token refuses.

@@ -48,9 +48,9 @@ std::shared_ptr<grpc::ServerCredentials> server_credentials(const ServerOptions&
   grpc::SslServerCredentialsOptions ssl(o.tls_client_ca.empty()
                                             ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
                                             : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  ssl.pem_key_cert_pairs.push_back(
-      {read_credential_file(o.tls_key, "--tls-key"), read_credential_file(o.tls_cert, "--tls-cert")});
-  if (!o.tls_client_ca.empty()) ssl.pem_root_certs = read_credential_file(o.tls_client_ca, "--tls-client-ca");
+  KeyPair pair = read_key_pair(o.tls_cert, o.tls_key, "--tls-cert", "--tls-key");
+  ssl.pem_key_cert_pairs.push_back({std::move(pair.private_key), std::move(pair.certificate_chain)});
+  if (!o.tls_client_ca.empty()) ssl.pem_root_certs = read_certificates(o.tls_client_ca, "--tls-client-ca");
   return grpc::SslServerCredentials(ssl);
 }
 

@@ -501,6 +501,41 @@ TEST_F(TlsTest, MissingOrMismatchedFilesAreInputErrors) {
                common::InputError);
 }
 
+// Files that exist but hold the wrong thing are refused up front naming the flag and the file: before, gRPC
+// refused them when the server started, and the one error shown blamed --listen (on the client side, every call
+// failed UNAVAILABLE: "empty address list").
+TEST_F(TlsTest, GarbageOrMismatchedPemFilesAreInputErrorsNamingThem) {
+  testing::write_file(certs_ / "garbage.pem", "not a certificate\n");
+  const auto refused = [&](ServerOptions options, const std::string& expected) {
+    try {
+      start(options);
+      ADD_FAILURE() << "started with " << expected;
+    } catch (const common::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+  };
+  ServerOptions options = tls_options(false);
+  options.tls_cert = certs_ / "garbage.pem";
+  refused(options, "--tls-cert '" + options.tls_cert + "': holds no PEM certificate");
+  options = tls_options(false);
+  options.tls_key = certs_ / "garbage.pem";
+  refused(options, "--tls-key '" + options.tls_key + "': holds no unencrypted PEM private key");
+  options = tls_options(false);
+  options.tls_key = certs_ / "client.key";
+  refused(options, "--tls-key '" + options.tls_key + "' is not the key of the certificate in --tls-cert '" +
+                       options.tls_cert + "'");
+  options = tls_options(true);
+  options.tls_client_ca = certs_ / "garbage.pem";
+  refused(options, "--tls-client-ca '" + options.tls_client_ca + "': holds no PEM certificate");
+
+  EXPECT_THROW(make_channel(testing::channel_to("localhost:1", certs_ / "garbage.pem")), common::InputError);
+  EXPECT_THROW(
+      make_channel(testing::channel_to("localhost:1", certs_ / "ca.pem", certs_ / "client.pem", certs_ / "server.key")),
+      common::InputError);
+  EXPECT_NO_THROW(make_channel(
+      testing::channel_to("localhost:1", certs_ / "ca.pem", certs_ / "client.pem", certs_ / "client.key")));
+}
+
 TEST_F(ServiceTest, ASecondServerOnTheSameDatabaseIsRefusedUntilTheFirstEnds) {
   start();
   ServerOptions options;

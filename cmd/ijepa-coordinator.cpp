@@ -36,6 +36,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", o.tls_key, "server private key (PEM)");
   app.add_option("--tls-client-ca", o.tls_client_ca, "CA (PEM) that client certificates must chain to: mutual TLS");
   app.add_option("--max-message-bytes", o.max_message_bytes, "largest request or reply")->capture_default_str();
+  app.add_option("--keepalive", o.keepalive_s,
+                 "seconds of quiet after which a client is pinged, and dropped (freeing its watch stream) when it does "
+                 "not answer within as long")
+      ->capture_default_str();
   app.add_option("--max-watch-streams", o.max_watch_streams,
                  "WatchRun streams (ijepa-ctl watch) open at once; more are refused with RESOURCE_EXHAUSTED")
       ->capture_default_str();

@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", o.channel.tls_cert, "client certificate (PEM) for mutual TLS");
   app.add_option("--tls-key", o.channel.tls_key, "client private key (PEM) for mutual TLS");
   app.add_flag("--json", o.json, "print JSON on stdout");
-  app.add_option("--timeout", timeout_s, "seconds to wait for each call")->capture_default_str();
+  app.add_option("--timeout", timeout_s, "seconds to wait for each call (watch: for each answer)")
+      ->capture_default_str();
   auto* runs = app.add_subcommand("runs", "list runs, newest first");
   runs->add_flag("--active", active_only, "only running, stalled or stopping runs");
   runs->add_option("--limit", limit, "the newest N runs")->check(CLI::Range(1, 10000))->capture_default_str();
@@ -42,9 +43,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  o.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
 
   try {
+    // Written so that NaN fails too (CLI11's range check lets it through).
+    if (!(timeout_s >= 0.001 && timeout_s <= 86400.0)) {
+      throw ijepa::common::InputError("--timeout must be 0.001..86400 seconds");
+    }
+    o.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
     ijepa::common::check_token(o.channel.token, "--token");  // here, so that the error names the flag
     if (runs->parsed()) return ijepa::coord::ctl_runs(o, active_only, limit, std::cout, std::cerr);
     if (show->parsed()) return ijepa::coord::ctl_show(o, run, std::cout, std::cerr);

@@ -2,6 +2,7 @@
 // and the bearer token each call carries. Shared by CoordinatorClient, ijepa-ctl and the load generator.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -21,7 +22,15 @@ struct ChannelOptions {
   // Reconnect quickly (at most every few seconds) after the coordinator comes back, instead of gRPC's
   // default backoff of up to two minutes.
   bool fast_reconnect = true;
+  // > 0: while a call is open, ping the coordinator every `keepalive_interval` and drop the connection (the call
+  // fails UNAVAILABLE) when a ping goes unanswered for `keepalive_timeout`, so that a long stream notices a
+  // coordinator that hangs or a network that went away instead of waiting for ever. The coordinator accepts pings
+  // every kMinKeepaliveInterval.
+  std::chrono::milliseconds keepalive_interval{0};
+  std::chrono::milliseconds keepalive_timeout{0};
 };
+
+inline constexpr std::chrono::milliseconds kMinKeepaliveInterval{5000};
 
 // Creates the channel; connecting happens lazily on the first call, so this never blocks. Throws
 // common::InputError naming the option when the address is malformed, the token is not one gRPC can send

@@ -3,6 +3,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "common/clock.h"
 #include "coord/ctl_format.h"
 #include "coord/records.h"
@@ -22,11 +26,58 @@ std::unique_ptr<grpc::ClientContext> context_for(const CtlOptions& options, bool
   return context;
 }
 
-std::unique_ptr<v1::Coordinator::Stub> stub_for(const CtlOptions& options) {
+// How often a watch pings a quiet connection; it waits options.timeout for the answer.
+constexpr std::chrono::milliseconds kWatchKeepalive{10000};
+static_assert(kWatchKeepalive >= kMinKeepaliveInterval, "the coordinator would take the pings for abuse");
+
+// WATCH: pinged while the stream is quiet (ChannelOptions::keepalive_interval).
+std::unique_ptr<v1::Coordinator::Stub> stub_for(const CtlOptions& options, bool watch = false) {
   ChannelOptions channel = options.channel;
   channel.fast_reconnect = false;
+  if (watch) {
+    channel.keepalive_interval = kWatchKeepalive;
+    channel.keepalive_timeout = options.timeout;
+  }
   return v1::Coordinator::NewStub(make_channel(channel));
 }
+
+// Cancels a call unless disarm() comes within a timeout: a deadline for a stream's first message, where the
+// call's own deadline would also end the stream later.
+class FirstMessageDeadline {
+ public:
+  FirstMessageDeadline(grpc::ClientContext& context, std::chrono::milliseconds timeout)
+      : thread_([this, &context, timeout] {
+          std::unique_lock<std::mutex> lock(mutex_);
+          if (changed_.wait_for(lock, timeout, [this] { return disarmed_; })) return;
+          expired_ = true;
+          context.TryCancel();
+        }) {}
+  ~FirstMessageDeadline() {
+    disarm();
+    thread_.join();
+  }
+  FirstMessageDeadline(const FirstMessageDeadline&) = delete;
+  FirstMessageDeadline& operator=(const FirstMessageDeadline&) = delete;
+
+  void disarm() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      disarmed_ = true;
+    }
+    changed_.notify_all();
+  }
+  bool expired() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return expired_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool disarmed_ = false;
+  bool expired_ = false;
+  std::thread thread_;  // last: it uses the members above
+};
 
 int report(const grpc::Status& status, const CtlOptions& options, std::ostream& err) {
   if (status.ok()) return 0;
@@ -73,12 +124,14 @@ int ctl_show(const CtlOptions& options, const std::string& run, std::ostream& ou
 int ctl_watch(const CtlOptions& options, const std::string& run, std::ostream& out, std::ostream& err) {
   v1::WatchRunRequest request;
   request.set_name(run);
-  auto stub = stub_for(options);
+  auto stub = stub_for(options, /*watch=*/true);
   auto context = context_for(options, false);
+  FirstMessageDeadline deadline(*context, options.timeout);  // first: opening the stream waits for the connection
   auto reader = stub->WatchRun(context.get(), request);
   v1::WatchRunResponse update;
   v1::RunState last_state = v1::RUN_STATE_UNSPECIFIED;
   while (reader->Read(&update)) {
+    deadline.disarm();
     const double now = unix_now();
     if (options.json) {
       out << detail_json(update.run(), update.workers(), update.events(), now).dump() << std::endl;
@@ -87,7 +140,11 @@ int ctl_watch(const CtlOptions& options, const std::string& run, std::ostream& o
     }
     last_state = update.run().state();
   }
+  deadline.disarm();
   const grpc::Status status = reader->Finish();
+  if (deadline.expired()) {
+    return report(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no answer within --timeout"), options, err);
+  }
   if (!status.ok()) return report(status, options, err);
   if (is_active(last_state)) {
     err << "ijepa-ctl: the coordinator closed the stream while run " << run << " was still " << state_name(last_state)

@@ -16,7 +16,9 @@ namespace ijepa::coord {
 struct CtlOptions {
   ChannelOptions channel;
   bool json = false;
-  std::chrono::milliseconds timeout{10000};  // per call (watch: to open the stream)
+  // Per call; watch: for the first update, and for the answer to each ping it sends every 10 s while the stream
+  // is quiet, so that a coordinator that hangs or a network that goes away ends the watch (exit 1).
+  std::chrono::milliseconds timeout{10000};
 };
 
 // The newest `limit` runs (0: the coordinator's default, 100); the table says when there are more.

@@ -41,6 +41,9 @@ void check_options(const ServerOptions& o) {
   }
   if (o.max_message_bytes < 1024) throw common::InputError("max message size must be >= 1024 bytes");
   if (o.max_watch_streams < 1) throw common::InputError("--max-watch-streams must be >= 1");
+  if (!(o.keepalive_s >= 0.1 && o.keepalive_s <= 86400.0)) {
+    throw common::InputError("--keepalive must be 0.1..86400 seconds");
+  }
 }
 
 std::shared_ptr<grpc::ServerCredentials> server_credentials(const ServerOptions& o) {
@@ -101,6 +104,13 @@ CoordinatorServer::CoordinatorServer(ServerOptions options) : options_(std::move
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   // gRPC sets SO_REUSEPORT by default, which would let a second coordinator share the port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  const int keepalive_ms = static_cast<int>(options_.keepalive_s * 1000.0);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, keepalive_ms);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, keepalive_ms);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // Clients that watch ping as often as this (ChannelOptions::keepalive_interval); more often is misbehaviour.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             static_cast<int>(kMinKeepaliveInterval.count()));
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) throw common::InputError("--listen '" + options_.listen + "': cannot listen there");
   server_->GetHealthCheckService()->SetServingStatus(true);

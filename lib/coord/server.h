@@ -43,6 +43,9 @@ struct ServerOptions {
   std::string tls_key;
   std::string tls_client_ca;  // with TLS: require client certificates signed by this CA (mutual TLS)
   int max_message_bytes = 4 << 20;
+  // Ping a client whose connection has been quiet this long and drop the connection when the ping goes unanswered
+  // as long: a watcher whose host or network went away frees its stream.
+  double keepalive_s = 60.0;
   int max_watch_streams = 256;  // WatchRun streams open at once (each holds a thread); more: RESOURCE_EXHAUSTED
 };
 

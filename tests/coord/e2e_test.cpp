@@ -114,16 +114,19 @@ TEST(CoordinatorEndToEnd, CtlWatchesAndStopsARun) {
   EXPECT_EQ(again.code, 1);  // already ended
 }
 
+// ijepa_coordinator_watch_streams on COORDINATOR's /metrics is N.
+bool open_watch_streams(const Coordinator& coordinator, int n) {
+  return testing::http_get(coordinator.metrics_port(), "/metrics")
+             .find("ijepa_coordinator_watch_streams " + std::to_string(n) + "\n") != std::string::npos;
+}
+
 // A watch beyond --max-watch-streams is one clear line and exit 1; the slot comes back when a watcher leaves.
 TEST(CoordinatorEndToEnd, CtlWatchBeyondTheStreamLimitSaysSo) {
   testing::TempDir dir;
   Coordinator coordinator(dir, {"--max-watch-streams", "1"});
   CoordinatorClient client(client_config(coordinator.address()), {"e2e-limit", 0, 1, "", ""}, quick());
   ASSERT_TRUE(wait_until([&] { return client.stats().registered; }));
-  const auto open_streams = [&](int n) {
-    return testing::http_get(coordinator.metrics_port(), "/metrics")
-               .find("ijepa_coordinator_watch_streams " + std::to_string(n) + "\n") != std::string::npos;
-  };
+  const auto open_streams = [&](int n) { return open_watch_streams(coordinator, n); };
   auto first =
       std::make_unique<testing::ChildProcess>(ctl(coordinator.address(), {"watch", "e2e-limit"}), dir / "first.log");
   ASSERT_TRUE(wait_until([&] { return open_streams(1); }));
@@ -143,6 +146,48 @@ TEST(CoordinatorEndToEnd, CtlWatchBeyondTheStreamLimitSaysSo) {
   client.finish(Outcome::kFinished);
   ASSERT_TRUE(client.flush(std::chrono::seconds(30)));
   EXPECT_EQ(second.wait(), 0) << testing::read_file(dir / "second.log");
+}
+
+// A watch never waits for ever: not on a server that takes the connection and never answers (--timeout; gRPC
+// alone gave up after 20 s), nor on a coordinator that stops answering mid-stream (its pings go unanswered).
+TEST(CoordinatorEndToEnd, CtlWatchGivesUpOnACoordinatorThatDoesNotAnswer) {
+  testing::TempDir dir;
+  const testing::LoopbackSocket silent(/*listening=*/true);
+  auto start = std::chrono::steady_clock::now();
+  const auto unanswered = run_process(ctl(silent.address(), {"--timeout", "1", "watch", "r"}), dir);
+  EXPECT_EQ(unanswered.code, 1);
+  EXPECT_NE(unanswered.err.find("DEADLINE_EXCEEDED: no answer within --timeout"), std::string::npos) << unanswered.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(8));
+
+  Coordinator coordinator(dir);
+  CoordinatorClient client(client_config(coordinator.address()), {"e2e-hang", 0, 1, "", ""}, quick());
+  ASSERT_TRUE(wait_until([&] { return client.stats().registered; }));
+  testing::ChildProcess watch(ctl(coordinator.address(), {"--timeout", "1", "watch", "e2e-hang"}), dir / "w.log");
+  ASSERT_TRUE(wait_until([&] { return open_watch_streams(coordinator, 1); }));
+  coordinator.process().signal(SIGSTOP);
+  start = std::chrono::steady_clock::now();
+  const int code = watch.wait();  // a ping within 10 s, unanswered for 1 s
+  coordinator.process().signal(SIGCONT);
+  EXPECT_EQ(code, 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(25));
+  EXPECT_NE(testing::read_file(dir / "w.log").find("UNAVAILABLE"), std::string::npos)
+      << testing::read_file(dir / "w.log");
+}
+
+// A watcher that stops answering (its host or network gone; here a stopped process) is dropped after the
+// coordinator's --keepalive ping goes unanswered, and its stream slot is free again.
+TEST(CoordinatorEndToEnd, AWatcherThatStopsAnsweringFreesItsStream) {
+  testing::TempDir dir;
+  Coordinator coordinator(dir, {"--keepalive", "1", "--max-watch-streams", "1"});
+  CoordinatorClient client(client_config(coordinator.address()), {"e2e-gone", 0, 1, "", ""}, quick());
+  ASSERT_TRUE(wait_until([&] { return client.stats().registered; }));
+  testing::ChildProcess gone(ctl(coordinator.address(), {"watch", "e2e-gone"}), dir / "gone.log");
+  ASSERT_TRUE(wait_until([&] { return open_watch_streams(coordinator, 1); }));
+  gone.signal(SIGSTOP);
+  ASSERT_TRUE(wait_until([&] { return open_watch_streams(coordinator, 0); }, std::chrono::seconds(20)))
+      << coordinator.log();
+  testing::ChildProcess next(ctl(coordinator.address(), {"watch", "e2e-gone"}), dir / "next.log");
+  ASSERT_TRUE(wait_until([&] { return open_watch_streams(coordinator, 1); })) << testing::read_file(dir / "next.log");
 }
 
 TEST(CoordinatorEndToEnd, RestartKeepsTheRunAndTheClientCarriesOn) {
@@ -314,6 +359,11 @@ TEST(CoordinatorEndToEnd, BadFlagsExitWithCodeTwo) {
   const auto no_watches = run_process({coordinator, "--db", dir / "c.db", "--max-watch-streams", "0"}, dir);
   EXPECT_EQ(no_watches.code, 2);
   EXPECT_NE(no_watches.err.find("--max-watch-streams must be >= 1"), std::string::npos) << no_watches.err;
+  for (const char* timeout : {"0", "-1", "nan", "1e300"}) {
+    const auto bad_timeout = run_process(ctl("127.0.0.1:1", {"--timeout", timeout, "runs"}), dir);
+    EXPECT_EQ(bad_timeout.code, 2) << timeout;
+    EXPECT_NE(bad_timeout.err.find("--timeout must be"), std::string::npos) << bad_timeout.err;
+  }
   EXPECT_EQ(run_process({bin_path("ijepa-ctl"), "frobnicate"}, dir).code, 2);
   EXPECT_EQ(run_process({bin_path("ijepa-ctl"), "show"}, dir).code, 2);
 }

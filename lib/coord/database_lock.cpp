@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "common/errors.h"
 
@@ -26,7 +27,9 @@ std::string holder_pid(int fd) {
 
 DatabaseLock::DatabaseLock(const std::string& database) {
   if (database == ":memory:") return;
-  const std::string path = database + ".lock";
+  std::error_code error;
+  const std::filesystem::path resolved = std::filesystem::weakly_canonical(database, error);
+  const std::string path = (error ? database : resolved.string()) + ".lock";
   fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) {
     throw common::InputError("database '" + database + "': cannot open its lock file '" + path +

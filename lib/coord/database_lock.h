@@ -3,7 +3,8 @@
 //
 // flock(2) on "<database>.lock" beside the database, not on the database itself: SQLite keeps its own POSIX locks
 // on that file, and on NFS flock is emulated with the same kind of lock. The kernel drops the lock when the
-// process ends, however it ends, so a crashed coordinator never leaves a stale one behind.
+// process ends, however it ends, so a crashed coordinator never leaves a stale one behind. The lock file sits beside
+// the file the path resolves to, so that a symlink to a database is the same claim as the database itself.
 #pragma once
 
 #include <string>

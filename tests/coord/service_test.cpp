@@ -6,6 +6,7 @@
 #include <grpcpp/impl/codegen/sync_stream.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <utility>
 
@@ -550,6 +551,10 @@ TEST_F(ServiceTest, ASecondServerOnTheSameDatabaseIsRefusedUntilTheFirstEnds) {
               std::string::npos)
         << e.what();
   }
+  // Nor through a symlink to it: each would overwrite the other's records.
+  std::filesystem::create_symlink(options.db_path, dir_ / "link.db");
+  options.db_path = dir_ / "link.db";
+  EXPECT_THROW(CoordinatorServer{options}, common::InputError);
   server_.reset();
   EXPECT_NO_THROW(CoordinatorServer{options});
 }

@@ -127,6 +127,9 @@ void CoordinatorServer::tick_loop() {
   const auto flush_period = std::chrono::milliseconds(200);
   const auto tick_period = std::chrono::duration<double>(std::min(1.0, options_.heartbeat_timeout_s / 4.0));
   auto next_tick = std::chrono::steady_clock::now();
+  // The last failure, logged when it starts or changes and not again at every retry: a full disk would otherwise
+  // log five lines a second, onto the disk that is full as often as not.
+  std::string failure;
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stop_.wait_for(lock, flush_period, [this] { return stopping_; })) {
     lock.unlock();
@@ -136,8 +139,14 @@ void CoordinatorServer::tick_loop() {
         next_tick += std::chrono::duration_cast<std::chrono::steady_clock::duration>(tick_period);
       }
       registry_->flush();
+      if (!failure.empty()) log::info("coordinator: background work succeeds again; the database has caught up");
+      failure.clear();
     } catch (const std::exception& e) {
-      log::error(log::str("coordinator: background work failed: ", e.what()));
+      if (failure != e.what()) {
+        failure = e.what();
+        log::error(log::str("coordinator: background work failed: ", failure,
+                            "; changes stay in memory and are retried (logged again only if the error changes)"));
+      }
     }
     lock.lock();
   }

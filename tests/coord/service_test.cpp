@@ -5,9 +5,11 @@
 #include <grpcpp/impl/codegen/client_unary_call.h>
 #include <grpcpp/impl/codegen/sync_stream.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <filesystem>
 #include <map>
+#include <thread>
 #include <utility>
 
 #include "common/errors.h"
@@ -267,6 +269,45 @@ TEST_F(ServiceTest, ShutdownEndsOpenWatchStreamsPromptly) {
     }
     watch->reader->Finish();
   }
+}
+
+// Writes that keep failing (here a trigger refuses them, as a full disk would) are logged once, not at every retry
+// five times a second, and their end once; the heartbeats kept in memory meanwhile reach the database then.
+TEST_F(ServiceTest, AFailingDatabaseIsLoggedOnceAndCatchesUp) {
+  start();
+  auto s = stub();
+  v1::CreateRunResponse created;
+  ASSERT_TRUE(s->CreateRun(context().get(), create_request("full"), &created).ok());
+  v1::RegisterWorkerResponse registered;
+  ASSERT_TRUE(s->RegisterWorker(context().get(), register_request("full"), &registered).ok());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "c.db").c_str(), &db), SQLITE_OK);
+  const auto exec = [&](const char* sql) { ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK); };
+  exec("CREATE TRIGGER refuse BEFORE INSERT ON workers BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END");
+
+  ::testing::internal::CaptureStderr();
+  v1::HeartbeatResponse beat;
+  for (int step = 1; step <= 10; ++step) {
+    ASSERT_TRUE(s->Heartbeat(context().get(), heartbeat_request("full", step), &beat).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // a flush period
+  }
+  exec("DROP TRIGGER refuse");
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  size_t failures = 0;
+  for (size_t at = 0; (at = log.find("background work failed", at)) != std::string::npos; ++at) ++failures;
+  EXPECT_EQ(failures, 1u) << log;
+  EXPECT_NE(log.find("database or disk is full"), std::string::npos) << log;
+  EXPECT_NE(log.find("background work succeeds again"), std::string::npos) << log;
+  server_.reset();
+  sqlite3_stmt* statement = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT record FROM workers", -1, &statement, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(statement), SQLITE_ROW);
+  v1::Worker worker;
+  ASSERT_TRUE(worker.ParseFromArray(sqlite3_column_blob(statement, 0), sqlite3_column_bytes(statement, 0)));
+  EXPECT_EQ(worker.step(), 10);
+  sqlite3_finalize(statement);
+  sqlite3_close(db);
 }
 
 TEST_F(ServiceTest, BadInputGetsInvalidArgumentOrNotFound) {

@@ -25,6 +25,12 @@ class StreamLimitError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The server is shutting down (gRPC UNAVAILABLE: a client may try again once it is back).
+class ShuttingDownError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // Compares in time independent of where the strings differ, so the token cannot be guessed byte by byte.
 bool equal_constant_time(const std::string& a, const grpc::string_ref& b) {
   if (a.size() != b.size()) return false;
@@ -78,6 +84,8 @@ grpc::Status CoordinatorService::run(const char* method, grpc::ServerContext* co
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, e.what());
   } catch (const StreamLimitError& e) {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, e.what());
+  } catch (const ShuttingDownError& e) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, e.what());
   } catch (const std::exception& e) {
     log::error(log::str(method, ": ", e.what()));
     return grpc::Status(grpc::StatusCode::INTERNAL, e.what());
@@ -170,6 +178,8 @@ void CoordinatorService::watch(grpc::ServerContext* context, const std::string& 
     if (!writer->Write(update) || !is_active(update.run().state())) return;
     std::this_thread::sleep_for(kWatchMinGap);
   }
+  // Not OK: the run goes on, and the watcher should hear why its stream ended.
+  if (shutting_down_) throw ShuttingDownError("the coordinator is shutting down; watch again once it is back");
 }
 
 grpc::Status CoordinatorService::StopRun(grpc::ServerContext* context, const v1::StopRunRequest* request,

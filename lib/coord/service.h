@@ -2,7 +2,8 @@
 //
 // Every handler checks the bearer token (when one is configured), validates the request (validation.h), runs
 // the registry operation and maps exceptions to status codes: InputError -> INVALID_ARGUMENT, NotFoundError
-// -> NOT_FOUND, ConflictError -> FAILED_PRECONDITION, anything else -> INTERNAL. Handlers never throw. Each call
+// -> NOT_FOUND, ConflictError -> FAILED_PRECONDITION, anything else -> INTERNAL; a watch ended by shutdown() is
+// UNAVAILABLE (its run goes on: the watcher may watch again). Handlers never throw. Each call
 // is counted in ijepa_coordinator_rpcs_total; unary calls are also timed in _rpc_duration_seconds, WatchRun
 // streams are not (their duration is how long the watcher stayed, not how fast the coordinator answered).
 //

@@ -249,7 +249,8 @@ TEST_F(ServiceTest, WatchStreamsBeyondTheLimitAreRefusedUntilOneEnds) {
   fourth->reader->Finish();
 }
 
-// Open streams end at shutdown, within about the server's grace period, and the watchers hear of it.
+// Open streams end at shutdown, within about the server's grace period, and the watchers hear why (UNAVAILABLE:
+// before, the stream ended OK although its run went on).
 TEST_F(ServiceTest, ShutdownEndsOpenWatchStreamsPromptly) {
   start();
   auto s = stub();
@@ -267,7 +268,9 @@ TEST_F(ServiceTest, ShutdownEndsOpenWatchStreamsPromptly) {
     v1::WatchRunResponse update;
     while (watch->reader->Read(&update)) {
     }
-    watch->reader->Finish();
+    const grpc::Status status = watch->reader->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_NE(status.error_message().find("shutting down"), std::string::npos) << status.error_message();
   }
 }
 

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/support/server_interceptor.h>
 #include <prometheus/registry.h>
 
 #include <algorithm>
@@ -71,6 +72,48 @@ class WithoutReflection : public grpc::ServerBuilderOption {
   }
 };
 
+// gRPC answers a request that does not parse (a string field that is not UTF-8, bytes that are not the message)
+// INTERNAL with an empty message, before any handler runs; for the Coordinator's methods this makes it what it is,
+// bad input, and counts it like the handlers' own refusals. The handlers never send INTERNAL without a message.
+class ParseFailureInterceptor : public grpc::experimental::Interceptor {
+ public:
+  ParseFailureInterceptor(std::string method, metrics::CoordinatorMetrics* metrics)
+      : method_(std::move(method)), metrics_(metrics) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const grpc::Status status = methods->GetSendStatus();
+      if (status.error_code() == grpc::StatusCode::INTERNAL && status.error_message().empty()) {
+        methods->ModifySendStatus(
+            grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         "the request does not parse as a " + method_ +
+                             " request (a string field that is not UTF-8, or bytes that are not this message)"));
+        if (metrics_) metrics_->count_rpc(method_, status_code_name(grpc::StatusCode::INVALID_ARGUMENT));
+      }
+    }
+    methods->Proceed();
+  }
+
+ private:
+  std::string method_;
+  metrics::CoordinatorMetrics* metrics_;
+};
+
+class ParseFailureInterceptors : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit ParseFailureInterceptors(metrics::CoordinatorMetrics* metrics) : metrics_(metrics) {}
+
+  grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+    static const std::string prefix = "/" + std::string(v1::Coordinator::service_full_name()) + "/";
+    const std::string method = info->method();
+    if (method.rfind(prefix, 0) != 0) return nullptr;  // health and reflection keep gRPC's answers
+    return new ParseFailureInterceptor(method.substr(prefix.size()), metrics_);
+  }
+
+ private:
+  metrics::CoordinatorMetrics* metrics_;
+};
+
 }  // namespace
 
 CoordinatorServer::CoordinatorServer(ServerOptions options) : options_(std::move(options)) {
@@ -100,6 +143,9 @@ CoordinatorServer::CoordinatorServer(ServerOptions options) : options_(std::move
   if (!options_.token.empty()) builder.SetOption(std::make_unique<WithoutReflection>());
   builder.AddListeningPort(options_.listen, credentials, &port_);
   builder.RegisterService(service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<ParseFailureInterceptors>(metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   // gRPC sets SO_REUSEPORT by default, which would let a second coordinator share the port silently.

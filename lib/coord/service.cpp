@@ -88,7 +88,8 @@ grpc::Status CoordinatorService::run(const char* method, grpc::ServerContext* co
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, e.what());
   } catch (const std::exception& e) {
     log::error(log::str(method, ": ", e.what()));
-    return grpc::Status(grpc::StatusCode::INTERNAL, e.what());
+    // Never empty: an empty INTERNAL is gRPC's answer to a request that does not parse (see server.cpp).
+    return grpc::Status(grpc::StatusCode::INTERNAL, *e.what() ? e.what() : "unknown error");
   } catch (...) {
     log::error(log::str(method, ": unknown exception"));
     return grpc::Status(grpc::StatusCode::INTERNAL, "unknown error");

@@ -358,6 +358,42 @@ TEST_F(ServiceTest, BadInputGetsInvalidArgumentOrNotFound) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// Calls /ijepa.coordinator.v1.Coordinator/METHOD on the server at PORT with BYTES as the request, as they are.
+grpc::Status call_with_bytes(int port, const std::string& method, const std::string& bytes) {
+  auto channel = make_channel(testing::channel_to(testing::loopback(port)));
+  grpc::ClientContext c;
+  c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Slice slice(bytes);
+  const grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  const std::string path = "/" + std::string(v1::Coordinator::service_full_name()) + "/" + method;
+  const grpc::internal::RpcMethod rpc(path.c_str(), grpc::internal::RpcMethod::NORMAL_RPC);
+  return grpc::internal::BlockingUnaryCall(channel.get(), rpc, &c, request, &response);
+}
+
+// A request that does not parse is bad input like any other (gRPC alone answered INTERNAL with no message, and the
+// call went uncounted).
+TEST_F(ServiceTest, RequestsThatDoNotParseGetInvalidArgument) {
+  start({}, /*metrics=*/true);
+  // name (field 1) "a\xff": not UTF-8; then world_size 1 and host "h".
+  const grpc::Status not_utf8 = call_with_bytes(server_->port(), "CreateRun",
+                                                std::string("\x0a\x02"
+                                                            "a\xff\x10\x01\x22\x01h",
+                                                            9));
+  EXPECT_EQ(not_utf8.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(not_utf8.error_message().find("does not parse as a CreateRun request"), std::string::npos)
+      << not_utf8.error_message();
+  EXPECT_EQ(call_with_bytes(server_->port(), "StopRun", "\xff\xff\xff\xff").error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  const std::string metrics = testing::http_get(server_->metrics_port(), "/metrics");
+  EXPECT_NE(metrics.find("ijepa_coordinator_rpcs_total{code=\"INVALID_ARGUMENT\",method=\"CreateRun\"} 1"),
+            std::string::npos)
+      << metrics;
+  // The server goes on serving.
+  v1::ListRunsResponse list;
+  EXPECT_TRUE(stub()->ListRuns(context().get(), v1::ListRunsRequest(), &list).ok());
+}
+
 TEST_F(ServiceTest, OversizedMessageIsRefused) {
   start();
   v1::CreateRunRequest huge = create_request("huge");

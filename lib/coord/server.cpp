@@ -176,11 +176,19 @@ void CoordinatorServer::tick_loop() {
   // The last failure, logged when it starts or changes and not again at every retry: a full disk would otherwise
   // log five lines a second, onto the disk that is full as often as not.
   std::string failure;
+  bool database_gone = false;
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stop_.wait_for(lock, flush_period, [this] { return stopping_; })) {
     lock.unlock();
     try {
       if (std::chrono::steady_clock::now() >= next_tick) {
+        if (!database_gone && storage_->file_replaced()) {
+          database_gone = true;
+          log::error(log::str("coordinator: database '", options_.db_path,
+                              "' was deleted or replaced while in use: what the coordinator writes from now on goes to "
+                              "the file it opened, gone when it exits; restart it to keep runs in a file again (its "
+                              "ranks register again)"));
+        }
         registry_->tick();
         next_tick += std::chrono::duration_cast<std::chrono::steady_clock::duration>(tick_period);
       }

@@ -2,6 +2,7 @@
 #include "coord/storage.h"
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <stdexcept>
@@ -90,6 +91,11 @@ Storage::Storage(const std::string& path) : path_(path), db_(nullptr, sqlite3_cl
     if (dynamic_cast<const common::InputError*>(&e)) throw;
     throw common::InputError(e.what());
   }
+  struct stat opened {};
+  if (path != ":memory:" && stat(path.c_str(), &opened) == 0) {
+    device_ = opened.st_dev;
+    inode_ = opened.st_ino;
+  }
   save_run_ = prepare(
       "INSERT INTO runs(name, state, updated_time, record) VALUES(?1, ?2, ?3, ?4) ON CONFLICT(name) DO UPDATE SET "
       "state=excluded.state, updated_time=excluded.updated_time, record=excluded.record");
@@ -105,6 +111,12 @@ Storage::Storage(const std::string& path) : path_(path), db_(nullptr, sqlite3_cl
 }
 
 Storage::~Storage() = default;
+
+bool Storage::file_replaced() const {
+  if (device_ == 0 && inode_ == 0) return false;
+  struct stat now {};
+  return stat(path_.c_str(), &now) != 0 || now.st_dev != device_ || now.st_ino != inode_;
+}
 
 void Storage::check_schema() {
   Statement version = prepare("PRAGMA user_version");

@@ -7,6 +7,8 @@
 // does not rewrite it. Not thread-safe: the run registry serializes every call.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,6 +34,11 @@ class Storage {
   Storage& operator=(const Storage&) = delete;
 
   // Throw common::InputError naming the record when one does not parse.
+  // True once PATH no longer names the file opened (deleted, or replaced by another): SQLite goes on writing to the
+  // open file, which is gone with everything in it when the process ends. Reads no SQLite state: safe from any
+  // thread.
+  bool file_replaced() const;
+
   std::vector<v1::Run> load_runs();
   std::vector<v1::Worker> load_workers();
 
@@ -80,6 +87,8 @@ class Storage {
   void step_done(sqlite3_stmt* statement);               // runs a write statement, then resets it
 
   std::string path_;
+  dev_t device_ = 0;  // of the file opened; 0 for ":memory:"
+  ino_t inode_ = 0;
   std::unique_ptr<sqlite3, int (*)(sqlite3*)> db_;
   Statement save_run_, save_worker_, delete_worker_, save_config_, load_config_, append_event_, events_;
 };

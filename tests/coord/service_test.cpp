@@ -313,6 +313,20 @@ TEST_F(ServiceTest, AFailingDatabaseIsLoggedOnceAndCatchesUp) {
   sqlite3_close(db);
 }
 
+// A database deleted under a running coordinator is said at once: SQLite goes on writing to the deleted file, and
+// every run would be lost at exit without a word.
+TEST_F(ServiceTest, ADatabaseDeletedWhileInUseIsSaid) {
+  start();
+  ::testing::internal::CaptureStderr();
+  std::filesystem::remove(dir_ / "c.db");
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // two ticks
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  const std::string expected = "database '" + (dir_ / "c.db") + "' was deleted or replaced while in use";
+  const size_t first = log.find(expected);
+  EXPECT_NE(first, std::string::npos) << log;
+  EXPECT_EQ(log.find(expected, first + 1), std::string::npos) << "said once: " << log;
+}
+
 TEST_F(ServiceTest, BadInputGetsInvalidArgumentOrNotFound) {
   start();
   auto s = stub();
